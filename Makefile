@@ -1,0 +1,52 @@
+# otklik: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OTK := $(VENV)/bin/otklik
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test bench venv lock deb-packages kafka-start kafka-stop clean
+
+# The virtual environment, created when missing and refreshed when the dependencies change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job: local Kafka, the worker and the traffic simulator; Ctrl-C stops what it started.
+run: venv
+	bash deploy/run-local.sh
+
+# Every test, on real services: starts Kafka (and installs Debian's Prometheus and Alertmanager)
+# when missing, and stops what it started.
+test: venv deb-packages
+	bash deploy/with-services.sh $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# Benchmarks: each figure beside a baseline measured in the same run.
+bench: venv
+	bash deploy/with-services.sh $(PY) -m bench
+
+# Prometheus and Alertmanager come from Debian's packages.
+deb-packages:
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	  echo "installing Debian's prometheus and prometheus-alertmanager ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; }
+
+# Re-record the versions the tests ran with (constraints.txt).
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+kafka-start: venv
+	$(OTK) kafka start
+
+kafka-stop: venv
+	$(OTK) kafka stop
+
+clean:
+	-$(OTK) kafka stop
+	rm -rf $(VENV) deploy/kafka/.run .run build *.egg-info

@@ -1,0 +1,1 @@
+"""Stream processors: pure cores plus the thin faust agents that wire them."""

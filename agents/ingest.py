@@ -1,0 +1,60 @@
+"""Decoding of ``otklik.raw`` records (pure): bytes → a typed :class:`RawEnvelope` → interactions.
+
+Every failure is a :class:`RejectedRecord` whose reason names what is wrong, so the faust agent can
+send the input to the dead-letter topic and go on with the next record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from otklik.schemas.records import Interaction, RawEnvelope
+
+PLATFORMS = ("vk", "tg", "max", "ok")
+
+
+class RejectedRecord(ValueError):
+    """A record that cannot be processed; ``stage`` says where, the message says why."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
+def decode_raw(value: bytes | None) -> RawEnvelope:
+    if not value:
+        raise RejectedRecord("decode", "empty record")
+    try:
+        data: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RejectedRecord("decode", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RejectedRecord("decode", f"envelope is a JSON {type(data).__name__}, not an object")
+    platform = data.get("platform")
+    if platform not in PLATFORMS:
+        raise RejectedRecord("decode", f"envelope.platform: {platform!r} is not one of {', '.join(PLATFORMS)}")
+    received_at = data.get("received_at")
+    if isinstance(received_at, bool) or not isinstance(received_at, (int, float)) or received_at <= 0:
+        raise RejectedRecord("decode", f"envelope.received_at: {received_at!r} is not a positive unix time")
+    body = data.get("body")
+    if not isinstance(body, dict):
+        raise RejectedRecord("decode", "envelope.body: missing or not a JSON object")
+    source = data.get("source", "unknown")
+    if not isinstance(source, str):
+        raise RejectedRecord("decode", "envelope.source: not a string")
+    return RawEnvelope(platform=platform, source=source, received_at=float(received_at), body=body)
+
+
+def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
+    """The platform body as interaction records ([] for events otklik does not measure)."""
+    if envelope.platform == "vk":
+        from otklik.agents.normalize import NormalizeError, normalize_vk
+
+        try:
+            return normalize_vk(envelope.body, int(envelope.received_at))
+        except NormalizeError as exc:
+            raise RejectedRecord("normalize", str(exc)) from None
+    raise RejectedRecord("normalize", f"platform {envelope.platform!r} has no normalizer yet")

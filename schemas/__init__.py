@@ -1,0 +1,1 @@
+"""Record types, their JSON Schemas and the page registry format."""

@@ -1,0 +1,118 @@
+"""Typed records that travel between otklik's topics.
+
+These are plain frozen dataclasses so that the pure core can use them without faust; the
+faust agents encode them with :func:`to_json` and decode with the ``from_dict`` helpers.
+The language-neutral contract of each topic is the JSON Schema in ``schemas/json/``.
+
+Times are integer unix seconds (UTC) throughout the core: VK's ``date`` has one-second
+resolution, and integers keep replay output identical whatever the order of arrival.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+Platform = Literal["vk", "tg", "max", "ok"]
+
+# Where a citizen's text lives: the object it is written on decides which replies can answer it.
+ObjectKind = Literal["wall", "photo", "video", "market", "board", "dm"]
+
+# What happened to an item of text.
+Action = Literal["new", "edit", "delete", "restore"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawEnvelope:
+    """A record of ``otklik.raw``: one platform body, verbatim, with where and when it came in."""
+
+    platform: Platform
+    source: str  # "vk-callback", "vk-longpoll", "simulator", "tg-webhook", "max-webhook"
+    received_at: float  # unix seconds, when our edge received it
+    body: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """A record of ``otklik.interactions``: one comment, reply, message, edit, deletion or restoration.
+
+    Identifiers follow DESIGN.md ("Identifiers"): ``page`` is ``vk:<group_id>``, ``item`` is e.g.
+    ``vk:<group_id>:wall:<post_id>:<comment_id>``, authors are ``vk:user:<id>`` or ``vk:<group_id>``.
+    """
+
+    platform: Platform
+    page: str  # "vk:123456"
+    action: Action
+    object_kind: ObjectKind
+    object_id: str  # the post / photo / video / market item / topic / conversation: "vk:123456:wall:88"
+    item: str  # "vk:123456:wall:88:1024"
+    seq: int  # the item's own number on its object (comment id, conversation_message_id): orders same-second items
+    received_at: int  # unix seconds, when otklik received the event
+    event_id: str | None = None  # the platform's delivery id, for dedupe (VK: event_id)
+    created_at: int | None = None  # the item's own time (VK: date); None for delete / restore
+    author: str | None = None  # None when the platform does not say (deletions)
+    thread_root: str | None = None  # item id of the thread's top-level comment (own id when top level)
+    reply_to_item: str | None = None  # VK reply_to_comment, as an item id
+    reply_to_author: str | None = None  # VK reply_to_user, as an author id
+    deleted_by: str | None = None  # for deletions: who deleted it (VK deleter_id, else user_id)
+    admin_author: str | None = None  # community messages: the administrator who wrote it (VK admin_author_id)
+    text: str = ""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Interaction:
+        return cls(**data)
+
+
+Outcome = Literal["answered", "moderated", "withdrawn", "open", "expired", "no_answer_needed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """A record of ``otklik.responses``: an item that closed, or an open item that passed its deadline.
+
+    Consumers recognise a record by (``item``, ``outcome``, ``breached``): after a crash the same record
+    may be written twice, with the same content.
+    """
+
+    item: str
+    page: str
+    kind: Literal["comment", "board_post", "message"]
+    author: str
+    created_at: int
+    outcome: Outcome
+    closed_at: int | None
+    latency_s: int | None
+    business_latency_s: int | None
+    deadline: str
+    breached: bool
+    responder: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record of ``otklik.dead-letters``: input that could not be processed, and why."""
+
+    stage: str  # "normalize", "decode", ...
+    reason: str
+    input: str  # the offending record as text (decoded as UTF-8 with replacement)
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    failed_at: float = 0.0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))

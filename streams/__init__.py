@@ -1,0 +1,1 @@
+"""otklik stream processing: the faust app, topics, the CLI and local services."""

@@ -1,0 +1,106 @@
+"""The faust app: built by :func:`create_app` from one :class:`Settings`, never at import time.
+
+Building it lazily keeps faust's event-loop binding out of imports (tests and the CLI import this
+module freely) and lets tests run several apps with their own topic names and ports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from otklik.streams.metrics import PipelineMetrics
+from otklik.streams.settings import TOPIC_NAMES, Settings
+
+log = logging.getLogger("otklik")
+
+
+@dataclass
+class Topics:
+    """The topics of DESIGN.md's data flow. Keys and values are raw bytes: the agents decode
+    them themselves, so that a record that does not decode reaches the dead-letter topic instead
+    of stopping the stream inside faust's deserializer."""
+
+    raw: faust.TopicT
+    interactions: faust.TopicT
+    responses: faust.TopicT
+    moderation: faust.TopicT
+    dead_letters: faust.TopicT
+
+
+class OtklikApp:
+    """The faust app plus what its agents share: settings, topics, metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        self.started_at = time.time()
+        self.faust = faust.App(
+            settings.app_id,
+            broker=settings.broker,
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            web_enabled=True,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replicas,
+            topic_allow_declare=True,
+            producer_acks=-1,  # acks=all: a record we report as produced survives a broker crash
+            consumer_auto_offset_reset="earliest",
+            broker_rebalance_timeout=settings.rebalance_timeout_s,
+            broker_session_timeout=min(settings.rebalance_timeout_s, 60.0),
+            broker_heartbeat_interval=min(3.0, settings.rebalance_timeout_s / 10),
+            table_cleanup_interval=60.0,
+            # No faust-level autodiscovery, no tracing: the agents are registered explicitly below.
+            autodiscover=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.topics = Topics(**{role: self._topic(role) for role in TOPIC_NAMES})
+        self._register_web()
+        from otklik.agents.pipeline import register_agents  # the thin faust wiring of the pure cores
+
+        register_agents(self)
+
+    def _topic(self, role: str) -> faust.TopicT:
+        return self.faust.topic(
+            self.settings.topic(role),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.settings.partitions,
+        )
+
+    def _register_web(self) -> None:
+        app = self.faust
+
+        @app.page("/metrics")
+        async def metrics(web, request):  # type: ignore[no-untyped-def]
+            body = generate_latest(self.registry)
+            return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        @app.page("/health")
+        async def health(web, request):  # type: ignore[no-untyped-def]
+            ours = self.settings.topic("raw")
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic == ours] if app.consumer else []
+            return web.json(
+                {
+                    "status": "ok",
+                    "app": self.settings.app_id,
+                    "uptime_s": round(time.time() - self.started_at, 1),
+                    "assigned_partitions": len(assigned),  # of otklik.raw
+                    "rebalancing": bool(app.rebalancing),
+                }
+            )
+
+
+def create_app(settings: Settings | None = None) -> OtklikApp:
+    return OtklikApp(settings or Settings.from_env())

@@ -1,0 +1,123 @@
+"""The `otklik` command line. Each command imports what it needs when it runs, so `--help` is fast."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """otklik: how long citizens wait for an answer on official social-media pages.
+
+    The worker measures response times from Kafka; the other commands run local services,
+    generate traffic, and replay event files offline. Settings come from OTKLIK_* environment
+    variables (see README.md, "Configuration")."""
+
+
+@main.command()
+def version() -> None:
+    """Print otklik's version and the versions of the parts it runs on."""
+    from otklik.streams.kafka_local import kafka_version
+
+    click.echo(f"otklik {_dist_version('otklik')}")
+    for dist in ("faust-streaming", "aiokafka", "prometheus-client"):
+        click.echo(f"{dist} {_dist_version(dist)}")
+    click.echo(f"Apache Kafka {kafka_version()} (local broker, deploy/kafka/pom.xml)")
+
+
+@main.command()
+@click.option("--web-port", type=int, help="Port of /metrics, /health and the read API [env OTKLIK_WEB_PORT, 6066].")
+@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), help="Page registry YAML [env OTKLIK_REGISTRY].")
+@click.option("--loglevel", default=None, help="debug, info, warning or error [env OTKLIK_LOG_LEVEL, info].")
+def worker(web_port: int | None, registry: Path | None, loglevel: str | None) -> None:
+    """Run the stream worker: normalize raw events, match replies, export metrics.
+
+    Connects to the broker in OTKLIK_KAFKA_BROKER (default kafka://127.0.0.1:9092). Stop it with
+    Ctrl-C or SIGTERM; it commits what it processed and leaves the group cleanly."""
+    from faust import Worker
+
+    from otklik.streams.app import create_app
+    from otklik.streams.settings import Settings, SettingsError
+
+    overrides: dict[str, object] = {}
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    if registry is not None:
+        overrides["registry"] = registry
+    if loglevel is not None:
+        overrides["log_level"] = loglevel
+    try:
+        settings = Settings.from_env(**overrides)
+        otk = create_app(settings)
+    except (SettingsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    import asyncio
+
+    from otklik.streams.topics import ensure_topics
+
+    try:
+        asyncio.run(ensure_topics(settings))
+    except Exception as exc:  # the broker is down or refuses: say so plainly
+        raise click.ClickException(f"cannot create topics on {settings.bootstrap}: {exc!r}") from None
+    click.echo(
+        f"otklik worker: broker {settings.bootstrap}, metrics http://{settings.web_host}:{settings.web_port}/metrics",
+        err=True,
+    )
+    Worker(otk.faust, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+@main.group()
+def kafka() -> None:
+    """Run a local single-node Apache Kafka (KRaft) on 127.0.0.1.
+
+    The release pinned in deploy/kafka/pom.xml is fetched once from Maven Central.
+    Port, data folder and cache come from OTKLIK_KAFKA_PORT (9092), OTKLIK_KAFKA_DATA
+    and OTKLIK_KAFKA_CACHE."""
+
+
+def _local_kafka():  # type: ignore[no-untyped-def]
+    from otklik.streams.kafka_local import LocalKafka
+
+    return LocalKafka.from_env()
+
+
+@kafka.command("start")
+def kafka_start() -> None:
+    """Start the broker and wait until it accepts connections (reuses a running one)."""
+    from otklik.streams.kafka_local import KafkaError
+
+    try:
+        click.echo(_local_kafka().start())
+    except KafkaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker cleanly (no error when it is not running)."""
+    click.echo(_local_kafka().stop())
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the broker runs; exit status 0 when it accepts connections, 3 when not."""
+    running, line = _local_kafka().status()
+    click.echo(line)
+    sys.exit(0 if running else 3)
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
+    try:
+        from otklik.streams.simulate import simulate_command
+    except ImportError:  # TEMP until simulate lands
+        return
+
+    main.add_command(simulate_command, "simulate")
+
+
+_register_optional_commands()

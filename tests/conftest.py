@@ -1,0 +1,186 @@
+"""Fixtures for tests on real services.
+
+The local Kafka is started when it is not running (and stopped afterwards only if these tests
+started it). A service that does not come up fails the test that needs it; it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OTKLIK = str(Path(sys.executable).parent / "otklik")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """The bootstrap address of a running local Kafka."""
+    from otklik.streams.kafka_local import KafkaError, LocalKafka
+
+    broker = LocalKafka.from_env()
+    was_running = broker.pid() is not None
+    try:
+        broker.start()
+    except KafkaError as exc:
+        pytest.fail(f"the local Kafka did not start: {exc}")
+    yield broker.bootstrap
+    if not was_running:
+        broker.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class WorkerProcess:
+    """A real `otklik worker` in its own process, with its own topics, group and port."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    starts: int = field(default=0)
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.env['OTKLIK_WEB_PORT']}"
+
+    def topic(self, name: str) -> str:
+        return self.env["OTKLIK_TOPIC_PREFIX"] + name
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [OTKLIK, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+        log.close()
+        self.wait_assigned(timeout)
+
+    def wait_assigned(self, timeout: float) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(f"the worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.web + "/health", timeout=2) as resp:
+                    import json
+
+                    health = json.loads(resp.read())
+                    if health["assigned_partitions"] > 0 and not health["rebalancing"]:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"the worker did not join its group within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(self.web + "/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@pytest.fixture
+def worker_factory(kafka: str, tmp_path: Path) -> Iterator:
+    workers: list[WorkerProcess] = []
+
+    def make(registry: Path | None = None, **extra_env: str) -> WorkerProcess:
+        name = unique("t")
+        env = dict(os.environ)
+        env.update(
+            OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
+            OTKLIK_APP_ID=name,
+            OTKLIK_TOPIC_PREFIX=name + ".",
+            OTKLIK_WEB_PORT=str(free_port()),
+            OTKLIK_DATA_DIR=str(tmp_path / name),
+            OTKLIK_PARTITIONS="2",
+            OTKLIK_REBALANCE_TIMEOUT="6",
+            OTKLIK_LOG_LEVEL="info",
+        )
+        if registry is not None:
+            env["OTKLIK_REGISTRY"] = str(registry)
+        env.update(extra_env)
+        w = WorkerProcess(env=env, log_path=tmp_path / f"{name}.log")
+        workers.append(w)
+        return w
+
+    yield make
+    for w in workers:
+        w.stop()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list:
+    """Read a topic from the start until `expect` records arrived or the time is up."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
