@@ -64,6 +64,7 @@ class OtklikApp:
             value_serializer="raw",
         )
         self.topics = Topics(**{role: self._topic(role) for role in TOPIC_NAMES})
+        self.live = None  # the response engine in the worker, set by register_agents
         self._register_web()
         from otklik.agents.pipeline import register_agents  # the thin faust wiring of the pure cores
 

@@ -41,6 +41,7 @@ class Settings:
     rebalance_timeout_s: float = 60.0  # OTKLIK_REBALANCE_TIMEOUT: a fresh group joins after about half of it
     late_window_s: int = 600  # OTKLIK_LATE_WINDOW: how long an event about an unseen item is held
     retention_s: int = 30 * 86400  # OTKLIK_RETENTION: open items expire and closed ids are forgotten after it
+    tick_interval_s: float = 15.0  # OTKLIK_TICK_INTERVAL: how often deadlines are checked (at most 60)
     log_level: str = "info"  # OTKLIK_LOG_LEVEL
 
     def __post_init__(self) -> None:
@@ -57,6 +58,8 @@ class Settings:
             raise SettingsError(f"OTKLIK_REPLICAS: {self.replicas} must be at least 1")
         if self.late_window_s < 0 or self.retention_s <= self.late_window_s:
             raise SettingsError("OTKLIK_RETENTION must be longer than OTKLIK_LATE_WINDOW, and both non-negative")
+        if not 0 < self.tick_interval_s <= 60:
+            raise SettingsError(f"OTKLIK_TICK_INTERVAL: {self.tick_interval_s} must be in (0, 60] seconds")
         if self.registry is not None and not self.registry.is_file():
             raise SettingsError(f"OTKLIK_REGISTRY: {self.registry} is not a file")
 
@@ -99,6 +102,7 @@ ENV_NAMES = {
     "rebalance_timeout_s": "OTKLIK_REBALANCE_TIMEOUT",
     "late_window_s": "OTKLIK_LATE_WINDOW",
     "retention_s": "OTKLIK_RETENTION",
+    "tick_interval_s": "OTKLIK_TICK_INTERVAL",
     "log_level": "OTKLIK_LOG_LEVEL",
 }
 
@@ -106,7 +110,7 @@ ENV_NAMES = {
 def _convert(name: str, raw: str) -> object:
     if name in ("web_port", "partitions", "replicas", "late_window_s", "retention_s"):
         return int(raw)
-    if name == "rebalance_timeout_s":
+    if name in ("rebalance_timeout_s", "tick_interval_s"):
         return float(raw)
     if name == "data_dir":
         return Path(raw)
