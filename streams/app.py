@@ -88,6 +88,43 @@ class OtklikApp:
             body = generate_latest(self.registry)
             return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+        @app.page("/api/pages/{page}/open-items")
+        async def open_items(web, request, page: str):  # type: ignore[no-untyped-def]
+            """The page's open items, oldest first, with their platform links (the notifier's links)."""
+            from otklik.schemas.links import platform_link
+
+            if self.live is None:
+                return web.json({"error": "the response engine is not running"}, status=503)
+            now = int(time.time())
+            try:
+                limit = int(request.query.get("limit", "20"))
+            except ValueError:
+                return web.json({"error": "limit: not an integer"}, status=400)
+            if not 1 <= limit <= 1000:
+                return web.json({"error": "limit: must be between 1 and 1000"}, status=400)
+            config = self.live.page_config(page)
+            items = self.live.engine.open_items(page)
+            return web.json(
+                {
+                    "page": page,
+                    "title": config.title,
+                    "deadline": config.deadline.text,
+                    "open_items": len(items),
+                    "items": [
+                        {
+                            "item": view.item,
+                            "kind": view.kind,
+                            "created_at": view.created_at,
+                            "due_at": view.due_at,
+                            "age_s": max(0, now - view.created_at),
+                            "business_age_s": config.clock.working_seconds(view.created_at, now),
+                            "link": platform_link(view.item),
+                        }
+                        for view in items[:limit]
+                    ],
+                }
+            )
+
         @app.page("/health")
         async def health(web, request):  # type: ignore[no-untyped-def]
             ours = self.settings.topic("raw")

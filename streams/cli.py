@@ -110,12 +110,65 @@ def kafka_status() -> None:
     sys.exit(0 if running else 3)
 
 
+@main.command()
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.option("--registry", required=True, type=click.Path(exists=True, dir_okay=False), help="The page registry (YAML).")
+@click.option("--now", default=None, help="When open items' ages are measured: ISO 8601 or unix seconds (default: the last event's time).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON Lines here instead of standard output.")
+def replay(events: str, registry: str, now: str | None, out: str | None) -> None:
+    """Run the response engine over an event file, without Kafka.
+
+    EVENTS is JSON Lines: {"received_at": ISO-8601 or unix seconds, "body": <VK callback body>} or a bare
+    body (received at its own date). Lines are processed in order of received_at (file order breaks ties).
+    Output: one JSON line per item, ordered by creation time then item id, with its outcome, latencies in
+    wall-clock and working seconds, and whether its deadline was breached. Malformed lines are reported
+    on standard error with their line numbers and skipped."""
+    from otklik.agents.replay import ReplayError, replay_file
+    from otklik.schemas.registry import RegistryError
+
+    try:
+        counts = replay_file(events, registry, now, out)
+    except (RegistryError, ReplayError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if counts.get("malformed"):
+        click.echo(f"{counts['malformed']} malformed line(s) skipped", err=True)
+
+
+def _filter_lines(function) -> None:  # type: ignore[no-untyped-def]
+    """Standard input to standard output, line by line, flushed so it works in a pipe."""
+    stdin = click.get_binary_stream("stdin")
+    stdout = click.get_text_stream("stdout")
+    for line in function(iter(stdin.readline, b"")):
+        stdout.write(line if line.endswith("\n") else line + "\n")
+        stdout.flush()
+
+
+@main.command()
+def moderate() -> None:
+    """Label texts for moderation: JSON Lines {"id", "text"} on standard input, {"id", "labels": [...]} out.
+
+    Labels: obscene, insult, threat, spam, flood; an empty list when the text is clean. A malformed line
+    gives {"id": null, "error": "..."} and the rest is still processed."""
+    from otklik.agents.moderation import moderate_lines
+
+    _filter_lines(moderate_lines)
+
+
+@main.command()
+def triage() -> None:
+    """Decide which texts need an answer: JSON Lines {"id", "text", "addressed_to"?} on standard input,
+    {"id", "needs_answer": true|false, "reason": "..."} out.
+
+    addressed_to is "page", "citizen" or null. When in doubt a text needs an answer; offensive content and
+    spam always do (they need removal or an answer). A malformed line gives {"id": null, "error": "..."}."""
+    from otklik.agents.triage import triage_lines
+
+    _filter_lines(triage_lines)
+
+
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
-    try:
-        from otklik.streams.simulate import simulate_command
-    except ImportError:  # TEMP until simulate lands
-        return
+    from otklik.streams.simulate import simulate_command
 
     main.add_command(simulate_command, "simulate")
 

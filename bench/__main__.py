@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, live, memory,
+moderation, triage)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+ORDER = ["replay", "memory", "live", "moderation", "triage"]
+MODULES = {
+    "replay": "bench.replay",
+    "memory": "bench.memory",
+    "live": "bench.live",
+    "moderation": "bench.bench_moderation",
+    "triage": "bench.bench_triage",
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or ORDER
+    failed = []
+    for name in names:
+        print(f"\n=== {name} " + "=" * (60 - len(name)), flush=True)
+        started = time.perf_counter()
+        try:
+            module = importlib.import_module(MODULES[name])
+            sys.argv = [name]  # benchmarks that parse arguments see none
+            module.main()
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            print(f"{name}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            failed.append(name)
+        print(f"({name}: {time.perf_counter() - started:.1f} s)", flush=True)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
