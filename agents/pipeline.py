@@ -132,13 +132,14 @@ def register_agents(otk: OtklikApp) -> None:
         them is saved: after a crash a record may repeat (same content), never go missing."""
         futures = []
         for record in records:
-            metrics.observe_response(record)
+            metrics.observe_response(record, live.page_config(record.page))
             futures.append(await topics.responses.send(key=record.page.encode(), value=record.to_json()))
         for fut in futures:
             await fut
 
-    def save(pages: set[str]) -> None:
-        for page in pages:
+    def save() -> None:
+        """Write the pages that changed (by events or by the timer) once each."""
+        for page in live.engine.take_dirty():
             pages_table[page.encode()] = live.engine.dump_page(page)
 
     async def dead_letter(event, stage: str, reason: str) -> None:  # type: ignore[no-untyped-def]
@@ -186,7 +187,6 @@ def register_agents(otk: OtklikApp) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             ensure_loaded()
             out: list[ResponseRecord] = []
-            touched: set[str] = set()
             for event in events:
                 try:
                     ia = Interaction.from_dict(_loads(event.message.value))
@@ -199,10 +199,8 @@ def register_agents(otk: OtklikApp) -> None:
                     log.exception("response engine failed on %s", ia.item)
                     await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
                     continue
-                touched.add(ia.page)
-            touched.update(r.page for r in out)
             await emit(out)
-            save(touched)
+            save()
 
     @app.timer(interval=otk.settings.tick_interval_s)
     async def deadlines() -> None:
@@ -214,7 +212,7 @@ def register_agents(otk: OtklikApp) -> None:
         ensure_loaded()
         out = live.engine.tick(int(time.time()))
         await emit(out)
-        save({r.page for r in out})
+        save()
 
     metrics.watch_engine(lambda: live.engine)
 

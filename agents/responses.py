@@ -1,0 +1,814 @@
+"""The response engine: which citizen items a page answered, when, and within its deadline (pure core).
+
+It implements DESIGN.md "What counts as a response". Inputs are :class:`Interaction` records, outputs
+:class:`ResponseRecord` s. No faust, no I/O: the live worker and ``otklik replay`` share it.
+
+How order independence is achieved
+----------------------------------
+Events may arrive late by up to ``late_window_s`` of arrival time (``received_at``). So that results do
+not depend on the order of arrival within that window:
+
+* Every item's outcome is a *pure function of the events known about it*: the matching page replies
+  (placed at their own ``created_at``) and its deletions/restorations (placed at their ``received_at``),
+  walked in time order (:func:`_evaluate`). Processing them in any order gives the same outcome.
+* Page replies are kept for the window after they were received, so an item that arrives after a reply
+  which answers it (by ``created_at``) is still answered; a reply never answers an item created after it.
+  Deletions and restorations of an item not seen yet are held for the window likewise.
+* A closure is *tentative* until the window has passed since the last event that concerned the item;
+  only then is its record emitted (``settle``). An earlier reply or a deletion that arrives late but
+  within the window therefore revises the outcome instead of contradicting an emitted record. Metrics
+  see a tentatively closed item as closed at once.
+
+State is partitioned by page (:class:`PageState`), so the live worker can keep one page per key of a
+faust table (:meth:`ResponseEngine.dump_page` / :meth:`ResponseEngine.load_page`). Timers (settling,
+deadlines, expiry) live in engine-wide heaps with lazy invalidation and are rebuilt from page state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from otklik.schemas.records import Interaction, Outcome, ResponseRecord
+
+__all__ = [
+    "DeadlineLike",
+    "OpenItemView",
+    "PageConfigLike",
+    "PageSummary",
+    "ResponseEngine",
+]
+
+
+class ClockLike(Protocol):
+    def working_seconds(self, start: int, end: int) -> int: ...
+
+
+class DeadlineLike(Protocol):
+    seconds: int
+    working: bool
+    text: str
+
+    def due_at(self, clock: Any, created_at: int) -> int: ...
+
+    def elapsed(self, clock: Any, start: int, end: int) -> int: ...
+
+
+class PageConfigLike(Protocol):
+    """What the engine needs of the registry's ``PageConfig``."""
+
+    id: str
+    clock: ClockLike
+    deadline: DeadlineLike
+    administrators: frozenset[str]
+    bot_replies_count: bool
+
+
+KIND_OF_OBJECT = {
+    "wall": "comment",
+    "photo": "comment",
+    "video": "comment",
+    "market": "comment",
+    "board": "board_post",
+    "dm": "message",
+}
+
+# Codes of lifecycle events; at the same second an answer comes before a deletion, a deletion before
+# a restoration (a deletion and restoration in one second leave the item visible).
+_ANSWER, _DELETE, _RESTORE = 0, 1, 2
+_CLOSED_CODES: dict[str, int] = {"answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3}
+_CLOSED_NAMES = {v: k for k, v in _CLOSED_CODES.items()}
+
+
+class OpenItemView(NamedTuple):
+    """An open item as the read API and the notifier see it."""
+
+    item: str
+    page: str
+    kind: str
+    author: str
+    created_at: int
+    due_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageSummary:
+    """One page's backlog for metrics: computed when Prometheus scrapes."""
+
+    page: str
+    open_count: int
+    oldest_created_at: int | None
+    oldest_age_s: int | None
+    oldest_business_age_s: int | None
+    # The oldest open item's age in the deadline's kind, as a fraction of the deadline (1.0 = due).
+    oldest_fraction: float | None
+    deadline: str
+
+
+class _Item:
+    """An open (or tentatively closed) item: slotted, a few hundred bytes with its strings."""
+
+    __slots__ = (
+        "item",
+        "object_id",
+        "object_kind",
+        "author",
+        "created_at",
+        "seq",
+        "thread_root",
+        "received_at",
+        "due",
+        "reopened_at",
+        "reported",
+        "answers",
+        "life",
+        "tentative",
+        "settle_at",
+    )
+
+    def __init__(
+        self,
+        item: str,
+        object_id: str,
+        object_kind: str,
+        author: str,
+        created_at: int,
+        seq: int,
+        thread_root: str | None,
+        received_at: int,
+        due: int,
+        reopened_at: int = 0,
+        reported: bool = False,
+    ) -> None:
+        self.item = item
+        self.object_id = object_id
+        self.object_kind = object_kind
+        self.author = author
+        self.created_at = created_at
+        self.seq = seq
+        self.thread_root = thread_root
+        self.received_at = received_at
+        self.due = due  # -1 until first needed: most items are answered before anyone asks
+        self.reopened_at = reopened_at  # a restored item: replies before its restoration do not count
+        self.reported = reported  # its open-and-breached record was emitted
+        # (created_at, seq, responder, received_at) of every matching page reply; None when none.
+        self.answers: list[tuple[int, int, str, int]] | None = None
+        # (received_at, _DELETE or _RESTORE, deleted_by or "") of its deletions / restorations.
+        self.life: list[tuple[int, int, str]] | None = None
+        # (outcome, closed_at, responder, deleted_by) while tentatively closed, else None.
+        self.tentative: tuple[str, int, str | None, str | None] | None = None
+        self.settle_at = 0
+
+
+class _Reply(NamedTuple):
+    """A page reply, kept for the late window so that a late item can still be matched."""
+
+    created_at: int
+    seq: int
+    received_at: int
+    item: str
+    object_id: str
+    thread_root: str | None
+    reply_to_item: str | None
+    reply_to_author: str | None
+    responder: str
+
+
+def _answers(reply: _Reply, it: _Item, page: str) -> bool:
+    """DESIGN "What counts as a response": does page reply ``reply`` answer item ``it`` (same object)?"""
+    if reply.created_at < it.created_at or (reply.created_at == it.created_at and reply.seq <= it.seq):
+        return False  # only a later reply answers (same second: a higher id)
+    if reply.created_at < it.reopened_at:
+        return False
+    kind = it.object_kind
+    if kind == "board" or kind == "dm":
+        return True  # a page post answers every earlier item in the topic / from the peer
+    if reply.reply_to_item == it.item:
+        return True  # 1. a direct reply
+    to = reply.reply_to_author
+    if reply.thread_root == it.thread_root and (to is None or to == page or to == it.author):
+        return True  # 2. in its thread, addressed to its author or to nobody in particular
+    # 3. top level and addressed to its author
+    return to == it.author and reply.thread_root == reply.item
+
+
+def _evaluate(it: _Item) -> tuple[str, int, str | None, str | None] | None:
+    """The item's outcome from the events known about it: None while open.
+
+    Answers are placed at their own time, deletions and restorations at their arrival; walked in time
+    order, the first answer while visible closes it; a deletion hides it until a restoration.
+    """
+    if not it.life:
+        if not it.answers:
+            return None
+        created, _, responder, _ = min(it.answers)  # the first page reply answers it
+        return ("answered", created, responder, None)
+    timeline: list[tuple[int, int, int, str]] = []
+    if it.answers:
+        for created, seq, responder, _ in it.answers:
+            timeline.append((created, _ANSWER, seq, responder))
+    if it.life:
+        for received, code, by in it.life:
+            timeline.append((received, code, 0, by))
+    timeline.sort()
+    deleted: tuple[int, str] | None = None
+    for t, code, _, who in timeline:
+        if code == _ANSWER:
+            if deleted is None:
+                return ("answered", t, who, None)
+        elif code == _DELETE:
+            if deleted is None:
+                deleted = (t, who)
+        elif deleted is not None:
+            deleted = None
+    if deleted is not None:
+        t, who = deleted
+        # Deleted by its author: withdrawn; by anyone else (or by someone VK did not name): moderated.
+        return ("withdrawn" if who == it.author else "moderated", t, None, who or None)
+    return None
+
+
+@dataclass(slots=True)
+class PageState:
+    """Everything the engine knows about one page; (de)serialised on its own."""
+
+    page: str
+    items: dict[str, _Item] = field(default_factory=dict)
+    by_object: dict[str, list[_Item]] = field(default_factory=dict)
+    # item id -> (outcome code, forget_at): closed items remembered for the retention horizon.
+    closed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # item id not seen yet -> held deletions / restorations (received_at, code, deleted_by).
+    held: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    # object id -> page replies received within the late window.
+    replies: dict[str, list[_Reply]] = field(default_factory=dict)
+    reply_ids: set[str] = field(default_factory=set)
+    # event_id -> received_at, for dedupe of redeliveries.
+    events: dict[str, int] = field(default_factory=dict)
+    config: Any = None
+
+
+def _record(
+    page: str,
+    it: _Item,
+    outcome: Outcome,
+    closed_at: int | None,
+    cfg: PageConfigLike,
+    responder: str | None = None,
+    breached: bool | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ResponseRecord:
+    deadline = cfg.deadline
+    latency = business = None
+    if closed_at is not None:
+        latency = closed_at - it.created_at
+        if latency < 0:
+            latency = 0
+        business = cfg.clock.working_seconds(it.created_at, closed_at)
+        if breached is None:
+            # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
+            # already passed when it was deleted, which is this same comparison.
+            breached = (business if deadline.working else latency) > deadline.seconds
+    return ResponseRecord(
+        it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,  # type: ignore[arg-type]
+        closed_at, latency, business, deadline.text, bool(breached), responder, None, extra or {},
+    )  # fmt: skip
+
+
+_RECORD_FIELDS = (
+    "item", "page", "kind", "author", "created_at", "outcome", "closed_at", "latency_s", "business_latency_s",
+    "deadline", "breached", "responder", "reason", "extra",
+)  # fmt: skip
+if ResponseRecord.__slots__ != _RECORD_FIELDS:  # pragma: no cover
+    raise ImportError("otklik.agents.responses: ResponseRecord's fields changed; update _record")
+
+
+class ResponseEngine:
+    """Matches page replies to citizen items, page by page.
+
+    ``page_config(page_id)`` returns the registry's PageConfig (raise ``LookupError`` or return None for
+    a page that is not watched: its events are ignored and counted in :attr:`unknown_page_events`).
+
+    * :meth:`process` takes one interaction; returns the records of items whose outcome became final.
+    * :meth:`tick` advances time: settles, expires, and reports open items past their deadline once.
+    * :meth:`open_items`, :meth:`summary`, :meth:`snapshot` read the backlog for metrics and the read API.
+    * :meth:`dump_page` / :meth:`load_page` (de)serialise one page's state.
+    """
+
+    def __init__(
+        self,
+        page_config: Callable[[str], PageConfigLike | None],
+        late_window_s: int = 600,
+        retention_s: int = 30 * 86400,
+        dedupe_s: int = 86400,
+    ) -> None:
+        self._page_config = page_config
+        self.late_window_s = late_window_s
+        self.retention_s = retention_s
+        self.dedupe_s = dedupe_s
+        self.pages: dict[str, PageState] = {}
+        self.watermark = 0  # the latest received_at / tick time seen
+        self.unknown_page_events = 0
+        # Timers: (time, page, item); entries are checked against the item when they fire.
+        self._settle_heap: list[tuple[int, str, str]] = []
+        self._due_heap: list[tuple[int, str, str]] = []
+        self._expiry_heap: list[tuple[int, str, str]] = []
+        self._next_prune = 0
+        self._dirty: set[str] = set()
+
+    # ---- configuration ------------------------------------------------------------------------------
+
+    def _state(self, page: str) -> PageState | None:
+        state = self.pages.get(page)
+        if state is not None and state.config is not None:
+            return state
+        try:
+            cfg = self._page_config(page)
+        except LookupError:
+            cfg = None
+        if cfg is None:
+            return None
+        if state is None:
+            state = self.pages[page] = PageState(page)
+        state.config = cfg
+        return state
+
+    def reload_config(self) -> None:
+        """Forget cached page configs (the registry was reloaded).
+
+        An item's deadline instant is computed when first needed and then kept; records are judged
+        by the page's rules current when they are written.
+        """
+        for state in self.pages.values():
+            state.config = None
+
+    # ---- input ------------------------------------------------------------------------------------
+
+    def process(self, ia: Interaction) -> list[ResponseRecord]:
+        """Apply one interaction; returns the records of items whose outcome became final.
+
+        Time first advances to the event's ``received_at`` (outcomes whose late window has passed are
+        settled, items past the retention horizon expire), then the event takes effect. Records of
+        closures therefore come ``late_window_s`` after the closing event, from a later ``process`` or
+        :meth:`tick` call: the live worker must tick regularly.
+        """
+        out: list[ResponseRecord] = []
+        now = ia.received_at
+        if now > self.watermark:
+            self.watermark = now
+        else:
+            now = self.watermark
+        settle, expiry = self._settle_heap, self._expiry_heap
+        if (settle and settle[0][0] < now) or (expiry and expiry[0][0] <= now):
+            self._advance(now, out)
+        state = self.pages.get(ia.page)
+        if state is None or state.config is None:
+            state = self._state(ia.page)
+            if state is None:
+                self.unknown_page_events += 1
+                return out
+        eid = ia.event_id
+        if eid is not None:
+            events = state.events
+            if eid in events:
+                return out  # a redelivery
+            events[eid] = ia.received_at
+        self._dirty.add(state.page)
+        action = ia.action
+        if action == "new":
+            self._on_new(state, ia)
+        elif action == "delete":
+            self._on_life(state, ia, _DELETE)
+        elif action == "restore":
+            self._on_life(state, ia, _RESTORE)
+        # Edits change no times.
+        return out
+
+    def _is_page_reply(self, state: PageState, ia: Interaction) -> str | None:
+        """The responder when ``ia`` is a page reply, else None."""
+        author = ia.author
+        page = state.page
+        if author == page:
+            if ia.object_kind == "dm" and ia.admin_author is None:
+                # Sent by a program (auto-reply, bot): answers nothing unless the registry says so.
+                return page if state.config.bot_replies_count else None
+            return ia.admin_author or page
+        if author in state.config.administrators:
+            return author
+        return None
+
+    def _on_new(self, state: PageState, ia: Interaction) -> None:
+        author = ia.author
+        created = ia.created_at
+        if author is None or created is None:
+            return
+        page = state.page
+        is_admin = author in state.config.administrators
+        if author == page or is_admin:
+            responder = self._is_page_reply(state, ia)
+            if responder is not None and ia.item not in state.reply_ids:
+                self._on_reply(state, ia, responder)
+            return
+        if ":user:" not in author:
+            return  # comments by other communities are interactions, not items
+        item = ia.item
+        if item in state.items or item in state.closed:
+            return  # the same item announced twice
+        if created + self.retention_s <= ia.received_at:
+            return  # older than the retention horizon: nothing to track
+        self._open(state, ia, reopened_at=0)
+
+    def _open(self, state: PageState, ia: Interaction, reopened_at: int) -> _Item:
+        cfg = state.config
+        created = ia.created_at
+        assert created is not None and ia.author is not None
+        it = _Item(
+            ia.item,
+            ia.object_id,
+            ia.object_kind,
+            ia.author,
+            created,
+            ia.seq,
+            ia.thread_root,
+            ia.received_at,
+            -1,
+            reopened_at,
+        )
+        state.items[it.item] = it
+        state.by_object.setdefault(it.object_id, []).append(it)
+        window = self.late_window_s
+        # Page replies received within the window (either side) that answer it, by their own time.
+        received = ia.received_at
+        for reply in state.replies.get(it.object_id, ()):
+            # Cheap tests first: most kept replies are older than a new item.
+            if reply.created_at < created or abs(reply.received_at - received) > window:
+                continue
+            if _answers(reply, it, state.page):
+                if it.answers is None:
+                    it.answers = []
+                it.answers.append((reply.created_at, reply.seq, reply.responder, reply.received_at))
+        held = state.held.pop(it.item, None)
+        if held:
+            it.life = [h for h in held if abs(h[0] - ia.received_at) <= window] or None
+        # The deadline is computed when first needed; created_at is a lower bound of it.
+        heapq.heappush(self._due_heap, (created, state.page, it.item))
+        heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, it.item))
+        if it.answers is not None or it.life is not None:
+            self._reevaluate(state, it)
+        return it
+
+    def _on_reply(self, state: PageState, ia: Interaction, responder: str) -> None:
+        created = ia.created_at
+        assert created is not None
+        reply = _Reply(
+            created,
+            ia.seq,
+            ia.received_at,
+            ia.item,
+            ia.object_id,
+            ia.thread_root,
+            ia.reply_to_item,
+            ia.reply_to_author,
+            responder,
+        )
+        state.reply_ids.add(reply.item)
+        state.replies.setdefault(reply.object_id, []).append(reply)
+        candidates = state.by_object.get(reply.object_id)
+        if not candidates:
+            return
+        page = state.page
+        for it in candidates:
+            if it.created_at <= created and _answers(reply, it, page):
+                if it.answers is None:
+                    it.answers = []
+                it.answers.append((created, reply.seq, responder, reply.received_at))
+                self._reevaluate(state, it)
+
+    def _on_life(self, state: PageState, ia: Interaction, code: int) -> None:
+        item = ia.item
+        by = ia.deleted_by or ""
+        it = state.items.get(item)
+        if it is not None:
+            if it.life is None:
+                it.life = []
+            it.life.append((ia.received_at, code, by))
+            self._reevaluate(state, it)
+            return
+        closed = state.closed.get(item)
+        if closed is not None:
+            # A restored item becomes open again with its original creation time; deleting an
+            # answered item (or the page's reply) changes nothing.
+            if code == _RESTORE and closed[0] in (_CLOSED_CODES["moderated"], _CLOSED_CODES["withdrawn"]):
+                if ia.created_at is not None and ia.author is not None:
+                    del state.closed[item]
+                    self._open(state, ia, reopened_at=ia.received_at)
+            return
+        if item in state.reply_ids:
+            return  # the page's own reply: deleting it does not reopen anything
+        state.held.setdefault(item, []).append((ia.received_at, code, by))
+
+    def _reevaluate(self, state: PageState, it: _Item) -> None:
+        was = it.tentative
+        it.tentative = _evaluate(it)
+        if it.tentative is not None:
+            last = it.received_at
+            for a in it.answers or ():
+                if a[3] > last:
+                    last = a[3]
+            for life in it.life or ():
+                if life[0] > last:
+                    last = life[0]
+            it.settle_at = last + self.late_window_s
+            heapq.heappush(self._settle_heap, (it.settle_at, state.page, it.item))
+        elif was is not None and not it.reported:
+            heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))  # open again: watch its deadline
+
+    # ---- time -------------------------------------------------------------------------------------
+
+    def tick(self, now: int, *, report_breaches: bool = True) -> list[ResponseRecord]:
+        """Advance to ``now``: settle, expire, and report open items past their deadline (once each).
+
+        ``report_breaches=False`` skips the deadline notices (a replay judges open items at its end).
+        """
+        if now > self.watermark:
+            self.watermark = now
+        out: list[ResponseRecord] = []
+        self._advance(now, out)
+        heap = self._due_heap
+        while report_breaches and heap and heap[0][0] < now:
+            _, page, item = heapq.heappop(heap)
+            state = self.pages.get(page)
+            it = state.items.get(item) if state is not None else None
+            if it is None or it.reported:
+                continue
+            cfg = self._state(page).config  # type: ignore[union-attr]
+            due = self._due(it, cfg)
+            if due >= now:
+                heapq.heappush(heap, (due, page, item))
+                continue
+            if it.tentative is not None:
+                if it.tentative[1] <= due:
+                    continue  # closed in time; if it reopens, _reevaluate re-arms the timer
+                # Closed (tentatively) after its deadline: at the deadline it was still open.
+            deadline = cfg.deadline
+            if deadline.elapsed(cfg.clock, it.created_at, now) <= deadline.seconds:
+                # Due exactly at the end of a working period: breached from the next working second.
+                heapq.heappush(heap, (now + 60, page, item))
+                continue
+            it.reported = True
+            self._dirty.add(page)
+            out.append(_record(page, it, "open", None, cfg, breached=True))
+        if now >= self._next_prune:
+            self._prune(now)
+            self._next_prune = now + 60
+        return out
+
+    @staticmethod
+    def _due(it: _Item, cfg: PageConfigLike) -> int:
+        if it.due < 0:
+            it.due = cfg.deadline.due_at(cfg.clock, it.created_at)
+        return it.due
+
+    def _advance(self, now: int, out: list[ResponseRecord]) -> list[ResponseRecord]:
+        heap = self._settle_heap
+        while heap and heap[0][0] < now:  # events received up to settle_at are within the window
+            settle_at, page, item = heapq.heappop(heap)
+            state = self.pages.get(page)
+            it = state.items.get(item) if state is not None else None
+            if it is None or it.tentative is None or it.settle_at != settle_at:
+                continue
+            self._settle(state, it, out)  # type: ignore[arg-type]
+        heap = self._expiry_heap
+        while heap and heap[0][0] <= now:
+            expires_at, page, item = heapq.heappop(heap)
+            state = self.pages.get(page)
+            it = state.items.get(item) if state is not None else None
+            horizon = it.created_at + self.retention_s if it is not None else 0
+            if it is None or horizon > expires_at:
+                continue
+            if it.tentative is not None:
+                # Its tentative outcome decides; should it reopen, it expires once that settles.
+                heapq.heappush(heap, (max(it.settle_at, expires_at) + 1, page, item))
+                continue
+            self._close(state, it, "expired", horizon)  # type: ignore[arg-type]
+            out.append(_record(page, it, "expired", horizon, self._state(page).config, breached=True))  # type: ignore[union-attr]
+        return out
+
+    def _settle(self, state: PageState, it: _Item, out: list[ResponseRecord]) -> None:
+        outcome, closed_at, responder, deleted_by = it.tentative  # type: ignore[misc]
+        cfg = self._state(state.page).config  # type: ignore[union-attr]
+        extra: dict[str, Any] = {}
+        if outcome != "answered":
+            extra["deleted_by"] = deleted_by
+            if outcome == "moderated":
+                extra["review"] = True  # deleting a fair complaint is not an answer
+        out.append(_record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))  # type: ignore[arg-type]
+        self._close(state, it, outcome, closed_at)
+
+    def _close(self, state: PageState, it: _Item, outcome: str, closed_at: int) -> None:
+        self._dirty.add(state.page)
+        del state.items[it.item]
+        siblings = state.by_object.get(it.object_id)
+        if siblings is not None:
+            siblings.remove(it)
+            if not siblings:
+                del state.by_object[it.object_id]
+        state.closed[it.item] = (_CLOSED_CODES[outcome], max(closed_at, it.received_at) + self.retention_s)
+
+    def settle_all(self) -> list[ResponseRecord]:
+        """Make every tentative outcome final now (end of a replay: no more events will come)."""
+        out: list[ResponseRecord] = []
+        for state in list(self.pages.values()):
+            for it in [i for i in state.items.values() if i.tentative is not None]:
+                self._settle(state, it, out)
+        return out
+
+    def _prune(self, now: int) -> None:
+        """Drop what the windows no longer need: held events, kept replies, event ids, closed ids."""
+        window = self.late_window_s
+        for state in self.pages.values():
+            if state.held:
+                for item in list(state.held):
+                    kept = [h for h in state.held[item] if h[0] + window >= now]
+                    if kept:
+                        state.held[item] = kept
+                    else:
+                        del state.held[item]
+            if state.replies:
+                for object_id in list(state.replies):
+                    kept_replies = [r for r in state.replies[object_id] if r.received_at + window >= now]
+                    dropped = len(state.replies[object_id]) - len(kept_replies)
+                    if dropped:
+                        for r in state.replies[object_id]:
+                            if r.received_at + window < now:
+                                state.reply_ids.discard(r.item)
+                    if kept_replies:
+                        state.replies[object_id] = kept_replies
+                    else:
+                        del state.replies[object_id]
+            # Both dicts are in (roughly) arrival order: drop from the front until a live entry, so a
+            # prune costs what it removes, not the size of the state.
+            if state.events:
+                horizon = now - self.dedupe_s
+                stale = []
+                for e, t in state.events.items():
+                    if t >= horizon:
+                        break
+                    stale.append(e)
+                for e in stale:
+                    del state.events[e]
+            if state.closed:
+                stale = []
+                for i, (_, forget_at) in state.closed.items():
+                    if forget_at >= now:
+                        break
+                    stale.append(i)
+                for i in stale:
+                    del state.closed[i]
+
+    # ---- reading ----------------------------------------------------------------------------------
+
+    def open_items(self, page: str) -> list[OpenItemView]:
+        """The page's open items, oldest first (tentatively closed ones are not open)."""
+        state = self.pages.get(page)
+        if state is None:
+            return []
+        cfg = self._state(page).config  # type: ignore[union-attr]
+        items = sorted(
+            (it for it in state.items.values() if it.tentative is None), key=lambda i: (i.created_at, i.seq, i.item)
+        )
+        return [
+            OpenItemView(it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, self._due(it, cfg))
+            for it in items
+        ]
+
+    def summary(self, page: str, now: int) -> PageSummary | None:
+        state = self._state(page)
+        if state is None:
+            return None
+        cfg = state.config
+        oldest: _Item | None = None
+        count = 0
+        for it in state.items.values():
+            if it.tentative is None:
+                count += 1
+                if oldest is None or (it.created_at, it.seq) < (oldest.created_at, oldest.seq):
+                    oldest = it
+        if oldest is None:
+            return PageSummary(page, 0, None, None, None, None, cfg.deadline.text)
+        age = max(0, now - oldest.created_at)
+        business = cfg.clock.working_seconds(oldest.created_at, now)
+        judged = business if cfg.deadline.working else age
+        return PageSummary(
+            page, count, oldest.created_at, age, business, judged / cfg.deadline.seconds, cfg.deadline.text
+        )
+
+    def snapshot(self, now: int) -> list[PageSummary]:
+        """Summaries of the pages that hold open items (page-level series only where there is a backlog)."""
+        out = []
+        for page, state in self.pages.items():
+            if any(it.tentative is None for it in state.items.values()):
+                summary = self.summary(page, now)
+                if summary is not None:
+                    out.append(summary)
+        return out
+
+    def item_state(self, page: str, item: str) -> str | None:
+        """``open``, ``closing`` (tentatively closed), a closed outcome, or None when unknown."""
+        state = self.pages.get(page)
+        if state is None:
+            return None
+        it = state.items.get(item)
+        if it is not None:
+            return "open" if it.tentative is None else "closing"
+        closed = state.closed.get(item)
+        return _CLOSED_NAMES[closed[0]] if closed else None
+
+    def open_records(self, now: int) -> Iterable[tuple[ResponseRecord, int, int]]:
+        """Each open item as an ``open`` record with its wall and business age at ``now`` (replay output)."""
+        for page, state in self.pages.items():
+            cfg = self._state(page).config  # type: ignore[union-attr]
+            deadline = cfg.deadline
+            for it in state.items.values():
+                if it.tentative is not None:
+                    continue
+                age = max(0, now - it.created_at)
+                business = cfg.clock.working_seconds(it.created_at, now)
+                breached = (business if deadline.working else age) > deadline.seconds
+                yield _record(page, it, "open", None, cfg, breached=breached), age, business
+
+    # ---- persistence --------------------------------------------------------------------------------
+
+    def take_dirty(self) -> set[str]:
+        """Pages whose state changed since the last call (write only those to the table)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def drop_page(self, page: str) -> None:
+        """Forget a page (its partition moved to another worker); its timers lapse lazily."""
+        self.pages.pop(page, None)
+
+    def dump_page(self, page: str) -> bytes:
+        """One page's state as compact JSON (the live worker stores it in a faust table keyed by page)."""
+        state = self.pages.get(page)
+        if state is None:
+            return b"null"
+        items = [
+            [
+                it.item,
+                it.object_id,
+                it.object_kind,
+                it.author,
+                it.created_at,
+                it.seq,
+                it.thread_root,
+                it.received_at,
+                it.due,
+                it.reopened_at,
+                it.reported,
+                it.answers,
+                it.life,
+            ]
+            for it in state.items.values()
+        ]
+        return orjson.dumps(
+            {
+                "v": 1,
+                "items": items,
+                "closed": state.closed,
+                "held": state.held,
+                "replies": [list(r) for rs in state.replies.values() for r in rs],
+                "events": state.events,
+            }
+        )
+
+    def load_page(self, page: str, data: bytes) -> None:
+        """Restore one page's state from :meth:`dump_page` output, re-arming its timers."""
+        raw = orjson.loads(data)
+        self.pages.pop(page, None)
+        if raw is None:
+            return
+        if raw.get("v") != 1:
+            raise ValueError(f"page state of {page}: unknown version {raw.get('v')!r}")
+        state = PageState(page)
+        self.pages[page] = state
+        for row in raw["items"]:
+            it = _Item(*row[:11])
+            it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
+            it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
+            state.items[it.item] = it
+            state.by_object.setdefault(it.object_id, []).append(it)
+            heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, page, it.item))
+            if not it.reported:
+                heapq.heappush(self._due_heap, (it.created_at, page, it.item))
+            self._reevaluate(state, it)
+        state.closed = {k: (v[0], v[1]) for k, v in raw["closed"].items()}
+        state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
+        for row in raw["replies"]:
+            reply = _Reply(*row)
+            state.replies.setdefault(reply.object_id, []).append(reply)
+            state.reply_ids.add(reply.item)
+        state.events = dict(raw["events"])

@@ -1,0 +1,75 @@
+"""Worker memory per open item at 1,000,000 open items: the engine's objects plus the serialized
+page states that the pages table holds, beside the memory of the interaction records themselves."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+from otklik.agents.responses import ResponseEngine
+from otklik.schemas.records import Interaction
+from otklik.schemas.registry import Registry
+
+OPEN_ITEMS = 1_000_000
+PAGES = 5_000
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def interactions(n: int, start: int):  # type: ignore[no-untyped-def]
+    for i in range(n):
+        group = 200_000_001 + i % PAGES
+        post = 1 + (i // PAGES) % 40
+        cid = i
+        page = f"vk:{group}"
+        yield Interaction(
+            platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:{post}",
+            item=f"{page}:wall:{post}:{cid}", seq=cid, received_at=start + i // 100, event_id=f"e{i}",
+            created_at=start + i // 100, author=f"vk:user:{10_000_000 + i}", thread_root=f"{page}:wall:{post}:{cid}",
+            text="Когда отремонтируют дорогу на улице Ленина?",
+        )
+
+
+def main() -> None:
+    n = int(os.environ.get("OTKLIK_BENCH_OPEN_ITEMS", OPEN_ITEMS))
+    start = 1764230400
+    registry = Registry.from_mapping({"defaults": {"deadline": "8h working"}}, source="<bench>")
+
+    # Baseline: the same records held in a list (what merely keeping the input would cost).
+    gc.collect()
+    before = rss_bytes()
+    kept = list(interactions(n, start))
+    baseline = (rss_bytes() - before) / n
+    del kept
+    gc.collect()
+
+    before = rss_bytes()
+    engine = ResponseEngine(registry.page)
+    t0 = time.perf_counter()
+    for ia in interactions(n, start):
+        engine.process(ia)
+    took = time.perf_counter() - t0
+    gc.collect()
+    engine_bytes = rss_bytes() - before
+    open_count = sum(s.open_count for s in engine.snapshot(start + n // 100))
+    tables = {page: engine.dump_page(page) for page in list(engine.pages)}
+    gc.collect()
+    total = rss_bytes() - before
+    table_bytes = sum(len(v) for v in tables.values())
+    print(f"open items                         {open_count:>12,}  on {len(engine.pages):,} pages")
+    print(f"baseline: Interaction records kept {baseline:>12,.0f} bytes/item")
+    print(f"engine state (RSS growth)          {engine_bytes / n:>12,.0f} bytes/item")
+    print(f"+ serialized pages table (values)  {table_bytes / n:>12,.0f} bytes/item")
+    print(f"worker state total (RSS growth)    {total / n:>12,.0f} bytes/item   (target <= 1,024)")
+    print(f"ingest into the engine             {n / took:>12,.0f} items/s")
+
+
+if __name__ == "__main__":
+    main()
