@@ -57,4 +57,20 @@ def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
             return normalize_vk(envelope.body, int(envelope.received_at))
         except NormalizeError as exc:
             raise RejectedRecord("normalize", str(exc)) from None
+    if envelope.platform == "tg":
+        from otklik.agents.normalize import NormalizeError
+        from otklik.agents.normalize_tg import links_from_env, normalize_tg
+
+        try:
+            return normalize_tg(envelope.body, int(envelope.received_at), links_from_env())
+        except (NormalizeError, ValueError) as exc:  # ValueError: OTKLIK_TG_LINKS itself is malformed
+            raise RejectedRecord("normalize", str(exc)) from None
+    if envelope.platform == "max":
+        from otklik.agents.normalize import NormalizeError
+        from otklik.agents.normalize_max import normalize_max
+
+        try:
+            return normalize_max(envelope.body, int(envelope.received_at))
+        except NormalizeError as exc:
+            raise RejectedRecord("normalize", str(exc)) from None
     raise RejectedRecord("normalize", f"platform {envelope.platform!r} has no normalizer yet")

@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, live, memory,
-moderation, triage)."""
+gateway, moderation, triage)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import importlib
 import sys
 import time
 
-ORDER = ["replay", "memory", "live", "moderation", "triage"]
+ORDER = ["replay", "memory", "live", "gateway", "moderation", "triage"]
 MODULES = {
     "replay": "bench.replay",
     "memory": "bench.memory",
     "live": "bench.live",
+    "gateway": "bench.gateway",
     "moderation": "bench.bench_moderation",
     "triage": "bench.bench_triage",
 }

@@ -1,0 +1,669 @@
+"""The ingest gateway (``otklik gateway``): platform webhooks in, verbatim bodies durably in ``otklik.raw``.
+
+One process serves every community at one URL per platform:
+
+* ``POST /vk/callback`` — VK Callback API. ``confirmation`` gets the community's confirmation string;
+  any other event is checked against the community's secret (unknown community, missing or wrong
+  secret: 403 and nothing produced), deduplicated on (group_id, event_id), produced to Kafka with
+  acks=all, and answered ``ok`` only once the broker acknowledged it. When Kafka cannot take it in
+  time the answer is 503 with ``Retry-After``, so VK delivers it again later.
+* ``POST /tg/webhook`` — Telegram Bot API (``X-Telegram-Bot-Api-Secret-Token``), deduplicated on
+  ``update_id``.
+* ``POST /max/webhook`` — MAX bot API (``X-Max-Bot-Api-Secret``), deduplicated on (update type,
+  message id, timestamp).
+* ``GET /metrics`` (its own Prometheus registry) and ``GET /health``.
+
+Why a produce that timed out is remembered: with an idempotent producer aiokafka keeps retrying a
+batch until the broker takes it, so a body answered with 503 may still land in Kafka a moment later.
+Its delivery future is kept (bounded); if it succeeds, the event is marked seen, and the platform's
+redelivery is answered ``ok`` without a second copy. A redelivery arriving while the first copy is
+still in flight waits for that copy instead of producing another.
+
+Secrets come from :mod:`otklik.streams.secrets` and never reach a log line, a metric or an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from otklik.streams.secrets import Secrets, SecretsError, load_secrets
+from otklik.streams.settings import Settings, SettingsError
+
+log = logging.getLogger("otklik.gateway")
+
+# The closed set of reasons a request is refused: the only values of the `reason` label.
+REASONS = (
+    "empty_body", "too_large", "not_json", "not_object", "bad_envelope",
+    "unknown_community", "not_configured", "missing_secret", "bad_secret", "kafka_unavailable",
+)  # fmt: skip
+
+TG_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_SECRET_HEADER = "X-Max-Bot-Api-Secret"
+
+
+class GatewayConfigError(ValueError):
+    """A gateway setting is unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"  # OTKLIK_GATEWAY_HOST
+    port: int = 8080  # OTKLIK_GATEWAY_PORT
+    max_body: int = 1 << 20  # OTKLIK_GATEWAY_MAX_BODY: bytes; larger bodies get 413
+    bootstrap: str = "127.0.0.1:9092"  # from OTKLIK_KAFKA_BROKER, as the worker's
+    topic: str = "otklik.raw"  # OTKLIK_TOPIC_PREFIX + otklik.raw, as the worker's
+    produce_timeout_s: float = 5.0  # OTKLIK_GATEWAY_PRODUCE_TIMEOUT: longer than this → 503
+    retry_after_s: int = 10  # OTKLIK_GATEWAY_RETRY_AFTER: the Retry-After of a 503
+    dedupe_ttl_s: float = 86400.0  # OTKLIK_GATEWAY_DEDUPE_TTL: how long an accepted event id is remembered
+    dedupe_max: int = 500_000  # OTKLIK_GATEWAY_DEDUPE_MAX: at most this many ids (oldest forgotten first)
+    max_inflight: int = 10_000  # produces awaiting the broker; beyond that, 503 at once
+    linger_ms: int = 2  # OTKLIK_GATEWAY_LINGER_MS: a little batching under load, invisible at p99
+    tg_links: Mapping[int, int] = field(default_factory=dict)  # OTKLIK_TG_LINKS, see agents/normalize_tg.py
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise GatewayConfigError(f"OTKLIK_GATEWAY_PORT: {self.port} is not a TCP port")
+        if self.max_body < 1024:
+            raise GatewayConfigError(f"OTKLIK_GATEWAY_MAX_BODY: {self.max_body} bytes is too small (at least 1024)")
+        if not 0 < self.produce_timeout_s <= 60:
+            raise GatewayConfigError(f"OTKLIK_GATEWAY_PRODUCE_TIMEOUT: {self.produce_timeout_s} is not in (0, 60] s")
+        if self.retry_after_s < 1:
+            raise GatewayConfigError(f"OTKLIK_GATEWAY_RETRY_AFTER: {self.retry_after_s} must be at least 1 s")
+        if self.dedupe_ttl_s <= 0 or self.dedupe_max < 1:
+            raise GatewayConfigError("OTKLIK_GATEWAY_DEDUPE_TTL and OTKLIK_GATEWAY_DEDUPE_MAX must be positive")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> GatewayConfig:
+        env = os.environ if env is None else env
+        try:
+            settings = Settings.from_env(env)
+        except SettingsError as exc:
+            raise GatewayConfigError(str(exc)) from None
+        values: dict[str, Any] = {"bootstrap": settings.bootstrap, "topic": settings.topic("raw")}
+        for name, var, convert in (
+            ("host", "OTKLIK_GATEWAY_HOST", str),
+            ("port", "OTKLIK_GATEWAY_PORT", int),
+            ("max_body", "OTKLIK_GATEWAY_MAX_BODY", int),
+            ("produce_timeout_s", "OTKLIK_GATEWAY_PRODUCE_TIMEOUT", float),
+            ("retry_after_s", "OTKLIK_GATEWAY_RETRY_AFTER", int),
+            ("dedupe_ttl_s", "OTKLIK_GATEWAY_DEDUPE_TTL", float),
+            ("dedupe_max", "OTKLIK_GATEWAY_DEDUPE_MAX", int),
+            ("linger_ms", "OTKLIK_GATEWAY_LINGER_MS", int),
+        ):
+            if var in env:
+                try:
+                    values[name] = convert(env[var])
+                except ValueError:
+                    raise GatewayConfigError(f"{var}: {env[var]!r} is not a valid {convert.__name__}") from None
+        from otklik.agents.normalize_tg import TG_LINKS_ENV, parse_links
+
+        try:
+            values["tg_links"] = parse_links(env.get(TG_LINKS_ENV, ""))
+        except ValueError as exc:
+            raise GatewayConfigError(str(exc)) from None
+        values.update(overrides)
+        return cls(**values)
+
+
+class TtlSet:
+    """Keys remembered for ``ttl_s`` seconds, at most ``max_size`` of them (the oldest go first)."""
+
+    def __init__(self, ttl_s: float, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_size = max_size
+        self._clock = clock
+        self._expiry: OrderedDict[Hashable, float] = OrderedDict()
+
+    def add(self, key: Hashable) -> None:
+        now = self._clock()
+        self._expiry[key] = now + self.ttl_s
+        self._expiry.move_to_end(key)
+        self._evict(now)
+
+    def __contains__(self, key: Hashable) -> bool:
+        expires = self._expiry.get(key)
+        if expires is None:
+            return False
+        if expires <= self._clock():
+            del self._expiry[key]
+            return False
+        return True
+
+    def __len__(self) -> int:
+        self._evict(self._clock())
+        return len(self._expiry)
+
+    def _evict(self, now: float) -> None:
+        # Insertion order is expiry order (one TTL for all), so expired keys sit at the front.
+        expiry = self._expiry
+        while expiry and (len(expiry) > self.max_size or next(iter(expiry.values())) <= now):
+            expiry.popitem(last=False)
+
+
+class Rejection(Exception):
+    """A request refused with ``status``; ``reason`` is one of :data:`REASONS`, ``text`` the answer."""
+
+    def __init__(self, status: int, reason: str, text: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(text)
+        self.status = status
+        self.reason = reason
+        self.text = text
+
+
+# ---- pure checks of request bodies ---------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    """A short description of a bad value for an error text (never a secret: callers do not pass those)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a :class:`Rejection` naming what is wrong."""
+    if not raw.strip():
+        raise Rejection(400, "empty_body", "bad request: the body is empty (expected a JSON object)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejection(400, "not_json", f"bad request: the body is not JSON ({exc})") from None
+    if type(data) is not dict:
+        raise Rejection(400, "not_object", f"bad request: the body is JSON {_type_name(data)}, not an object")
+    return data
+
+
+def _bad(field_name: str, problem: str) -> Rejection:
+    return Rejection(400, "bad_envelope", f"bad request: {field_name}: {problem}")
+
+
+def vk_head(body: dict[str, Any]) -> tuple[str, int]:
+    """The VK envelope's ``type`` and ``group_id``, checked."""
+    kind = body.get("type")
+    if kind is None:
+        raise _bad("type", "missing")
+    if type(kind) is not str:
+        raise _bad("type", f"expected a string, got {_type_name(kind)}")
+    if not kind.strip() or len(kind) > 64:
+        raise _bad("type", f"{_show(kind)} is not an event type")
+    group_id = body.get("group_id")
+    if group_id is None:
+        raise _bad("group_id", "missing")
+    if type(group_id) is not int:
+        raise _bad("group_id", f"expected an integer, got {_type_name(group_id)} {_show(group_id)}")
+    if group_id <= 0:
+        raise _bad("group_id", f"expected a positive integer (the community id), got {group_id}")
+    return kind, group_id
+
+
+def vk_event_fields(body: dict[str, Any]) -> str:
+    """The rest of an event's envelope (after its secret was checked); returns the event_id."""
+    event_id = body.get("event_id")
+    if event_id is None:
+        raise _bad("event_id", "missing")
+    if type(event_id) is not str:
+        raise _bad("event_id", f"expected a string, got {_type_name(event_id)}")
+    if not event_id.strip() or len(event_id) > 128:
+        raise _bad("event_id", f"{_show(event_id)} is not an event id")
+    version = body.get("v")
+    if version is None:
+        raise _bad("v", "missing (the API version of the event)")
+    if type(version) is not str or not version.strip():
+        raise _bad("v", f"expected a version string like '5.199', got {_type_name(version)}")
+    obj = body.get("object")
+    if obj is None:
+        raise _bad("object", "missing")
+    if type(obj) is not dict:
+        raise _bad("object", f"expected a JSON object, got {_type_name(obj)}")
+    return event_id
+
+
+def _secret_matches(given: Any, expected: str) -> bool:
+    return type(given) is str and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def tg_update_id(body: dict[str, Any]) -> int:
+    update_id = body.get("update_id")
+    if update_id is None:
+        raise _bad("update_id", "missing")
+    if type(update_id) is not int or update_id < 0:
+        raise _bad("update_id", f"expected a non-negative integer, got {_type_name(update_id)}")
+    return update_id
+
+
+def tg_key(body: dict[str, Any], links: Mapping[int, int]) -> tuple[str, str]:
+    """(Kafka key, community label) of a Telegram update: its page when known, else its chat."""
+    from otklik.agents.normalize_tg import chat_page, page_of_update
+
+    page = page_of_update(body, links)
+    if page is not None:
+        return page, page
+    for name in ("message", "edited_message", "channel_post", "edited_channel_post"):
+        message = body.get(name)
+        if type(message) is dict and type(message.get("chat")) is dict and type(message["chat"].get("id")) is int:
+            return chat_page(message["chat"]["id"]), "unknown"
+    return "tg:unknown", "unknown"
+
+
+def max_head(body: dict[str, Any]) -> tuple[Hashable, str, str]:
+    """(dedupe key, Kafka key, community label) of a MAX update."""
+    from otklik.agents.normalize_max import page_of_update
+
+    kind = body.get("update_type")
+    if kind is None:
+        raise _bad("update_type", "missing")
+    if type(kind) is not str or not kind.strip():
+        raise _bad("update_type", f"expected a string, got {_type_name(kind)}")
+    stamp = body.get("timestamp")
+    if stamp is None:
+        raise _bad("timestamp", "missing")
+    if type(stamp) is not int or stamp < 0:
+        raise _bad("timestamp", f"expected unix milliseconds, got {_type_name(stamp)}")
+    ident: Any = body.get("message_id")
+    message = body.get("message")
+    if type(message) is dict and type(message.get("body")) is dict:
+        ident = message["body"].get("mid", ident)
+    callback = body.get("callback")
+    if type(callback) is dict:
+        ident = callback.get("callback_id", ident)
+    page = page_of_update(body)
+    key = page if page is not None else "max:unknown"
+    return ("max", kind, str(ident), stamp), key, page or "unknown"
+
+
+# ---- the service ---------------------------------------------------------------------------------
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "otklik_gateway_requests_total",
+            "Webhook requests by outcome: accepted (produced), duplicate (already accepted), confirmation, rejected.",
+            ["platform", "source", "outcome"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "otklik_gateway_rejected_total",
+            "Webhook requests refused, by reason (a closed set of codes).",
+            ["platform", "source", "reason"],
+            registry=registry,
+        )
+        self.produce_seconds = Histogram(
+            "otklik_gateway_produce_seconds",
+            "Time from receiving a body to the broker's acknowledgement (acks=all).",
+            ["platform"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.last_event = Gauge(
+            "otklik_connector_last_event_timestamp_seconds",
+            "Unix time of the last event accepted, per platform, source and community (page id).",
+            ["platform", "source", "community"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "otklik_gateway_inflight_produces", "Bodies handed to the producer and not yet acknowledged.",
+            registry=registry,
+        )  # fmt: skip
+        self.kafka_ready = Gauge(
+            "otklik_gateway_kafka_ready", "1 while the gateway's Kafka producer is connected.", registry=registry
+        )
+        for platform, source in (("vk", "vk-callback"), ("tg", "tg-webhook"), ("max", "max-webhook")):
+            for outcome in ("accepted", "duplicate", "rejected"):
+                self.requests.labels(platform, source, outcome)
+
+
+ProducerFactory = Callable[[GatewayConfig], Any]
+
+
+def kafka_producer(config: GatewayConfig) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=config.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=config.linger_ms,
+        # An idempotent producer keeps one request in flight per partition: batches must be large
+        # enough to carry everything that arrives during one acks=all round trip.
+        max_batch_size=512 * 1024,
+        request_timeout_ms=max(1000, int(config.produce_timeout_s * 1000)),
+        retry_backoff_ms=200,
+    )
+
+
+class Gateway:
+    """The HTTP service. :meth:`app` builds the aiohttp application; its start-up connects the producer."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        secrets: Secrets,
+        producer_factory: ProducerFactory = kafka_producer,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.secrets = secrets
+        self._producer_factory = producer_factory
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.seen = TtlSet(config.dedupe_ttl_s, config.dedupe_max)
+        self._inflight: dict[Hashable, asyncio.Future] = {}
+        # Metric children looked up once: `labels()` is a measurable share of a request's cost.
+        self._outcomes: dict[tuple[str, str, str], Any] = {}
+        self._produce_seconds = {p: self.metrics.produce_seconds.labels(p) for p in ("vk", "tg", "max")}
+        self._last_events: dict[tuple[str, str, str], Any] = {}
+        self._producer: Any = None
+        self._starter: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body + 1)
+        app.router.add_post("/vk/callback", self.vk_callback)
+        app.router.add_post("/tg/webhook", self.tg_webhook)
+        app.router.add_post("/max/webhook", self.max_webhook)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/health", self.health)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        # Serve at once: while Kafka is unreachable, events get 503 (VK redelivers), never a lost `ok`.
+        self._starter = asyncio.create_task(self._connect_producer())
+
+    async def _connect_producer(self) -> None:
+        delay = 0.5
+        while True:
+            producer = self._producer_factory(self.config)
+            try:
+                await producer.start()
+            except Exception as exc:
+                log.warning("Kafka at %s is not reachable (%s); retrying in %.1fs", self.config.bootstrap, type(exc).__name__, delay)
+                try:
+                    await producer.stop()
+                except Exception:
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._producer = producer
+            self.metrics.kafka_ready.set(1)
+            log.info("producing to %s on %s", self.config.topic, self.config.bootstrap)
+            return
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        if self._starter is not None:
+            self._starter.cancel()
+        if self._producer is not None:
+            try:
+                await asyncio.wait_for(self._producer.stop(), 15)
+            except Exception as exc:
+                log.warning("the producer did not stop cleanly: %s", type(exc).__name__)
+            self._producer = None
+
+    async def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._producer is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self._producer is not None
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def vk_callback(self, request: web.Request) -> web.Response:
+        source = "vk-callback"
+        try:
+            body = decode_object(await self._read(request))
+            kind, group_id = vk_head(body)
+            community = self.secrets.community(group_id)
+            if community is None:
+                raise Rejection(403, "unknown_community", f"forbidden: community {group_id} is not served here")
+            given = body.get("secret")
+            if kind == "confirmation":
+                if community.secret and given is not None and not _secret_matches(given, community.secret):
+                    raise Rejection(403, "bad_secret", f"forbidden: wrong secret for community {group_id}")
+                if not community.confirmation:
+                    raise Rejection(403, "not_configured", f"forbidden: no confirmation string configured for community {group_id}")
+                self._count("vk", source, "confirmation")
+                return web.Response(text=community.confirmation, content_type="text/plain")
+            if not community.secret:
+                raise Rejection(403, "not_configured", f"forbidden: community {group_id} has no secret configured")
+            if given is None:
+                raise Rejection(403, "missing_secret", f"forbidden: the event carries no secret (community {group_id})")
+            if not _secret_matches(given, community.secret):
+                raise Rejection(403, "bad_secret", f"forbidden: wrong secret for community {group_id}")
+            event_id = vk_event_fields(body)
+        except Rejection as rejection:
+            return self._refuse("vk", source, rejection)
+        page = f"vk:{group_id}"
+        return await self._accept("vk", source, ("vk", group_id, event_id), page, page, body)
+
+    async def tg_webhook(self, request: web.Request) -> web.Response:
+        source = "tg-webhook"
+        try:
+            expected = self.secrets.tg_secret_token
+            if not expected:
+                raise Rejection(403, "not_configured", "forbidden: no Telegram secret token is configured")
+            given = request.headers.get(TG_SECRET_HEADER)
+            if given is None:
+                raise Rejection(403, "missing_secret", f"forbidden: the {TG_SECRET_HEADER} header is missing")
+            if not _secret_matches(given, expected):
+                raise Rejection(403, "bad_secret", f"forbidden: wrong {TG_SECRET_HEADER}")
+            body = decode_object(await self._read(request))
+            update_id = tg_update_id(body)
+        except Rejection as rejection:
+            return self._refuse("tg", source, rejection)
+        key, community = tg_key(body, self.config.tg_links)
+        return await self._accept("tg", source, ("tg", update_id), key, community, body)
+
+    async def max_webhook(self, request: web.Request) -> web.Response:
+        source = "max-webhook"
+        try:
+            expected = self.secrets.max_secret
+            if not expected:
+                raise Rejection(403, "not_configured", "forbidden: no MAX webhook secret is configured")
+            given = request.headers.get(MAX_SECRET_HEADER)
+            if given is None:
+                raise Rejection(403, "missing_secret", f"forbidden: the {MAX_SECRET_HEADER} header is missing")
+            if not _secret_matches(given, expected):
+                raise Rejection(403, "bad_secret", f"forbidden: wrong {MAX_SECRET_HEADER}")
+            body = decode_object(await self._read(request))
+            dedupe_key, key, community = max_head(body)
+        except Rejection as rejection:
+            return self._refuse("max", source, rejection)
+        return await self._accept("max", source, dedupe_key, key, community, body)
+
+    async def metrics_page(self, _request: web.Request) -> web.Response:
+        self.metrics.inflight.set(len(self._inflight))
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(self, _request: web.Request) -> web.Response:
+        ready = self._producer is not None
+        data = {"status": "ok" if ready else "kafka_unavailable", "kafka": ready, "inflight": len(self._inflight),
+                "remembered_events": len(self.seen)}  # fmt: skip
+        return web.json_response(data, status=200 if ready else 503)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _read(self, request: web.Request) -> bytes:
+        limit = self.config.max_body
+        too_large = Rejection(413, "too_large", f"payload too large: the body exceeds {limit} bytes (OTKLIK_GATEWAY_MAX_BODY)")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _refuse(self, platform: str, source: str, rejection: Rejection) -> web.Response:
+        self._count(platform, source, "rejected")
+        self.metrics.rejected.labels(platform, source, rejection.reason).inc()
+        headers = {"Retry-After": str(self.config.retry_after_s)} if rejection.status == 503 else None
+        return web.Response(status=rejection.status, text=rejection.text, headers=headers)
+
+    def _unavailable(self, platform: str, source: str, why: str) -> web.Response:
+        return self._refuse(platform, source, Rejection(503, "kafka_unavailable", f"service unavailable: {why}; retry later"))
+
+    def _count(self, platform: str, source: str, outcome: str) -> None:
+        child = self._outcomes.get((platform, source, outcome))
+        if child is None:
+            child = self._outcomes[(platform, source, outcome)] = self.metrics.requests.labels(platform, source, outcome)
+        child.inc()
+
+    def _last_event(self, platform: str, source: str, community: str) -> Any:
+        child = self._last_events.get((platform, source, community))
+        if child is None:
+            child = self._last_events[(platform, source, community)] = self.metrics.last_event.labels(platform, source, community)
+        return child
+
+    def _ok(self, platform: str, source: str, outcome: str) -> web.Response:
+        self._count(platform, source, outcome)
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _accept(
+        self, platform: str, source: str, dedupe_key: Hashable, key: str, community: str, body: dict[str, Any]
+    ) -> web.Response:
+        started = time.perf_counter()
+        if dedupe_key in self.seen:
+            return self._ok(platform, source, "duplicate")
+        timeout = self.config.produce_timeout_s
+        pending = self._inflight.get(dedupe_key)
+        if pending is not None:
+            # An earlier delivery of this event is still on its way to the broker: its outcome is ours.
+            delivered = await _outcome(pending, timeout)
+            if delivered:
+                return self._ok(platform, source, "duplicate")
+            if delivered is None:
+                return self._unavailable(platform, source, "an earlier delivery of this event is still unacknowledged")
+        producer = self._producer
+        if producer is None:
+            return self._unavailable(platform, source, "Kafka is not connected")
+        if len(self._inflight) >= self.config.max_inflight:
+            return self._unavailable(platform, source, "too many bodies await the broker")
+        value = envelope_json(platform, source, time.time(), body)
+        # Registered before the first await, so that a concurrent redelivery waits for this copy.
+        delivery = asyncio.get_running_loop().create_future()
+        self._inflight[dedupe_key] = delivery
+        delivery.add_done_callback(lambda fut: self._settled(dedupe_key, fut))
+        try:
+            acked = await producer.send(self.config.topic, value=value, key=key.encode())
+        except BaseException as exc:  # nothing was queued (no metadata in time, or the producer refused)
+            delivery.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return self._unavailable(platform, source, f"Kafka did not take the body ({type(exc).__name__})")
+        # The broker's answer settles our future, also after this request was answered 503.
+        acked.add_done_callback(lambda fut: _copy_outcome(fut, delivery))
+        delivered = await _outcome(delivery, max(0.0, timeout - (time.perf_counter() - started)))
+        if not delivered:
+            return self._unavailable(platform, source, "Kafka did not acknowledge the body in time")
+        self.seen.add(dedupe_key)
+        self._produce_seconds[platform].observe(time.perf_counter() - started)
+        self._last_event(platform, source, community).set(time.time())
+        return self._ok(platform, source, "accepted")
+
+    def _settled(self, dedupe_key: Hashable, future: asyncio.Future) -> None:
+        if self._inflight.get(dedupe_key) is future:
+            del self._inflight[dedupe_key]
+        if future.cancelled():
+            return
+        if future.exception() is None:
+            self.seen.add(dedupe_key)  # also when the request that produced it was already answered 503
+        else:
+            log.warning("a body was not produced: %s", type(future.exception()).__name__)
+
+
+def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.set_exception(RuntimeError("the produce was cancelled"))
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(None)
+
+
+def envelope_json(platform: str, source: str, received_at: float, body: dict[str, Any]) -> bytes:
+    """Exactly ``RawEnvelope(...).to_json()``, without ``asdict``'s deep copy of the body (a third of a
+    millisecond per request at 1 kB: the largest cost on this path)."""
+    return orjson.dumps({"platform": platform, "source": source, "received_at": received_at, "body": body})
+
+
+async def _outcome(future: asyncio.Future, timeout: float) -> bool | None:
+    """True when delivered, False when it failed, None when it is still pending after ``timeout``.
+
+    Never cancels ``future`` (a body already queued keeps going; see the module's docstring). Plain
+    callbacks instead of ``asyncio.wait``, which costs several times more per request."""
+    if not future.done():
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(timeout, wake)
+        future.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            future.remove_done_callback(wake)
+    if not future.done():
+        return None
+    return not future.cancelled() and future.exception() is None
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+@click.command("gateway")
+@click.option("--host", default=None, help="Address to listen on [env OTKLIK_GATEWAY_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [env OTKLIK_GATEWAY_PORT, 8080].")
+def gateway_command(host: str | None, port: int | None) -> None:
+    """Run the ingest gateway: VK Callback API, Telegram and MAX webhooks into otklik.raw.
+
+    Secrets and confirmation strings come from OTKLIK_SECRETS_FILE or OTKLIK_VK_<GROUPID>_SECRET /
+    _CONFIRMATION, OTKLIK_TG_SECRET_TOKEN, OTKLIK_MAX_SECRET; the broker and topic prefix are the
+    worker's (OTKLIK_KAFKA_BROKER, OTKLIK_TOPIC_PREFIX)."""
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    try:
+        config = GatewayConfig.from_env(**overrides)
+        secrets = load_secrets()
+    except (GatewayConfigError, SecretsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(
+        f"otklik gateway: http://{config.host}:{config.port} (/vk/callback, /tg/webhook, /max/webhook), "
+        f"{len(secrets.vk)} VK communities, producing to {config.topic} on {config.bootstrap}",
+        err=True,
+    )
+    web.run_app(Gateway(config, secrets).app(), host=config.host, port=config.port, access_log=None, print=None)

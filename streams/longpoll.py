@@ -1,0 +1,346 @@
+"""VK Bots Long Poll source (``otklik longpoll``), for communities that have no public URL.
+
+Per community: ``groups.getLongPollServer`` gives ``{key, server, ts}``; then long requests
+``{server}?act=a_check&key=…&ts=…&wait=25`` return ``{ts, updates}``, or ``{failed: 1, ts}`` (the
+history moved on: continue from the new ts; events in between are gone and this is logged), ``{failed:
+2}`` (the key expired: get a new key, keep our ts) or ``{failed: 3}`` (key and ts lost: get both).
+Errors back off exponentially up to a minute.
+
+Each update is produced verbatim as ``RawEnvelope("vk", "vk-longpoll", …)`` with key ``vk:<group_id>``,
+and the new ``ts`` is written to the state file only after Kafka acknowledged every update before it
+(acks=all). So a restart continues where the last acknowledged batch ended: nothing is lost, and
+nothing is repeated unless the process died between the acknowledgement and the write (then that one
+batch comes again, with the same ``event_id`` s, which the response engine deduplicates).
+
+The community token comes from the secrets (``OTKLIK_VK_<GROUPID>_TOKEN`` or the secrets file) and is
+sent in the POST body, never in a URL, and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import click
+import orjson
+
+from otklik.schemas.records import RawEnvelope
+from otklik.streams.secrets import SecretsError, load_secrets
+from otklik.streams.settings import Settings, SettingsError
+
+log = logging.getLogger("otklik.longpoll")
+
+SOURCE = "vk-longpoll"
+
+
+class LongPollError(RuntimeError):
+    """A setting, the state file or the VK API is unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LongPollConfig:
+    api_url: str = "https://api.vk.com/method"  # OTKLIK_VK_API_URL
+    api_version: str = "5.199"  # OTKLIK_VK_API_VERSION
+    wait_s: int = 25  # seconds VK may hold an a_check request open
+    state_dir: Path = Path(".run/longpoll")  # OTKLIK_LONGPOLL_STATE_DIR: one ts file per community
+    bootstrap: str = "127.0.0.1:9092"  # the worker's OTKLIK_KAFKA_BROKER
+    topic: str = "otklik.raw"  # OTKLIK_TOPIC_PREFIX + otklik.raw
+    backoff_s: float = 1.0  # first pause after an error; doubles up to max_backoff_s
+    max_backoff_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> LongPollConfig:
+        env = os.environ if env is None else env
+        try:
+            settings = Settings.from_env(env)
+        except SettingsError as exc:
+            raise LongPollError(str(exc)) from None
+        values: dict[str, Any] = {"bootstrap": settings.bootstrap, "topic": settings.topic("raw")}
+        if env.get("OTKLIK_VK_API_URL"):
+            values["api_url"] = env["OTKLIK_VK_API_URL"].rstrip("/")
+        if env.get("OTKLIK_VK_API_VERSION"):
+            values["api_version"] = env["OTKLIK_VK_API_VERSION"]
+        if env.get("OTKLIK_LONGPOLL_STATE_DIR"):
+            values["state_dir"] = Path(env["OTKLIK_LONGPOLL_STATE_DIR"])
+        values.update(overrides)
+        return cls(**values)
+
+
+class Sink(Protocol):
+    async def produce(self, key: str, values: Sequence[bytes]) -> None:
+        """Return only once the broker acknowledged every value (raise otherwise)."""
+
+
+class KafkaSink:
+    """An idempotent, acks=all aiokafka producer shared by every community's loop."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.topic = topic
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def produce(self, key: str, values: Sequence[bytes]) -> None:
+        futures = [await self._producer.send(self.topic, value=value, key=key.encode()) for value in values]
+        await asyncio.gather(*futures)
+
+
+class StateFile:
+    """The last acknowledged ``ts`` of one community, written atomically (temp file, fsync, rename)."""
+
+    def __init__(self, state_dir: Path, group_id: int) -> None:
+        self.path = state_dir / f"vk-{group_id}.json"
+        self.group_id = group_id
+
+    def load(self) -> str | None:
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise LongPollError(f"state file {self.path}: unreadable ({type(exc).__name__}); fix or remove it") from None
+        if not isinstance(data, dict) or data.get("group_id") != self.group_id or not isinstance(data.get("ts"), str):
+            raise LongPollError(f"state file {self.path}: expected {{\"group_id\": {self.group_id}, \"ts\": \"...\"}}")
+        return data["ts"]
+
+    def save(self, ts: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps({"group_id": self.group_id, "ts": ts, "saved_at": int(time.time())}))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+class LongPollSource:
+    """One community's long-poll loop."""
+
+    def __init__(
+        self,
+        group_id: int,
+        token: str,
+        config: LongPollConfig,
+        sink: Sink,
+        session: aiohttp.ClientSession,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.group_id = group_id
+        self._token = token
+        self.config = config
+        self.sink = sink
+        self.session = session
+        self.state = StateFile(config.state_dir, group_id)
+        self._sleep = sleep
+        self.key = f"vk:{group_id}"
+        self.produced = 0  # updates acknowledged by Kafka
+        self.lost_notices = 0  # failed 1 / 3: VK says events were lost
+        self.last_event_at: float | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"LongPollSource(group {self.group_id}, {self.config.api_url})"
+
+    async def get_server(self) -> tuple[str, str, str]:
+        """(key, server, ts) from groups.getLongPollServer."""
+        url = f"{self.config.api_url}/groups.getLongPollServer"
+        form = {"group_id": str(self.group_id), "access_token": self._token, "v": self.config.api_version}
+        async with self.session.post(url, data=form, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status != 200:
+                raise LongPollError(f"groups.getLongPollServer: HTTP {resp.status}")
+            data = orjson.loads(await resp.read())
+        if not isinstance(data, dict):
+            raise LongPollError("groups.getLongPollServer: the answer is not a JSON object")
+        if "error" in data:
+            error = data["error"] if isinstance(data["error"], dict) else {}
+            raise LongPollError(
+                f"groups.getLongPollServer for group {self.group_id}: VK error {error.get('error_code')}: "
+                f"{str(error.get('error_msg'))[:200]}"
+            )
+        answer = data.get("response")
+        if not isinstance(answer, dict) or not all(answer.get(k) not in (None, "") for k in ("key", "server", "ts")):
+            raise LongPollError("groups.getLongPollServer: the answer lacks response.key, .server or .ts")
+        return str(answer["key"]), str(answer["server"]), str(answer["ts"])
+
+    async def check(self, server: str, key: str, ts: str) -> dict[str, Any]:
+        params = {"act": "a_check", "key": key, "ts": ts, "wait": str(self.config.wait_s)}
+        timeout = aiohttp.ClientTimeout(total=self.config.wait_s + 15)
+        async with self.session.get(server, params=params, timeout=timeout) as resp:
+            if resp.status != 200:
+                raise LongPollError(f"a_check: HTTP {resp.status}")
+            data = orjson.loads(await resp.read())
+        if not isinstance(data, dict):
+            raise LongPollError("a_check: the answer is not a JSON object")
+        return data
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set. A batch being produced is finished (and its ts saved) first."""
+        saved_ts = self.state.load()
+        delay = self.config.backoff_s
+        server = key = ts = None
+        while not stop.is_set():
+            try:
+                if key is None:
+                    key, server, fresh_ts = await self.get_server()
+                    if ts is None:
+                        ts = saved_ts if saved_ts is not None else fresh_ts
+                        if saved_ts is None:
+                            log.info("group %s: no saved ts, starting from the current one", self.group_id)
+                answer = await _unless_stopped(self.check(server, key, ts), stop)  # type: ignore[arg-type]
+                if answer is STOPPED:
+                    return
+                failed = answer.get("failed")
+                if failed is not None:
+                    key, server, ts = await self._recover(failed, answer, key, server, ts)  # type: ignore[arg-type]
+                    continue
+                updates = answer.get("updates")
+                new_ts = answer.get("ts")
+                if not isinstance(updates, list) or new_ts in (None, ""):
+                    raise LongPollError("a_check: the answer lacks ts or updates")
+                await self._produce(updates)
+                ts = str(new_ts)
+                self.state.save(ts)  # only now: every update before it is in Kafka
+                delay = self.config.backoff_s
+            except (LongPollError, aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+                log.warning("group %s: %s; retrying in %.1fs", self.group_id, _describe(exc), delay)
+                if await _unless_stopped(self._sleep(delay * (0.8 + 0.4 * random.random())), stop) is STOPPED:
+                    return
+                delay = min(delay * 2, self.config.max_backoff_s)
+            except Exception as exc:  # Kafka refused the batch: nothing saved, the same ts is polled again
+                log.warning("group %s: producing failed (%s); retrying in %.1fs", self.group_id, type(exc).__name__, delay)
+                if await _unless_stopped(self._sleep(delay), stop) is STOPPED:
+                    return
+                delay = min(delay * 2, self.config.max_backoff_s)
+
+    async def _recover(self, failed: Any, answer: dict[str, Any], key: str, server: str, ts: str) -> tuple[str, str, str]:
+        """(key, server, ts) to go on with after a ``failed`` answer."""
+        if failed == 1:
+            new_ts = answer.get("ts")
+            if new_ts in (None, ""):
+                raise LongPollError("a_check: failed 1 without a new ts")
+            self.lost_notices += 1
+            log.error("group %s: VK's event history moved past ts %s (failed 1): continuing from %s; "
+                      "events in between were not delivered", self.group_id, ts, new_ts)  # fmt: skip
+            self.state.save(str(new_ts))
+            return key, server, str(new_ts)
+        if failed == 2:  # the key expired: a new one, and our ts stays
+            new_key, new_server, _ = await self.get_server()
+            return new_key, new_server, ts
+        if failed == 3:
+            self.lost_notices += 1
+            log.error("group %s: VK lost the key and ts (failed 3): going on from the current ts", self.group_id)
+            new_key, new_server, fresh_ts = await self.get_server()
+            self.state.save(fresh_ts)
+            return new_key, new_server, fresh_ts
+        raise LongPollError(f"a_check: unknown failed code {str(failed)[:20]}")
+
+    async def _produce(self, updates: list[Any]) -> None:
+        values = []
+        for update in updates:
+            if not isinstance(update, dict):
+                log.warning("group %s: skipping an update that is not a JSON object", self.group_id)
+                continue
+            values.append(RawEnvelope("vk", SOURCE, time.time(), update).to_json())
+        if values:
+            await self.sink.produce(self.key, values)
+            self.produced += len(values)
+            self.last_event_at = time.time()
+
+
+STOPPED = object()
+
+
+async def _unless_stopped(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """The awaitable's result, or :data:`STOPPED` (the awaitable cancelled) once ``stop`` is set first."""
+    task = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+    return STOPPED
+
+
+def _describe(exc: BaseException) -> str:
+    # aiohttp errors may quote the request URL; a_check URLs carry the long-poll key, so name the type only.
+    if isinstance(exc, LongPollError):
+        return str(exc)
+    return type(exc).__name__
+
+
+async def run_sources(
+    group_ids: Sequence[int], tokens: Mapping[int, str], config: LongPollConfig, stop: asyncio.Event, sink: Sink | None = None
+) -> list[LongPollSource]:
+    """Run one loop per community until ``stop`` is set; return the sources (for their counters)."""
+    own_sink = sink is None
+    if sink is None:
+        sink = KafkaSink(config.bootstrap, config.topic)
+        await sink.start()  # type: ignore[attr-defined]
+    try:
+        async with aiohttp.ClientSession() as session:
+            sources = [LongPollSource(g, tokens[g], config, sink, session) for g in group_ids]
+            await asyncio.gather(*(source.run(stop) for source in sources))
+            return sources
+    finally:
+        if own_sink:
+            await sink.stop()  # type: ignore[attr-defined]
+
+
+@click.command("longpoll")
+@click.option("--group", "groups", type=int, multiple=True, required=True, help="A VK group id (repeat for several).")
+@click.option("--wait", type=click.IntRange(1, 90), default=25, show_default=True, help="Seconds VK may hold a request.")
+def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
+    """Poll VK's Bots Long Poll for communities without a public URL, into otklik.raw.
+
+    Each community needs a token: OTKLIK_VK_<GROUPID>_TOKEN or `token` in OTKLIK_SECRETS_FILE. The API
+    base URL is OTKLIK_VK_API_URL; each community's last acknowledged ts is kept in
+    OTKLIK_LONGPOLL_STATE_DIR (.run/longpoll)."""
+    try:
+        config = LongPollConfig.from_env(wait_s=wait)
+        secrets = load_secrets()
+    except (LongPollError, SecretsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    tokens: dict[int, str] = {}
+    for group in groups:
+        community = secrets.community(group)
+        if group <= 0:
+            raise click.ClickException(f"--group {group}: a VK group id is positive")
+        if community is None or not community.token:
+            raise click.ClickException(f"--group {group}: no token (set OTKLIK_VK_{group}_TOKEN or vk.{group}.token in the secrets file)")
+        tokens[group] = community.token
+        try:
+            StateFile(config.state_dir, group).load()
+        except LongPollError as exc:
+            raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"otklik longpoll: groups {', '.join(map(str, groups))} via {config.api_url}, producing to {config.topic}", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_sources(groups, tokens, config, stop)
+
+    asyncio.run(main())
