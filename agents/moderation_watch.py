@@ -23,7 +23,8 @@ criticism is not an answer). Only the author or the page's administrators can de
 VK, so a deleter who is neither the community nor a registered administrator is the author.
 
 Processing is idempotent (a redelivered creation with the same labels or a second deletion changes
-nothing), so the state needs no event ids: only the offensive texts still visible, per page.
+nothing): the state is the offensive texts still visible, per page, and the ones removed within the
+last day, so that a late redelivery of a removed text's creation does not make it visible again.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class _Visible:
     reported: bool = False
 
 
+REMEMBER_S = 86400  # VK redelivers within hours; a removed text is remembered for a day
+
+
 class ModerationWatch:
     """Offensive texts currently visible, per page; emits records as they appear, go and overstay.
 
@@ -103,6 +107,7 @@ class ModerationWatch:
         self._page_config = page_config
         self._detector = detector
         self.pages: dict[str, dict[str, _Visible]] = {}
+        self.removed: dict[str, dict[str, int]] = {}  # page -> item -> when removed (kept REMEMBER_S)
         self._due: list[tuple[int, str, str]] = []
         self._dirty: set[str] = set()
 
@@ -132,6 +137,8 @@ class ModerationWatch:
         labels = tuple(sorted(self._detector.labels(ia.text))) if ia.text else ()
         at = ia.created_at if ia.action == "new" else ia.received_at
         assert at is not None
+        if ia.item in self.removed.get(ia.page, ()):
+            return []  # a redelivery of a text already removed
         visible = self.pages.get(ia.page, {})
         current = visible.get(ia.item)
         if labels:
@@ -164,6 +171,7 @@ class ModerationWatch:
         else:
             who = "other"
         self._forget(ia.page, ia.item)
+        self.removed.setdefault(ia.page, {})[ia.item] = ia.received_at
         return [self._removed(ia.item, current, cfg, ia.received_at, who, {})]
 
     def _forget(self, page: str, item: str) -> None:
@@ -186,6 +194,15 @@ class ModerationWatch:
             current.reported = True
             self._dirty.add(page)
             out.append(self._record("overdue", item, current, self._page_config(page), due))
+        horizon = now - REMEMBER_S
+        for page in list(self.removed):
+            kept = {item: at for item, at in self.removed[page].items() if at >= horizon}
+            if len(kept) != len(self.removed[page]):
+                self._dirty.add(page)
+                if kept:
+                    self.removed[page] = kept
+                else:
+                    del self.removed[page]
         return out
 
     def visible_by_page(self, now: int) -> dict[str, tuple[int, float]]:
@@ -224,17 +241,25 @@ class ModerationWatch:
 
     def dump_page(self, page: str) -> bytes:
         visible = self.pages.get(page, {})
-        return orjson.dumps(
-            {k: [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported] for k, v in visible.items()}
-        )
+        return orjson.dumps({
+            "visible": {k: [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
+                        for k, v in visible.items()},
+            "removed": self.removed.get(page, {}),
+        })
 
     def load_page(self, page: str, data: bytes) -> None:
         raw = orjson.loads(data)
-        visible = {k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in raw.items()}
+        visible = {
+            k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in raw["visible"].items()
+        }
         if visible:
             self.pages[page] = visible
         else:
             self.pages.pop(page, None)
+        if raw["removed"]:
+            self.removed[page] = dict(raw["removed"])
+        else:
+            self.removed.pop(page, None)
         for k, v in visible.items():
             if not v.reported:
                 heapq.heappush(self._due, (v.due_at, page, k))

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otklik.agents")
 
-BATCH = 500
+BATCH = 500  # normalize: small batches keep the latency to otklik.interactions low
+RESPONSES_BATCH = 2000  # responses: a page touched many times in a batch is saved once
+RESPONSES_WITHIN_S = 0.1
 BATCH_WITHIN_S = 0.05
 
 
@@ -35,6 +37,9 @@ class RegistryWatcher:
         self._stamp = self._stat()
         self.reloads = 0
         self.last_error: str | None = None
+
+    def page_config(self, page: str):  # type: ignore[no-untyped-def]
+        return self.registry.page(page)
 
     def _stat(self) -> tuple[float, int] | None:
         if not self.path:
@@ -66,81 +71,65 @@ class RegistryWatcher:
         return True
 
 
-class LiveResponses:
-    """The response engine inside the worker: its state mirrored, page by page, into a faust table.
+class PageStateMirror:
+    """A pure core's state, page by page, mirrored into a faust table.
 
-    The engine keeps every page of this worker's partitions in memory; after each batch, the pages
-    that changed are written once to the table (whose changelog makes them survive a crash). After a
-    rebalance the engine is rebuilt from the table, which faust has recovered by then.
+    The core (the response engine, the moderation watch) keeps every page of this worker's
+    partitions in memory and says which pages changed (``take_dirty``); after each batch those are
+    written once each to the table, whose changelog makes them survive a crash. After a rebalance
+    the core is rebuilt from the table, which faust has recovered by then. The core must offer
+    ``take_dirty()``, ``dump_page(page)`` and ``load_page(page, data)``.
     """
 
-    def __init__(self, otk: OtklikApp) -> None:
-        self.settings = otk.settings
-        self.watcher = RegistryWatcher(otk.settings.registry)
-        self.engine = self._new_engine()
+    def __init__(self, app, name: str, partitions: int, new_core) -> None:  # type: ignore[no-untyped-def]
+        self.new_core = new_core
+        self.core = new_core()
         self.generation = 0  # bumped by every partition assignment
         self.loaded_generation = -1
-
-    def _new_engine(self) -> ResponseEngine:
-        return ResponseEngine(
-            self.page_config,
-            late_window_s=self.settings.late_window_s,
-            retention_s=self.settings.retention_s,
+        self.table = app.Table(
+            name,  # changelog topic: <app id>-<name>-changelog
+            default=None,
+            key_type=bytes,  # the app's serializers are "raw": the core encodes page state itself
+            value_type=bytes,
+            partitions=partitions,
+            # Written after a batch and by timers, outside one event's context: the key's partition
+            # comes from the producer's partitioner, the one that keyed the page's records on
+            # otklik.interactions (same key bytes, same partition count).
+            use_partitioner=True,
         )
 
-    def page_config(self, page: str):  # type: ignore[no-untyped-def]
-        return self.watcher.registry.page(page)
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            self.generation += 1
 
-    def rebuild_from(self, table) -> int:  # type: ignore[no-untyped-def]
-        """Drop the in-memory state and load every page the table holds for our partitions."""
-        self.engine = self._new_engine()
+    @property
+    def ready(self) -> bool:
+        return self.generation > 0
+
+    def ensure_loaded(self) -> None:
+        """Rebuild from the table once after each assignment."""
+        if self.loaded_generation == self.generation:
+            return
+        self.core = self.new_core()
         pages = 0
-        for key, value in table.items():
+        for key, value in self.table.items():
             if value:
-                self.engine.load_page(key.decode(), value)
+                self.core.load_page(key.decode(), value)
                 pages += 1
         self.loaded_generation = self.generation
-        return pages
+        log.info("%s state rebuilt from its table: %d pages", self.table.name, pages)
+
+    def save(self) -> None:
+        """Write the pages that changed (by events or by timers) once each."""
+        core = self.core
+        for page in core.take_dirty():
+            self.table[page.encode()] = core.dump_page(page)
 
 
 def register_agents(otk: OtklikApp) -> None:
-    app, topics, metrics = otk.faust, otk.topics, otk.metrics
-    live = otk.live = LiveResponses(otk)
-    pages_table = app.Table(
-        "pages",  # changelog topic: <app id>-pages-changelog
-        default=None,
-        key_type=bytes,  # the app's serializers are "raw": the engine encodes page state itself
-        value_type=bytes,
-        partitions=otk.settings.partitions,
-        # Written after a batch and by the deadline timer, outside one event's context: the key's
-        # partition comes from the producer's partitioner, which is the one that keyed the page's
-        # records on otklik.interactions (same key bytes, same partition count).
-        use_partitioner=True,
-    )
-
-    @app.on_partitions_assigned.connect
-    async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        live.generation += 1
-
-    def ensure_loaded() -> None:
-        if live.loaded_generation != live.generation:
-            pages = live.rebuild_from(pages_table)
-            log.info("response state rebuilt from the table: %d pages", pages)
-
-    async def emit(records: list[ResponseRecord]) -> None:
-        """Write response records and wait for the broker's acks before the state that follows
-        them is saved: after a crash a record may repeat (same content), never go missing."""
-        futures = []
-        for record in records:
-            metrics.observe_response(record, live.page_config(record.page))
-            futures.append(await topics.responses.send(key=record.page.encode(), value=record.to_json()))
-        for fut in futures:
-            await fut
-
-    def save() -> None:
-        """Write the pages that changed (by events or by the timer) once each."""
-        for page in live.engine.take_dirty():
-            pages_table[page.encode()] = live.engine.dump_page(page)
+    app, topics, metrics, settings = otk.faust, otk.topics, otk.metrics, otk.settings
+    watcher = otk.registry_watcher = RegistryWatcher(settings.registry)
+    page_config = watcher.page_config
 
     async def dead_letter(event, stage: str, reason: str) -> None:  # type: ignore[no-untyped-def]
         message = event.message
@@ -158,63 +147,130 @@ def register_agents(otk: OtklikApp) -> None:
         log.warning("dead letter %s@%s/%s: %s", message.topic, message.partition, message.offset, reason)
         await topics.dead_letters.send(key=message.key, value=record.to_json())
 
-    @app.agent(topics.raw, concurrency=1, name="otklik.normalize")
-    async def normalize(stream):  # type: ignore[no-untyped-def]
-        """otklik.raw → otklik.interactions; anything that fails → otklik.dead-letters with the reason."""
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            for event in events:
-                try:
-                    envelope = decode_raw(event.message.value)
-                    metrics.raw_records.labels(envelope.platform).inc()
-                    records = to_interactions(envelope)
-                except RejectedRecord as exc:
-                    if exc.stage == "decode":
-                        metrics.raw_records.labels("unknown").inc()
-                    await dead_letter(event, exc.stage, exc.reason)
-                    continue
-                except Exception as exc:  # a bug must cost one record, not the worker
-                    log.exception("normalize failed on %s/%s", event.message.partition, event.message.offset)
-                    await dead_letter(event, "normalize", f"internal error: {type(exc).__name__}: {exc}")
-                    continue
-                metrics.last_event.labels(envelope.platform).set(envelope.received_at)
-                for record in records:
-                    metrics.interactions.labels(record.platform, record.action).inc()
-                    await topics.interactions.send(key=record.page.encode(), value=record.to_json())
+    async def send_all(topic, records) -> None:  # type: ignore[no-untyped-def]
+        """Write records and wait for the broker's acks before the state that follows them is
+        saved: after a crash a record may repeat (same content), never go missing."""
+        futures = [await topic.send(key=r.page.encode(), value=r.to_json()) for r in records]
+        for fut in futures:
+            await fut
 
-    @app.agent(topics.interactions, concurrency=1, name="otklik.responses")
-    async def responses(stream):  # type: ignore[no-untyped-def]
-        """otklik.interactions → the response engine → otklik.responses, state in the pages table."""
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            ensure_loaded()
-            out: list[ResponseRecord] = []
-            for event in events:
-                try:
-                    ia = Interaction.from_dict(_loads(event.message.value))
-                except Exception as exc:
-                    await dead_letter(event, "responses", f"not an interaction record: {type(exc).__name__}: {exc}")
-                    continue
-                try:
-                    out.extend(live.engine.process(ia))
-                except Exception as exc:  # a bug must cost one record, not the worker
-                    log.exception("response engine failed on %s", ia.item)
-                    await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
-                    continue
-            await emit(out)
-            save()
+    def interactions_of(events):  # type: ignore[no-untyped-def]
+        """Decoded interaction records of a batch, each with its event (for dead letters)."""
+        for event in events:
+            try:
+                yield event, Interaction.from_dict(_loads(event.message.value))
+            except Exception as exc:
+                yield event, exc
 
-    @app.timer(interval=otk.settings.tick_interval_s)
-    async def deadlines() -> None:
-        """Open items that passed their deadline, settling and expiry, even when no event comes."""
-        if app.rebalancing or live.generation == 0:
-            return
-        if live.watcher.check():
-            live.engine.reload_config()
-        ensure_loaded()
-        out = live.engine.tick(int(time.time()))
-        await emit(out)
-        save()
+    if "normalize" in settings.agents:
 
-    metrics.watch_engine(lambda: live.engine)
+        @app.agent(topics.raw, concurrency=1, name="otklik.normalize")
+        async def normalize(stream):  # type: ignore[no-untyped-def]
+            """otklik.raw → otklik.interactions; anything that fails → otklik.dead-letters with the reason."""
+            async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                for event in events:
+                    try:
+                        envelope = decode_raw(event.message.value)
+                        metrics.raw_records.labels(envelope.platform).inc()
+                        records = to_interactions(envelope)
+                    except RejectedRecord as exc:
+                        if exc.stage == "decode":
+                            metrics.raw_records.labels("unknown").inc()
+                        await dead_letter(event, exc.stage, exc.reason)
+                        continue
+                    except Exception as exc:  # a bug must cost one record, not the worker
+                        log.exception("normalize failed on %s/%s", event.message.partition, event.message.offset)
+                        await dead_letter(event, "normalize", f"internal error: {type(exc).__name__}: {exc}")
+                        continue
+                    metrics.last_event.labels(envelope.platform).set(envelope.received_at)
+                    for record in records:
+                        metrics.interactions.labels(record.platform, record.action).inc()
+                        await topics.interactions.send(key=record.page.encode(), value=record.to_json())
+
+    if "responses" in settings.agents:
+        responses_state = otk.responses_state = PageStateMirror(
+            app, "pages", settings.partitions,
+            lambda: ResponseEngine(page_config, late_window_s=settings.late_window_s, retention_s=settings.retention_s),
+        )
+
+        async def emit(records: list[ResponseRecord]) -> None:
+            for record in records:
+                metrics.observe_response(record, page_config(record.page))
+            await send_all(topics.responses, records)
+
+        @app.agent(topics.interactions, concurrency=1, name="otklik.responses")
+        async def responses(stream):  # type: ignore[no-untyped-def]
+            """otklik.interactions → the response engine → otklik.responses, state in the pages table."""
+            async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
+                responses_state.ensure_loaded()
+                engine = responses_state.core
+                out: list[ResponseRecord] = []
+                for event, ia in interactions_of(events):
+                    if isinstance(ia, Exception):
+                        await dead_letter(event, "responses", f"not an interaction record: {type(ia).__name__}: {ia}")
+                        continue
+                    try:
+                        out.extend(engine.process(ia))
+                    except Exception as exc:  # a bug must cost one record, not the worker
+                        log.exception("response engine failed on %s", ia.item)
+                        await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
+                await emit(out)
+                responses_state.save()
+
+        @app.timer(interval=settings.tick_interval_s)
+        async def deadlines() -> None:
+            """Open items that passed their deadline, settling and expiry, even when no event comes."""
+            if app.rebalancing or not responses_state.ready:
+                return
+            if watcher.check():
+                responses_state.core.reload_config()
+            responses_state.ensure_loaded()
+            await emit(responses_state.core.tick(int(time.time())))
+            responses_state.save()
+
+        metrics.watch_engine(lambda: responses_state.core)
+
+    if "moderation" in settings.agents:
+        from otklik.agents.moderation import default_detector
+        from otklik.agents.moderation_watch import ModerationWatch
+
+        detector = default_detector()
+        moderation_state = otk.moderation_state = PageStateMirror(
+            app, "moderation", settings.partitions, lambda: ModerationWatch(page_config, detector)
+        )
+
+        @app.agent(topics.interactions, concurrency=1, name="otklik.moderation")
+        async def moderation(stream):  # type: ignore[no-untyped-def]
+            """otklik.interactions → labels, time visible, deflections → otklik.moderation."""
+            async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
+                moderation_state.ensure_loaded()
+                watch = moderation_state.core
+                out = []
+                for event, ia in interactions_of(events):
+                    if isinstance(ia, Exception):
+                        continue  # the responses agent dead-letters it once
+                    try:
+                        out.extend(watch.process(ia))
+                    except Exception as exc:
+                        log.exception("moderation failed on %s", ia.item)
+                        await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")
+                for record in out:
+                    metrics.observe_moderation(record)
+                await send_all(topics.moderation, out)
+                moderation_state.save()
+
+        @app.timer(interval=settings.tick_interval_s)
+        async def moderation_deadlines() -> None:
+            if app.rebalancing or not moderation_state.ready:
+                return
+            moderation_state.ensure_loaded()
+            out = moderation_state.core.tick(int(time.time()))
+            for record in out:
+                metrics.observe_moderation(record)
+            await send_all(topics.moderation, out)
+            moderation_state.save()
+
+        metrics.watch_moderation(lambda: moderation_state.core)
 
 
 def _loads(value: bytes | None):  # type: ignore[no-untyped-def]

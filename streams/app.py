@@ -64,7 +64,10 @@ class OtklikApp:
             value_serializer="raw",
         )
         self.topics = Topics(**{role: self._topic(role) for role in TOPIC_NAMES})
-        self.live = None  # the response engine in the worker, set by register_agents
+        # Set by register_agents: the registry in force and the cores' table-backed state.
+        self.registry_watcher = None
+        self.responses_state = None
+        self.moderation_state = None
         self._register_web()
         from otklik.agents.pipeline import register_agents  # the thin faust wiring of the pure cores
 
@@ -93,8 +96,8 @@ class OtklikApp:
             """The page's open items, oldest first, with their platform links (the notifier's links)."""
             from otklik.schemas.links import platform_link
 
-            if self.live is None:
-                return web.json({"error": "the response engine is not running"}, status=503)
+            if self.responses_state is None or not self.responses_state.ready:
+                return web.json({"error": "the response engine is not running here"}, status=503)
             now = int(time.time())
             try:
                 limit = int(request.query.get("limit", "20"))
@@ -102,8 +105,8 @@ class OtklikApp:
                 return web.json({"error": "limit: not an integer"}, status=400)
             if not 1 <= limit <= 1000:
                 return web.json({"error": "limit: must be between 1 and 1000"}, status=400)
-            config = self.live.page_config(page)
-            items = self.live.engine.open_items(page)
+            config = self.registry_watcher.page_config(page)
+            items = self.responses_state.core.open_items(page)
             return web.json(
                 {
                     "page": page,

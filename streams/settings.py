@@ -26,6 +26,9 @@ TOPIC_NAMES = {
 }
 
 
+AGENTS = ("normalize", "responses", "moderation")
+
+
 @dataclass(frozen=True)
 class Settings:
     broker: str = "kafka://127.0.0.1:9092"  # OTKLIK_KAFKA_BROKER; several as "kafka://h1:9092;kafka://h2:9092"
@@ -43,6 +46,9 @@ class Settings:
     retention_s: int = 30 * 86400  # OTKLIK_RETENTION: open items expire and closed ids are forgotten after it
     tick_interval_s: float = 15.0  # OTKLIK_TICK_INTERVAL: how often deadlines are checked (at most 60)
     log_level: str = "info"  # OTKLIK_LOG_LEVEL
+    # OTKLIK_AGENTS: which agents this worker runs (moderation is CPU-heavy: it can run in a worker
+    # of its own, with its own OTKLIK_APP_ID, i.e. its own consumer group)
+    agents: frozenset[str] = frozenset(AGENTS)
 
     def __post_init__(self) -> None:
         for url in self.broker.split(";"):
@@ -58,6 +64,11 @@ class Settings:
             raise SettingsError(f"OTKLIK_REPLICAS: {self.replicas} must be at least 1")
         if self.late_window_s < 0 or self.retention_s <= self.late_window_s:
             raise SettingsError("OTKLIK_RETENTION must be longer than OTKLIK_LATE_WINDOW, and both non-negative")
+        unknown = set(self.agents) - set(AGENTS)
+        if unknown or not self.agents:
+            raise SettingsError(
+                f"OTKLIK_AGENTS: {', '.join(sorted(unknown)) or 'nothing'} is not a list of {', '.join(AGENTS)}"
+            )
         if not 0 < self.tick_interval_s <= 60:
             raise SettingsError(f"OTKLIK_TICK_INTERVAL: {self.tick_interval_s} must be in (0, 60] seconds")
         if self.registry is not None and not self.registry.is_file():
@@ -104,6 +115,7 @@ ENV_NAMES = {
     "retention_s": "OTKLIK_RETENTION",
     "tick_interval_s": "OTKLIK_TICK_INTERVAL",
     "log_level": "OTKLIK_LOG_LEVEL",
+    "agents": "OTKLIK_AGENTS",
 }
 
 
@@ -112,6 +124,8 @@ def _convert(name: str, raw: str) -> object:
         return int(raw)
     if name in ("rebalance_timeout_s", "tick_interval_s"):
         return float(raw)
+    if name == "agents":
+        return frozenset(part.strip() for part in raw.split(",") if part.strip())
     if name == "data_dir":
         return Path(raw)
     if name == "registry":

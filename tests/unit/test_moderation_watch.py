@@ -109,6 +109,12 @@ def test_redelivery_changes_nothing(watch):
     assert watch.process(comment(8, "Убью этого водителя")) == []
     assert len(watch.process(deletion(8, ADMIN, T0 + 10))) == 1
     assert watch.process(deletion(8, ADMIN, T0 + 20)) == []
+    # A late redelivery of the creation does not make the removed text visible again ...
+    assert watch.process(comment(8, "Убью этого водителя", received=T0 + 30)) == []
+    assert watch.visible_by_page(T0 + 40) == {}
+    # ... and the memory of it lasts a day.
+    watch.tick(T0 + 10 + 86401)
+    assert watch.removed == {}
 
 
 def test_page_replies_are_labelled_too_and_deflections_flagged(watch):
