@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# shared/reference (VK's JSON Schema, the Compose Specification, Grafana's OpenAPI) lies beside the
+# repository, in development and in CI alike; OTKLIK_SHARED_REFERENCE points elsewhere.
+SHARED_REFERENCE = Path(os.environ.get("OTKLIK_SHARED_REFERENCE", REPO.parent / "shared" / "reference"))
 OTKLIK = str(Path(sys.executable).parent / "otklik")
 
 

@@ -28,6 +28,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from otklik.streams.simulate import (
+from tests.conftest import SHARED_REFERENCE
     SimConfig,
     _shift_dates,
     add_working_seconds,
@@ -68,8 +69,7 @@ def split_type(event_type: str) -> tuple[str, str] | None:
 def _schema_dir() -> Path:
     candidates = [
         os.environ.get("OTKLIK_VK_SCHEMA_DIR", ""),
-        str(Path(__file__).resolve().parents[2] / "tests" / "data" / "vk-api-schema"),
-        "/work/shared/reference/vk-api-schema",
+        str(SHARED_REFERENCE / "vk-api-schema"),
     ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "callback" / "objects.json").is_file():
