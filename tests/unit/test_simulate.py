@@ -28,7 +28,6 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from otklik.streams.simulate import (
-from tests.conftest import SHARED_REFERENCE
     SimConfig,
     _shift_dates,
     add_working_seconds,
@@ -40,6 +39,7 @@ from tests.conftest import SHARED_REFERENCE
     write_jsonl,
     write_registry,
 )
+from tests.conftest import SHARED_REFERENCE
 
 NSK = ZoneInfo("Asia/Novosibirsk")
 # Tuesday 17 March 2026, 10:00 in Novosibirsk: a plain working morning.
