@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OTK := $(VENV)/bin/otklik
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench venv lock deb-packages kafka-start kafka-stop clean
+.PHONY: run test bench venv lock deb-packages kafka-start kafka-stop clean dashboards
 
 # The virtual environment, created when missing and refreshed when the dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -29,6 +29,10 @@ test: venv deb-packages
 # Benchmarks: each figure beside a baseline measured in the same run.
 bench: venv
 	bash deploy/with-services.sh $(PY) -m bench
+
+# Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json (a unit test fails when they are stale).
+dashboards: venv
+	$(OTK) grafana generate --out deploy/grafana/dashboards
 
 # Prometheus and Alertmanager come from Debian's packages.
 deb-packages:

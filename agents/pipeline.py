@@ -82,6 +82,7 @@ class PageStateMirror:
     """
 
     def __init__(self, app, name: str, partitions: int, new_core) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
         self.new_core = new_core
         self.core = new_core()
         self.generation = 0  # bumped by every partition assignment
@@ -106,10 +107,14 @@ class PageStateMirror:
     def ready(self) -> bool:
         return self.generation > 0
 
-    def ensure_loaded(self) -> None:
+    async def ensure_loaded(self) -> None:
         """Rebuild from the table once after each assignment."""
         if self.loaded_generation == self.generation:
             return
+        # Table writes pick their partition from the producer's metadata of the changelog topic,
+        # which a fresh producer may not have yet: wait for it once, here, where we may await.
+        producer = self.app.producer._ensure_producer()  # faust's aiokafka producer
+        await producer.partitions_for(self.table.changelog_topic.get_topic_name())
         self.core = self.new_core()
         pages = 0
         for key, value in self.table.items():
@@ -182,7 +187,7 @@ def register_agents(otk: OtklikApp) -> None:
                         log.exception("normalize failed on %s/%s", event.message.partition, event.message.offset)
                         await dead_letter(event, "normalize", f"internal error: {type(exc).__name__}: {exc}")
                         continue
-                    metrics.last_event.labels(envelope.platform).set(envelope.received_at)
+                    metrics.observe_envelope(envelope.platform, envelope.source, envelope.received_at)
                     for record in records:
                         metrics.interactions.labels(record.platform, record.action).inc()
                         await topics.interactions.send(key=record.page.encode(), value=record.to_json())
@@ -202,7 +207,7 @@ def register_agents(otk: OtklikApp) -> None:
         async def responses(stream):  # type: ignore[no-untyped-def]
             """otklik.interactions → the response engine → otklik.responses, state in the pages table."""
             async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
-                responses_state.ensure_loaded()
+                await responses_state.ensure_loaded()
                 engine = responses_state.core
                 out: list[ResponseRecord] = []
                 for event, ia in interactions_of(events):
@@ -224,7 +229,7 @@ def register_agents(otk: OtklikApp) -> None:
                 return
             if watcher.check():
                 responses_state.core.reload_config()
-            responses_state.ensure_loaded()
+            await responses_state.ensure_loaded()
             await emit(responses_state.core.tick(int(time.time())))
             responses_state.save()
 
@@ -243,7 +248,7 @@ def register_agents(otk: OtklikApp) -> None:
         async def moderation(stream):  # type: ignore[no-untyped-def]
             """otklik.interactions → labels, time visible, deflections → otklik.moderation."""
             async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
-                moderation_state.ensure_loaded()
+                await moderation_state.ensure_loaded()
                 watch = moderation_state.core
                 out = []
                 for event, ia in interactions_of(events):
@@ -263,7 +268,7 @@ def register_agents(otk: OtklikApp) -> None:
         async def moderation_deadlines() -> None:
             if app.rebalancing or not moderation_state.ready:
                 return
-            moderation_state.ensure_loaded()
+            await moderation_state.ensure_loaded()
             out = moderation_state.core.tick(int(time.time()))
             for record in out:
                 metrics.observe_moderation(record)
@@ -271,6 +276,8 @@ def register_agents(otk: OtklikApp) -> None:
             moderation_state.save()
 
         metrics.watch_moderation(lambda: moderation_state.core)
+
+    metrics.watch_consumer(lambda: app.consumer)
 
 
 def _loads(value: bytes | None):  # type: ignore[no-untyped-def]

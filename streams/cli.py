@@ -169,12 +169,16 @@ def triage() -> None:
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
     from otklik.streams.gateway import gateway_command
+    from otklik.streams.grafana_push import grafana_command
     from otklik.streams.longpoll import longpoll_command
+    from otklik.streams.notifier import notifier_command
     from otklik.streams.simulate import simulate_command
 
     main.add_command(simulate_command, "simulate")
     main.add_command(gateway_command, "gateway")
     main.add_command(longpoll_command, "longpoll")
+    main.add_command(notifier_command, "notifier")
+    main.add_command(grafana_command, "grafana")
 
 
 _register_optional_commands()
