@@ -1,6 +1,6 @@
 """Prometheus metrics of the worker. No user id, item id or text in any label.
 
-What is exported, and why (docs/metrics.md lists every metric with its labels):
+What is exported, and why (README.md, "Metrics and alerts", lists every metric with its labels):
 
 * Per page, only for pages that hold open items or had a closure recently: the backlog and the
   oldest open item's age as a fraction of its deadline, computed when Prometheus scrapes (an alert

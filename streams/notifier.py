@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 NEAR, PASSED, LONG_PAST = "OtklikPageDeadlineNear", "OtklikPageDeadlinePassed", "OtklikPageDeadlineLongPast"
+OFFENSIVE = "OtklikOffensiveContentVisible"
 CHANNELS = ("email", "telegram", "max")
 
 
@@ -144,6 +145,17 @@ def compose(alertname: str, status: str, facts: PageFacts, backlog: Backlog) -> 
     name = f"«{title}»"
     deadline = format_deadline(facts.deadline_seconds)
     kind = "рабочего времени " if facts.deadline_working else ""
+    if alertname == OFFENSIVE:
+        if status == "resolved":
+            return None  # removed: nothing to ask of anyone
+        return Message(
+            subject=f"{name}: комментарий для модерации виден дольше срока",
+            text=(
+                f"На странице {name} дольше срока модерации виден комментарий с матом, оскорблением, угрозой "
+                "или рекламой.\nУдалите его (или ответьте, если в нём есть вопрос по существу).\n"
+                f"Страница: {facts.page}\n"
+            ),
+        )
     if status == "resolved":
         if alertname == NEAR:
             return None

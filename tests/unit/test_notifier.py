@@ -547,3 +547,12 @@ def test_settings_from_env() -> None:
     assert sorted(settings.senders()) == ["email", "telegram"]
     with pytest.raises(Exception, match="OTKLIK_SMTP_PORT"):
         NotifierSettings.from_env({"OTKLIK_SMTP_PORT": "many"})
+
+
+def test_compose_offensive_content_asks_for_removal_and_says_nothing_when_resolved() -> None:
+    facts = PageFacts("vk:1", "Школа № 1", 8 * 3600, True)
+    message = compose("OtklikOffensiveContentVisible", "firing", facts, Backlog(3, 8100, None))
+    assert message is not None
+    assert "«Школа № 1»" in message.subject and "модерации" in message.subject
+    assert "Удалите" in message.text and "ждут ответа" not in message.text
+    assert compose("OtklikOffensiveContentVisible", "resolved", facts, Backlog(0, None, None)) is None
