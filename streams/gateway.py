@@ -236,6 +236,17 @@ def vk_event_fields(body: dict[str, Any]) -> str:
     return event_id
 
 
+def _check_header_secret(request: web.Request, header: str, expected: str | None, what: str) -> None:
+    """Refuse (403) a webhook whose secret header is missing or wrong, or when none is configured."""
+    if not expected:
+        raise Rejection(403, "not_configured", f"forbidden: no {what} is configured")
+    given = request.headers.get(header)
+    if given is None:
+        raise Rejection(403, "missing_secret", f"forbidden: the {header} header is missing")
+    if not _secret_matches(given, expected):
+        raise Rejection(403, "bad_secret", f"forbidden: wrong {header}")
+
+
 def _secret_matches(given: Any, expected: str) -> bool:
     return type(given) is str and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
@@ -460,14 +471,7 @@ class Gateway:
     async def tg_webhook(self, request: web.Request) -> web.Response:
         source = "tg-webhook"
         try:
-            expected = self.secrets.tg_secret_token
-            if not expected:
-                raise Rejection(403, "not_configured", "forbidden: no Telegram secret token is configured")
-            given = request.headers.get(TG_SECRET_HEADER)
-            if given is None:
-                raise Rejection(403, "missing_secret", f"forbidden: the {TG_SECRET_HEADER} header is missing")
-            if not _secret_matches(given, expected):
-                raise Rejection(403, "bad_secret", f"forbidden: wrong {TG_SECRET_HEADER}")
+            _check_header_secret(request, TG_SECRET_HEADER, self.secrets.tg_secret_token, "Telegram secret token")
             body = decode_object(await self._read(request))
             update_id = tg_update_id(body)
         except Rejection as rejection:
@@ -478,14 +482,7 @@ class Gateway:
     async def max_webhook(self, request: web.Request) -> web.Response:
         source = "max-webhook"
         try:
-            expected = self.secrets.max_secret
-            if not expected:
-                raise Rejection(403, "not_configured", "forbidden: no MAX webhook secret is configured")
-            given = request.headers.get(MAX_SECRET_HEADER)
-            if given is None:
-                raise Rejection(403, "missing_secret", f"forbidden: the {MAX_SECRET_HEADER} header is missing")
-            if not _secret_matches(given, expected):
-                raise Rejection(403, "bad_secret", f"forbidden: wrong {MAX_SECRET_HEADER}")
+            _check_header_secret(request, MAX_SECRET_HEADER, self.secrets.max_secret, "MAX webhook secret")
             body = decode_object(await self._read(request))
             dedupe_key, key, community = max_head(body)
         except Rejection as rejection:
