@@ -7,12 +7,13 @@ import importlib
 import sys
 import time
 
-ORDER = ["replay", "memory", "live", "gateway", "moderation", "triage"]
+ORDER = ["replay", "memory", "live", "gateway", "alerts", "moderation", "triage"]
 MODULES = {
     "replay": "bench.replay",
     "memory": "bench.memory",
     "live": "bench.live",
     "gateway": "bench.gateway",
+    "alerts": "bench.alert_latency",
     "moderation": "bench.bench_moderation",
     "triage": "bench.bench_triage",
 }

@@ -1,9 +1,13 @@
 """Worker memory per open item at 1,000,000 open items: the engine's objects plus the serialized
-page states that the pages table holds, beside the memory of the interaction records themselves."""
+page states that the pages table holds, beside the memory of the interaction records themselves.
+
+Event ids are shaped like VK's (40 hex digits): the engine keeps every event's id for a day to
+recognise redeliveries, so their size matters."""
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 
@@ -31,7 +35,8 @@ def interactions(n: int, start: int):  # type: ignore[no-untyped-def]
         page = f"vk:{group}"
         yield Interaction(
             platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:{post}",
-            item=f"{page}:wall:{post}:{cid}", seq=cid, received_at=start + i // 100, event_id=f"e{i}",
+            item=f"{page}:wall:{post}:{cid}", seq=cid, received_at=start + i // 100,
+            event_id=hashlib.sha1(i.to_bytes(8, "little")).hexdigest(),
             created_at=start + i // 100, author=f"vk:user:{10_000_000 + i}", thread_root=f"{page}:wall:{post}:{cid}",
             text="Когда отремонтируют дорогу на улице Ленина?",
         )
@@ -69,7 +74,58 @@ def main() -> None:
     print(f"+ serialized pages table (values)  {table_bytes / n:>12,.0f} bytes/item")
     print(f"worker state total (RSS growth)    {total / n:>12,.0f} bytes/item   (target <= 1,024)")
     print(f"ingest into the engine             {n / took:>12,.0f} items/s")
+    del tables, engine
+    print_dump_costs()
 
 
 if __name__ == "__main__":
     main()
+
+
+def dump_costs(sizes: tuple[int, ...] = (10, 100, 2_000), trials: int = 50) -> dict[int, tuple[float, float, int]]:
+    """µs of CPU per ``dump_page`` of a page holding ``size`` open items: after one change (a new
+    comment, what the worker writes after a batch) and cold (every block encoded, as after a load).
+    Returns {size: (after_one_change_us, cold_us, bytes)}."""
+    registry = Registry.from_mapping({"defaults": {"deadline": "8h working"}}, source="<bench>")
+    start = 1764230400
+    out = {}
+    for size in sizes:
+        changed = cold = 0.0
+        length = 0
+        for trial in range(trials):
+            engine = ResponseEngine(registry.page)
+            page = "vk:200000001"
+            for ia in _page_items(size + 1, start, trial):
+                if ia.seq == size:  # the one change
+                    engine.dump_page(page)  # the table already holds the page: its encoding is cached
+                    engine.process(ia)
+                    t0 = time.process_time()
+                    data = engine.dump_page(page)
+                    changed += time.process_time() - t0
+                    length = len(data)
+                    engine.load_page(page, data)  # a fresh engine state: nothing cached
+                    t0 = time.process_time()
+                    engine.dump_page(page)
+                    cold += time.process_time() - t0
+                else:
+                    engine.process(ia)
+        out[size] = (changed / trials * 1e6, cold / trials * 1e6, length)
+    return out
+
+
+def _page_items(n: int, start: int, salt: int):  # type: ignore[no-untyped-def]
+    page = "vk:200000001"
+    for i in range(n):
+        post = 1 + i % 40
+        yield Interaction(
+            platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:{post}",
+            item=f"{page}:wall:{post}:{i}", seq=i, received_at=start + i, created_at=start + i,
+            event_id=hashlib.sha1(f"{salt}:{i}".encode()).hexdigest(), author=f"vk:user:{10_000_000 + i}",
+            thread_root=f"{page}:wall:{post}:{i}", text="Когда отремонтируют дорогу на улице Ленина?",
+        )
+
+
+def print_dump_costs() -> None:
+    print("page dump (CPU time), after one change / cold (nothing cached):")
+    for size, (changed, cold, length) in dump_costs().items():
+        print(f"  {size:>6,} open items   {changed:>8,.1f} µs / {cold:>8,.1f} µs   ({length:,} bytes)")
