@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import faust
+import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otklik.streams.metrics import PipelineMetrics
@@ -30,6 +31,7 @@ class Topics:
     responses: faust.TopicT
     moderation: faust.TopicT
     dead_letters: faust.TopicT
+    overrides: faust.TopicT
 
 
 class OtklikApp:
@@ -127,6 +129,30 @@ class OtklikApp:
                     ],
                 }
             )
+
+        otk = self
+
+        @app.page("/api/items/{item}/override")
+        class OverrideView(faust.web.View):
+            """POST {"needs_answer": true|false, "by": "...", "note": "..."}: a correction of triage,
+            written to otklik.overrides (202 once the broker has it); 400 names what is wrong."""
+
+            async def post(self, request, item: str):  # type: ignore[no-untyped-def]
+                from otklik.streams.overrides import Override, OverrideError
+
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return self.json({"error": "the body is not JSON"}, status=400)
+                if not isinstance(body, dict):
+                    return self.json({"error": "the body is not a JSON object"}, status=400)
+                try:
+                    correction = Override.parse({**body, "item": item})
+                except OverrideError as exc:
+                    return self.json({"error": str(exc)}, status=400)
+                fut = await otk.topics.overrides.send(key=correction.page.encode(), value=correction.to_json())
+                await fut
+                return self.json({"accepted": correction.model_dump()}, status=202)
 
         @app.page("/health")
         async def health(web, request):  # type: ignore[no-untyped-def]

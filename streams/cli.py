@@ -134,6 +134,34 @@ def replay(events: str, registry: str, now: str | None, out: str | None) -> None
         click.echo(f"{counts['malformed']} malformed line(s) skipped", err=True)
 
 
+@main.command()
+@click.argument("item")
+@click.option("--needs-answer", type=click.Choice(["yes", "no"]), required=True, help="The person's decision.")
+@click.option("--by", "by", required=True, help="Who decides (name or login): kept in the audit record.")
+@click.option("--note", required=True, help="Why: kept in the audit record.")
+def override(item: str, needs_answer: str, by: str, note: str) -> None:
+    """Correct triage for ITEM (e.g. vk:123456:wall:88:1024): it does or does not need an answer.
+
+    The correction is written to otklik.overrides (kept forever: who, when, why); the worker re-judges
+    the item from its original times and writes the new judgement, with the previous one, to
+    otklik.responses. The worker's API takes the same: POST /api/items/ITEM/override."""
+    import asyncio
+
+    from otklik.streams.overrides import Override, OverrideError, submit
+    from otklik.streams.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        correction = Override.parse({"item": item, "needs_answer": needs_answer == "yes", "by": by, "note": note})
+    except (SettingsError, OverrideError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        asyncio.run(submit(settings.bootstrap, settings.topic("overrides"), correction))
+    except Exception as exc:
+        raise click.ClickException(f"cannot write to {settings.topic('overrides')} on {settings.bootstrap}: {exc!r}") from None
+    click.echo(f"override recorded: {correction.item} needs_answer={correction.needs_answer} by {correction.by}")
+
+
 def _filter_lines(function) -> None:  # type: ignore[no-untyped-def]
     """Standard input to standard output, line by line, flushed so it works in a pipe."""
     stdin = click.get_binary_stream("stdin")

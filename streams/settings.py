@@ -23,6 +23,7 @@ TOPIC_NAMES = {
     "responses": "otklik.responses",
     "moderation": "otklik.moderation",
     "dead_letters": "otklik.dead-letters",
+    "overrides": "otklik.overrides",
 }
 
 
