@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otklik.schemas.records import Interaction
+from otklik.schemas.records import INTERACTION_FIELDS, Interaction
 
 # VK peer ids of group chats start here; messages in chats are not direct messages to the community.
 CHAT_PEER_BASE = 2_000_000_000
@@ -113,7 +113,7 @@ _FIELDS = (
     "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
     "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
 )  # fmt: skip
-if Interaction.__slots__ != _FIELDS:  # pragma: no cover
+if INTERACTION_FIELDS != _FIELDS:  # pragma: no cover
     raise ImportError("otklik.agents.normalize: Interaction's fields changed; update the positional calls")
 
 

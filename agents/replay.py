@@ -16,6 +16,7 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from datetime import datetime
 from typing import IO, Any
 
@@ -56,19 +57,24 @@ class ReplayError(ValueError):
     """A malformed input line; the message names the line number and what is wrong."""
 
 
-_DAYS: dict[int, str] = {}
+# Replay formats two times per item: "YYYY-MM-DDTHH:MM:" is cached per minute (bounded), the seconds
+# come from a table.
+_MINUTES: dict[int, str] = {}
+_MINUTES_KEPT = 200_000
+_SECONDS = tuple(f"{s:02d}Z" for s in range(60))
 
 
 def iso(t: int | None) -> str | None:
-    """Unix seconds as ISO-8601 UTC with ``Z`` (the date part cached per day: replay formats many)."""
+    """Unix seconds as ISO-8601 UTC with ``Z``."""
     if t is None:
         return None
-    day, second = divmod(t, 86400)
-    prefix = _DAYS.get(day)
+    minute, second = divmod(t, 60)
+    prefix = _MINUTES.get(minute)
     if prefix is None:
-        prefix = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
-    hours, rest = divmod(second, 3600)
-    return f"{prefix}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        prefix = _MINUTES[minute] = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+    return prefix + _SECONDS[second]
 
 
 def parse_time(value: Any) -> int:
@@ -198,33 +204,62 @@ def _run(
     late_window_s: int,
     retention_s: int,
 ) -> list[dict[str, Any]]:
-    batches: list[tuple[int, list[Interaction]]] = []
+    loads = orjson.loads
+    interactions: list[Interaction] = []
+    add = interactions.append
+    in_order = True  # most files are written in order of arrival: then there is nothing to sort
+    last = 0
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+        # The common line, {"received_at": <int>, "body": {...}}, takes the short path; anything else
+        # (and every error, with its message) goes through _decode.
         try:
-            interactions = _decode(line, number)
+            data = loads(line)
+        except orjson.JSONDecodeError:
+            data = None
+        received_at = data.get("received_at") if type(data) is dict and "body" in data else None
+        try:
+            if type(received_at) is int:
+                try:
+                    batch = normalize_vk(data["body"], received_at)  # type: ignore[index]
+                except NormalizeError as exc:
+                    raise ReplayError(f"line {number}: {exc.reason}") from None
+            elif not line.strip():
+                continue
+            else:
+                batch = _decode(line, number)
         except ReplayError as exc:
             if on_error is not None:
                 on_error(number, str(exc))
             continue
-        if interactions:
-            batches.append((interactions[0].received_at, interactions))
-    batches.sort(key=lambda batch: batch[0])  # stable: file order breaks ties
+        if batch:  # the interactions of one line share its received_at
+            received_at = batch[0].received_at
+            if received_at < last:
+                in_order = False
+            last = received_at
+            if len(batch) == 1:
+                add(batch[0])
+            else:
+                interactions.extend(batch)
+    if not in_order:
+        interactions.sort(key=attrgetter("received_at"))  # stable: file order breaks ties
 
-    engine = ResponseEngine(registry.page, late_window_s=late_window_s, retention_s=retention_s)
+    engine = ResponseEngine(
+        registry.page, late_window_s=late_window_s, retention_s=retention_s, watch_deadlines=False
+    )
     final: dict[str, ResponseRecord] = {}
     process = engine.process
-    next_tick = batches[0][0] + _TICK_EVERY_S if batches else 0
+    tick = engine.tick
+    next_tick = interactions[0].received_at + _TICK_EVERY_S if interactions else 0
     last = 0
-    for received_at, interactions in batches:
-        if received_at >= next_tick:
-            engine.tick(received_at, report_breaches=False)  # prunes the windows; open items are judged at the end
-            next_tick = received_at + _TICK_EVERY_S
-        for ia in interactions:
-            for record in process(ia):
+    for ia in interactions:
+        last = ia.received_at
+        if last >= next_tick:
+            tick(last, report_breaches=False)  # prunes the windows; open items are judged at the end
+            next_tick = last + _TICK_EVERY_S
+        closed = process(ia)
+        if closed:
+            for record in closed:
                 final[record.item] = record
-        last = received_at
     if now is None:
         now = last
     # No more events will come: tentative outcomes are final; then expire what is past the horizon at now.
@@ -233,9 +268,35 @@ def _run(
     for record in engine.tick(max(now, last), report_breaches=False):
         final[record.item] = record  # expiries
     rows = {item: _row(record) for item, record in final.items()}
-    for record, age, business_age in engine.open_records(now):
-        rows[record.item] = _row(record, age, business_age)
-    return sorted(rows.values(), key=lambda row: (row["created_at"], row["item"]))
+    for item, page, kind, author, created_at, age, business_age, deadline, breached in engine.open_ages(now):
+        rows[item] = (  # an item closed and then restored is open: its open row replaces the record
+            {
+                "item": item,
+                "page": page,
+                "kind": kind,
+                "author": author,
+                "created_at": iso(created_at),
+                "outcome": "open",
+                "closed_at": None,
+                "latency_s": None,
+                "business_latency_s": None,
+                "age_s": age,
+                "business_age_s": business_age,
+                "deadline": deadline,
+                "breached": breached,
+                "responder": None,
+                "reason": None,
+            }
+        )
+    out = list(rows.values())
+    # By creation time, then item id: ISO-8601 UTC strings of one format (fixed length) sort as the
+    # times do, so one concatenated string orders like the (time, item) pair, and compares faster.
+    out.sort(key=_created_then_item)
+    return out
+
+
+def _created_then_item(row: dict[str, Any]) -> str:
+    return row["created_at"] + row["item"]
 
 
 def replay_file(

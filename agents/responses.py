@@ -22,13 +22,31 @@ not depend on the order of arrival within that window:
 State is partitioned by page (:class:`PageState`), so the live worker can keep one page per key of a
 faust table (:meth:`ResponseEngine.dump_page` / :meth:`ResponseEngine.load_page`). Timers (settling,
 deadlines, expiry) live in engine-wide heaps with lazy invalidation and are rebuilt from page state.
+
+Cost of persistence
+-------------------
+The worker writes every changed page after each batch, so :meth:`ResponseEngine.dump_page` costs what
+changed, not the page's size: open items are encoded in blocks of :data:`_BLOCK` whose JSON is cached
+until one of their items changes, and the dedupe memory and the closed items (which grow at one end
+and are pruned from the other) keep their encoding in sealed chunks plus the entries added since the
+last dump (:class:`_Log`). What remains proportional to size is joining the cached bytes (a memcpy).
+The output stays one self-contained value: :meth:`ResponseEngine.load_page` restores the page from it.
+
+Redeliveries are recognised by a 60-bit digest of the event id (:func:`event_key`), not the id itself:
+VK's ids are 40 hex characters (~90 bytes as a str, kept for a day). Among n distinct ids of one page
+within the dedupe horizon (a day) some two collide with probability about n²/2⁶¹ (n = 10⁴, a very busy
+page: 4·10⁻¹¹; n = 10⁶: 4·10⁻⁷), and a collision would drop one event as a duplicate. The dedupe
+memory is per page, so the page is part of the key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -128,6 +146,7 @@ class _Item:
         "life",
         "tentative",
         "settle_at",
+        "block",
     )
 
     def __init__(
@@ -162,6 +181,179 @@ class _Item:
         # (outcome, closed_at, responder, deleted_by) while tentatively closed, else None.
         self.tentative: tuple[str, int, str | None, str | None] | None = None
         self.settle_at = 0
+        self.block: _Block = _NO_BLOCK  # the page-dump block holding its encoded row
+
+
+class _Block:
+    """Up to :data:`_BLOCK` consecutive open items of a page and their cached JSON rows (None: stale)."""
+
+    __slots__ = ("items", "blob")
+
+    def __init__(self) -> None:
+        self.items: list[_Item] = []
+        self.blob: bytes | None = None
+
+
+# Items per cached block of a page dump: a change re-encodes its block (~0.3 µs per item), a dump joins
+# the page's blocks. Small enough that one change is cheap, large enough that a block costs little.
+_BLOCK = 16
+_NO_BLOCK = _Block()  # placeholder until the item joins its page
+
+
+def _row(it: _Item) -> list[Any]:
+    """An open item as stored in a page dump (version 2): version 1's row with what is implied left
+    out, since the table holds a copy of every row and so does the dump cache. ``0`` for the object
+    id when the item id is ``<object id>:<something>``; ``0`` for the thread root when it is the item
+    itself; ``received_at`` as its delay after ``created_at``; ``reported`` as 0 or 1; the deadline
+    instant, a cache, as -1 (not known)."""
+    item = it.item
+    object_id = it.object_id
+    if item.rpartition(":")[0] == object_id:
+        object_id = 0  # type: ignore[assignment]
+    thread_root = it.thread_root
+    if thread_root == item:
+        thread_root = 0  # type: ignore[assignment]
+    return [
+        item, object_id, it.object_kind, it.author, it.created_at, it.seq, thread_root,
+        it.received_at - it.created_at, -1, it.reopened_at, 1 if it.reported else 0, it.answers, it.life,
+    ]  # fmt: skip
+
+
+def _unrow(row: list[Any]) -> _Item:
+    """The inverse of :func:`_row` (version 2)."""
+    item = row[0]
+    if row[1] == 0:
+        row[1] = item.rpartition(":")[0]
+    if row[6] == 0:
+        row[6] = item
+    created = row[4]
+    row[7] = created if row[7] == 0 else created + row[7]
+    row[10] = bool(row[10])
+    return _Item(*row[:11])
+
+
+def _block_blob(block: _Block) -> bytes:
+    blob = block.blob
+    if blob is None:
+        blob = block.blob = orjson.dumps([_row(it) for it in block.items])[1:-1]
+    return blob
+
+
+# Entries per sealed chunk of a _Log's cached encoding.
+_CHUNK = 256
+
+
+def _encode_entries(entries: dict[Any, Any]) -> bytes:
+    """``"key":value,...`` without the braces (int keys as JSON strings)."""
+    return orjson.dumps(entries, option=orjson.OPT_NON_STR_KEYS)[1:-1]
+
+
+class _Log(dict):  # type: ignore[type-arg]
+    """A mapping that grows at its end and is pruned from its front (the dedupe memory, closed items),
+    with a cached JSON encoding: sealed chunks of consecutive entries plus the entries added since the
+    last :meth:`encode`. Reads are plain dict reads; writes go through :meth:`add`, :meth:`discard`
+    and :meth:`drop_front`, which keep the invariant *entries in order = chunks' entries + tail*.
+
+    Nothing is cached until the first :meth:`encode`: a replay never dumps and pays nothing for it.
+    """
+
+    __slots__ = ("_chunks", "_tail")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._chunks: list[list[Any]] | None = None  # [entry count, bytes or None when re-encoding is due]
+        self._tail: dict[Any, Any] | None = None
+
+    def add(self, key: Any, value: Any) -> None:
+        if key in self:
+            self.discard(key)
+        dict.__setitem__(self, key, value)
+        if self._tail is not None:
+            self._tail[key] = value
+
+    def discard(self, key: Any) -> None:
+        if key not in self:
+            return
+        dict.__delitem__(self, key)
+        tail = self._tail
+        if tail is not None:
+            if key in tail:
+                del tail[key]
+            else:  # inside a sealed chunk (a restored item: rare): re-encode everything at the next dump
+                self._chunks = self._tail = None
+
+    def drop_front(self, keys: list[Any]) -> None:
+        """Remove ``keys``, which must be the mapping's first ``len(keys)`` entries in order."""
+        for key in keys:
+            dict.__delitem__(self, key)
+        chunks = self._chunks
+        if chunks is None:
+            return
+        n = len(keys)
+        while n and chunks:
+            first = chunks[0]
+            if first[0] <= n:
+                n -= first[0]
+                del chunks[0]
+            else:
+                first[0] -= n
+                first[1] = None  # its remaining entries are re-encoded at the next dump
+                n = 0
+        if n:
+            tail = self._tail
+            for key in keys[len(keys) - n :]:
+                del tail[key]  # type: ignore[index]
+
+    def encode(self) -> bytes:
+        """The mapping as a JSON object; costs the entries added or pruned since the last call."""
+        parts: list[bytes] = []
+        self.encode_into(parts)
+        return b"".join(parts)
+
+    def encode_into(self, parts: list[bytes]) -> None:
+        """Append the pieces of :meth:`encode` to ``parts`` (one join for the whole dump, not one each)."""
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = []
+            self._tail = dict(self)
+        if chunks and chunks[0][1] is None:
+            chunks[0][1] = _encode_entries(dict(islice(self.items(), chunks[0][0])))
+        tail = self._tail
+        if tail:
+            blob = _encode_entries(tail)
+            if chunks and chunks[-1][0] + len(tail) <= _CHUNK:
+                last = chunks[-1]
+                last[0] += len(tail)
+                last[1] = last[1] + b"," + blob
+            else:
+                chunks.append([len(tail), blob])
+            self._tail = {}
+        parts.append(b"{")
+        _interleave(parts, [chunk[1] for chunk in chunks])
+        parts.append(b"}")
+
+
+def _interleave(parts: list[bytes], pieces: list[bytes]) -> None:
+    """Append ``pieces`` to ``parts`` with commas between them."""
+    if pieces:
+        parts.append(pieces[0])
+        for piece in islice(pieces, 1, None):
+            parts.append(b",")
+            parts.append(piece)
+
+
+def event_key(event_id: str) -> int:
+    """A stable 60-bit digest of a platform event id (see the module doc for why this is enough).
+
+    BLAKE2s over the whole id (~0.7 µs), not a cheaper prefix or fold: ids that share a structure
+    (counters, prefixes) must stay apart as well as random-looking ones. Stable across processes,
+    unlike ``hash``, because page dumps keep it.
+    """
+    return int.from_bytes(hashlib.blake2s(event_id.encode(), digest_size=8).digest(), "little") & _KEY_MASK
+
+
+# 60 bits: a Python int of two 30-bit digits (32 bytes, a 64-bit one takes 40).
+_KEY_MASK = (1 << 60) - 1
 
 
 class _Reply(NamedTuple):
@@ -240,15 +432,80 @@ class PageState:
     items: dict[str, _Item] = field(default_factory=dict)
     by_object: dict[str, list[_Item]] = field(default_factory=dict)
     # item id -> (outcome code, forget_at): closed items remembered for the retention horizon.
-    closed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    closed: _Log = field(default_factory=_Log)
     # item id not seen yet -> held deletions / restorations (received_at, code, deleted_by).
     held: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     # object id -> page replies received within the late window.
     replies: dict[str, list[_Reply]] = field(default_factory=dict)
+    replies_blob: bytes | None = None  # their encoding; None when they changed since the last dump
     reply_ids: set[str] = field(default_factory=set)
-    # event_id -> received_at, for dedupe of redeliveries.
-    events: dict[str, int] = field(default_factory=dict)
+    # event_key(event_id) -> received_at, for dedupe of redeliveries.
+    events: _Log = field(default_factory=_Log)
+    # The open items in dump order, in blocks whose encoding is cached (see "Cost of persistence");
+    # None until the page is first dumped (a replay never dumps and pays nothing for them).
+    blocks: list[_Block] | None = None
     config: Any = None
+    # From config, looked up once per event otherwise.
+    administrators: frozenset[str] = frozenset()
+    bot_replies_count: bool = False
+
+    def add_item(self, it: _Item, siblings: list[_Item] | None) -> None:
+        """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
+        self.items[it.item] = it
+        if siblings is None:
+            self.by_object[it.object_id] = [it]
+        else:
+            siblings.append(it)
+        if self.blocks is not None:
+            self._place(it)
+
+    def _place(self, it: _Item) -> None:
+        blocks = self.blocks
+        assert blocks is not None
+        if blocks and len(blocks[-1].items) < _BLOCK:
+            block = blocks[-1]
+        else:
+            block = _Block()
+            blocks.append(block)
+        block.items.append(it)
+        block.blob = None
+        it.block = block
+
+    def encoded_replies(self) -> bytes:
+        blob = self.replies_blob
+        if blob is None:
+            blob = self.replies_blob = orjson.dumps([list(r) for rs in self.replies.values() for r in rs])
+        return blob
+
+    def encoded_items(self) -> list[bytes]:
+        """The open items' rows by block (each comma-separated inside), from the cached encodings."""
+        if self.blocks is None:
+            self.blocks = []
+            for it in self.items.values():
+                self._place(it)
+        return [_block_blob(block) for block in self.blocks]
+
+    def forget_encodings(self) -> None:
+        """Drop every cached encoding (the next dump encodes the page whole): for tests."""
+        for block in self.blocks or ():
+            block.blob = None
+        self.replies_blob = None
+        self.closed = _Log(self.closed)
+        self.events = _Log(self.events)
+
+    def remove_item(self, it: _Item) -> None:
+        del self.items[it.item]
+        siblings = self.by_object.get(it.object_id)
+        if siblings is not None:
+            siblings.remove(it)
+            if not siblings:
+                del self.by_object[it.object_id]
+        block = it.block
+        if block is not _NO_BLOCK:
+            block.items.remove(it)
+            block.blob = None
+            if not block.items:
+                self.blocks.remove(block)  # type: ignore[union-attr]
 
 
 def _record(
@@ -304,15 +561,22 @@ class ResponseEngine:
         late_window_s: int = 600,
         retention_s: int = 30 * 86400,
         dedupe_s: int = 86400,
+        *,
+        watch_deadlines: bool = True,
     ) -> None:
         self._page_config = page_config
         self.late_window_s = late_window_s
         self.retention_s = retention_s
         self.dedupe_s = dedupe_s
+        # False: tick never reports open items past their deadline (a replay judges them at its end),
+        # so no deadline timers are kept at all, only expiry.
+        self.watch_deadlines = watch_deadlines
         self.pages: dict[str, PageState] = {}
         self.watermark = 0  # the latest received_at / tick time seen
         self.unknown_page_events = 0
-        # Timers: (time, page, item); entries are checked against the item when they fire.
+        # Timers: (time, page, item); entries are checked against the item when they fire. An open
+        # item has one deadline-or-expiry timer at a time: first in the due heap (keyed by its creation,
+        # a lower bound of its deadline), then, once its deadline is settled, in the expiry heap.
         self._settle_heap: list[tuple[int, str, str]] = []
         self._due_heap: list[tuple[int, str, str]] = []
         self._expiry_heap: list[tuple[int, str, str]] = []
@@ -332,8 +596,10 @@ class ResponseEngine:
         if cfg is None:
             return None
         if state is None:
-            state = self.pages[page] = PageState(page)
+            state = self.pages[page] = PageState(sys.intern(page))
         state.config = cfg
+        state.administrators = cfg.administrators
+        state.bot_replies_count = cfg.bot_replies_count
         return state
 
     def reload_config(self) -> None:
@@ -361,9 +627,14 @@ class ResponseEngine:
             self.watermark = now
         else:
             now = self.watermark
-        settle, expiry = self._settle_heap, self._expiry_heap
-        if (settle and settle[0][0] < now) or (expiry and expiry[0][0] <= now):
+        settle = self._settle_heap
+        if settle and settle[0][0] < now:
             self._advance(now, out)
+        else:
+            expiry = self._expiry_heap
+            due = self._due_heap
+            if (expiry and expiry[0][0] <= now) or (due and due[0][0] + self.retention_s <= now):
+                self._advance(now, out)
         state = self.pages.get(ia.page)
         if state is None or state.config is None:
             state = self._state(ia.page)
@@ -372,10 +643,17 @@ class ResponseEngine:
                 return out
         eid = ia.event_id
         if eid is not None:
+            key = event_key(eid)
             events = state.events
-            if eid in events:
+            if key in events:
                 return out  # a redelivery
-            events[eid] = ia.received_at
+            received = ia.received_at
+            if received == ia.created_at:
+                received = ia.created_at  # the int object the open item keeps too
+            # _Log.add inlined for a new key (this runs once per event); _Log leaves __setitem__ as dict's.
+            events[key] = received
+            if events._tail is not None:
+                events._tail[key] = received
         self._dirty.add(state.page)
         action = ia.action
         if action == "new":
@@ -394,9 +672,9 @@ class ResponseEngine:
         if author == page:
             if ia.object_kind == "dm" and ia.admin_author is None:
                 # Sent by a program (auto-reply, bot): answers nothing unless the registry says so.
-                return page if state.config.bot_replies_count else None
+                return page if state.bot_replies_count else None
             return ia.admin_author or page
-        if author in state.config.administrators:
+        if author in state.administrators:
             return author
         return None
 
@@ -405,9 +683,7 @@ class ResponseEngine:
         created = ia.created_at
         if author is None or created is None:
             return
-        page = state.page
-        is_admin = author in state.config.administrators
-        if author == page or is_admin:
+        if author == state.page or author in state.administrators:
             responder = self._is_page_reply(state, ia)
             if responder is not None and ia.item not in state.reply_ids:
                 self._on_reply(state, ia, responder)
@@ -419,43 +695,56 @@ class ResponseEngine:
             return  # the same item announced twice
         if created + self.retention_s <= ia.received_at:
             return  # older than the retention horizon: nothing to track
-        self._open(state, ia, reopened_at=0)
+        self._open(state, ia, 0)
 
     def _open(self, state: PageState, ia: Interaction, reopened_at: int) -> _Item:
-        cfg = state.config
         created = ia.created_at
         assert created is not None and ia.author is not None
+        received = ia.received_at
+        if received == created:
+            received = created  # one int object for both: most items are received the second they are written
+        object_id = ia.object_id
+        siblings = state.by_object.get(object_id)
+        if siblings:
+            object_id = siblings[0].object_id  # one string for every item on the object
+        item = ia.item
+        thread_root = ia.thread_root
+        if thread_root == item:
+            thread_root = item  # one string for both (a top-level comment is its own thread's root)
         it = _Item(
-            ia.item,
-            ia.object_id,
+            item,
+            object_id,
             ia.object_kind,
             ia.author,
             created,
             ia.seq,
-            ia.thread_root,
-            ia.received_at,
+            thread_root,
+            received,
             -1,
             reopened_at,
         )
-        state.items[it.item] = it
-        state.by_object.setdefault(it.object_id, []).append(it)
+        state.add_item(it, siblings)
         window = self.late_window_s
-        # Page replies received within the window (either side) that answer it, by their own time.
-        received = ia.received_at
-        for reply in state.replies.get(it.object_id, ()):
-            # Cheap tests first: most kept replies are older than a new item.
-            if reply.created_at < created or abs(reply.received_at - received) > window:
-                continue
-            if _answers(reply, it, state.page):
-                if it.answers is None:
-                    it.answers = []
-                it.answers.append((reply.created_at, reply.seq, reply.responder, reply.received_at))
-        held = state.held.pop(it.item, None)
-        if held:
-            it.life = [h for h in held if abs(h[0] - ia.received_at) <= window] or None
-        # The deadline is computed when first needed; created_at is a lower bound of it.
-        heapq.heappush(self._due_heap, (created, state.page, it.item))
-        heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, it.item))
+        replies = state.replies.get(object_id)
+        if replies:
+            # Page replies received within the window (either side) that answer it, by their own time.
+            for reply in replies:
+                # Cheap tests first: most kept replies are older than a new item.
+                if reply.created_at < created or abs(reply.received_at - received) > window:
+                    continue
+                if _answers(reply, it, state.page):
+                    if it.answers is None:
+                        it.answers = []
+                    it.answers.append((reply.created_at, reply.seq, reply.responder, reply.received_at))
+        if state.held:
+            held = state.held.pop(it.item, None)
+            if held:
+                it.life = [h for h in held if abs(h[0] - received) <= window] or None
+        if self.watch_deadlines:
+            # The deadline is computed when first needed; created_at is a lower bound of it.
+            heapq.heappush(self._due_heap, (created, state.page, it.item))
+        else:
+            heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, it.item))
         if it.answers is not None or it.life is not None:
             self._reevaluate(state, it)
         return it
@@ -476,6 +765,7 @@ class ResponseEngine:
         )
         state.reply_ids.add(reply.item)
         state.replies.setdefault(reply.object_id, []).append(reply)
+        state.replies_blob = None
         candidates = state.by_object.get(reply.object_id)
         if not candidates:
             return
@@ -485,6 +775,7 @@ class ResponseEngine:
                 if it.answers is None:
                     it.answers = []
                 it.answers.append((created, reply.seq, responder, reply.received_at))
+                it.block.blob = None
                 self._reevaluate(state, it)
 
     def _on_life(self, state: PageState, ia: Interaction, code: int) -> None:
@@ -495,6 +786,7 @@ class ResponseEngine:
             if it.life is None:
                 it.life = []
             it.life.append((ia.received_at, code, by))
+            it.block.blob = None
             self._reevaluate(state, it)
             return
         closed = state.closed.get(item)
@@ -503,7 +795,7 @@ class ResponseEngine:
             # answered item (or the page's reply) changes nothing.
             if code == _RESTORE and closed[0] in (_CLOSED_CODES["moderated"], _CLOSED_CODES["withdrawn"]):
                 if ia.created_at is not None and ia.author is not None:
-                    del state.closed[item]
+                    state.closed.discard(item)
                     self._open(state, ia, reopened_at=ia.received_at)
             return
         if item in state.reply_ids:
@@ -523,22 +815,37 @@ class ResponseEngine:
                     last = life[0]
             it.settle_at = last + self.late_window_s
             heapq.heappush(self._settle_heap, (it.settle_at, state.page, it.item))
-        elif was is not None and not it.reported:
-            heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))  # open again: watch its deadline
+        elif was is not None:
+            # Open again: watch its deadline (or, once reported, its expiry) anew.
+            if it.reported or not self.watch_deadlines:
+                heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, state.page, it.item))
+            else:
+                heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))
 
     # ---- time -------------------------------------------------------------------------------------
 
     def tick(self, now: int, *, report_breaches: bool = True) -> list[ResponseRecord]:
         """Advance to ``now``: settle, expire, and report open items past their deadline (once each).
 
-        ``report_breaches=False`` skips the deadline notices (a replay judges open items at its end).
+        ``report_breaches=False`` skips the deadline notices (a replay judges open items at its end):
+        items whose deadline may have passed by ``now`` are then not reported by a later tick either.
         """
         if now > self.watermark:
             self.watermark = now
         out: list[ResponseRecord] = []
-        self._advance(now, out)
         heap = self._due_heap
-        while report_breaches and heap and heap[0][0] < now:
+        retention = self.retention_s
+        if not report_breaches:
+            # Deadlines are not watched: hand the items straight to the expiry timer.
+            expiry = self._expiry_heap
+            while heap and heap[0][0] < now:
+                _, page, item = heapq.heappop(heap)
+                state = self.pages.get(page)
+                it = state.items.get(item) if state is not None else None
+                if it is not None:
+                    heapq.heappush(expiry, (it.created_at + retention, page, item))
+        self._advance(now, out)
+        while heap and heap[0][0] < now:
             _, page, item = heapq.heappop(heap)
             state = self.pages.get(page)
             it = state.items.get(item) if state is not None else None
@@ -546,6 +853,10 @@ class ResponseEngine:
                 continue
             cfg = self._state(page).config  # type: ignore[union-attr]
             due = self._due(it, cfg)
+            expires_at = it.created_at + retention
+            if due >= expires_at:
+                heapq.heappush(self._expiry_heap, (expires_at, page, item))  # it expires first
+                continue
             if due >= now:
                 heapq.heappush(heap, (due, page, item))
                 continue
@@ -559,7 +870,9 @@ class ResponseEngine:
                 heapq.heappush(heap, (now + 60, page, item))
                 continue
             it.reported = True
+            it.block.blob = None
             self._dirty.add(page)
+            heapq.heappush(self._expiry_heap, (expires_at, page, item))
             out.append(_record(page, it, "open", None, cfg, breached=True))
         if now >= self._next_prune:
             self._prune(now)
@@ -569,6 +882,8 @@ class ResponseEngine:
     @staticmethod
     def _due(it: _Item, cfg: PageConfigLike) -> int:
         if it.due < 0:
+            # Kept once known, in memory only: a cache, not state (a dump says -1; computed again
+            # after a restart), so computing it changes no saved state and dirties no page.
             it.due = cfg.deadline.due_at(cfg.clock, it.created_at)
         return it.due
 
@@ -581,12 +896,21 @@ class ResponseEngine:
             if it is None or it.tentative is None or it.settle_at != settle_at:
                 continue
             self._settle(state, it, out)  # type: ignore[arg-type]
+        retention = self.retention_s
         heap = self._expiry_heap
+        due = self._due_heap
+        # An item still waiting for its deadline timer (no tick has run since) can be past the horizon too.
+        while due and due[0][0] + retention <= now:
+            _, page, item = heapq.heappop(due)
+            state = self.pages.get(page)
+            it = state.items.get(item) if state is not None else None
+            if it is not None:
+                heapq.heappush(heap, (it.created_at + retention, page, item))
         while heap and heap[0][0] <= now:
             expires_at, page, item = heapq.heappop(heap)
             state = self.pages.get(page)
             it = state.items.get(item) if state is not None else None
-            horizon = it.created_at + self.retention_s if it is not None else 0
+            horizon = it.created_at + retention if it is not None else 0
             if it is None or horizon > expires_at:
                 continue
             if it.tentative is not None:
@@ -610,13 +934,8 @@ class ResponseEngine:
 
     def _close(self, state: PageState, it: _Item, outcome: str, closed_at: int) -> None:
         self._dirty.add(state.page)
-        del state.items[it.item]
-        siblings = state.by_object.get(it.object_id)
-        if siblings is not None:
-            siblings.remove(it)
-            if not siblings:
-                del state.by_object[it.object_id]
-        state.closed[it.item] = (_CLOSED_CODES[outcome], max(closed_at, it.received_at) + self.retention_s)
+        state.remove_item(it)
+        state.closed.add(it.item, (_CLOSED_CODES[outcome], max(closed_at, it.received_at) + self.retention_s))
 
     def settle_all(self) -> list[ResponseRecord]:
         """Make every tentative outcome final now (end of a replay: no more events will come)."""
@@ -627,29 +946,39 @@ class ResponseEngine:
         return out
 
     def _prune(self, now: int) -> None:
-        """Drop what the windows no longer need: held events, kept replies, event ids, closed ids."""
+        """Drop what the windows no longer need: held events, kept replies, event ids, closed ids.
+
+        A page that loses anything is dirty: its saved state changed.
+        """
         window = self.late_window_s
+        dirty = self._dirty
         for state in self.pages.values():
             if state.held:
                 for item in list(state.held):
                     kept = [h for h in state.held[item] if h[0] + window >= now]
+                    if len(kept) == len(state.held[item]):
+                        continue
+                    dirty.add(state.page)
                     if kept:
                         state.held[item] = kept
                     else:
                         del state.held[item]
             if state.replies:
                 for object_id in list(state.replies):
-                    kept_replies = [r for r in state.replies[object_id] if r.received_at + window >= now]
-                    dropped = len(state.replies[object_id]) - len(kept_replies)
-                    if dropped:
-                        for r in state.replies[object_id]:
-                            if r.received_at + window < now:
-                                state.reply_ids.discard(r.item)
+                    replies = state.replies[object_id]
+                    kept_replies = [r for r in replies if r.received_at + window >= now]
+                    if len(kept_replies) == len(replies):
+                        continue
+                    dirty.add(state.page)
+                    state.replies_blob = None
+                    for r in replies:
+                        if r.received_at + window < now:
+                            state.reply_ids.discard(r.item)
                     if kept_replies:
                         state.replies[object_id] = kept_replies
                     else:
                         del state.replies[object_id]
-            # Both dicts are in (roughly) arrival order: drop from the front until a live entry, so a
+            # Both logs are in (roughly) arrival order: drop from the front until a live entry, so a
             # prune costs what it removes, not the size of the state.
             if state.events:
                 horizon = now - self.dedupe_s
@@ -658,16 +987,18 @@ class ResponseEngine:
                     if t >= horizon:
                         break
                     stale.append(e)
-                for e in stale:
-                    del state.events[e]
+                if stale:
+                    state.events.drop_front(stale)
+                    dirty.add(state.page)
             if state.closed:
                 stale = []
                 for i, (_, forget_at) in state.closed.items():
                     if forget_at >= now:
                         break
                     stale.append(i)
-                for i in stale:
-                    del state.closed[i]
+                if stale:
+                    state.closed.drop_front(stale)
+                    dirty.add(state.page)
 
     # ---- reading ----------------------------------------------------------------------------------
 
@@ -740,10 +1071,38 @@ class ResponseEngine:
                 breached = (business if deadline.working else age) > deadline.seconds
                 yield _record(page, it, "open", None, cfg, breached=breached), age, business
 
+    def open_ages(self, now: int) -> Iterator[tuple[str, str, str, str, int, int, int, str, bool]]:
+        """Each open item at ``now`` as ``(item, page, kind, author, created_at, age_s, business_age_s,
+        deadline, breached)``: what :meth:`open_records` says, without building records (replay output)."""
+        # Pages share clocks (the registry builds one per distinct setting) and items share seconds:
+        # the working time from a creation second to now is computed once per clock.
+        memos: dict[int, dict[int, int]] = {}
+        for page, state in self.pages.items():
+            if not state.items:
+                continue
+            cfg = self._state(page).config  # type: ignore[union-attr]
+            deadline = cfg.deadline
+            working_seconds = cfg.clock.working_seconds
+            memo = memos.setdefault(id(cfg.clock), {})
+            limit, working, text = deadline.seconds, deadline.working, deadline.text
+            for it in state.items.values():
+                if it.tentative is not None:
+                    continue
+                created = it.created_at
+                age = now - created
+                if age < 0:
+                    age = 0
+                business = memo.get(created)
+                if business is None:
+                    business = memo[created] = working_seconds(created, now)
+                breached = (business if working else age) > limit
+                yield it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, created, age, business, text, breached
+
     # ---- persistence --------------------------------------------------------------------------------
 
     def take_dirty(self) -> set[str]:
-        """Pages whose state changed since the last call (write only those to the table)."""
+        """Pages whose saved state (:meth:`dump_page`) changed since the last call, by events or by
+        :meth:`tick` (settling, expiry, deadline notices, pruning): write exactly those to the table."""
         dirty, self._dirty = self._dirty, set()
         return dirty
 
@@ -752,63 +1111,64 @@ class ResponseEngine:
         self.pages.pop(page, None)
 
     def dump_page(self, page: str) -> bytes:
-        """One page's state as compact JSON (the live worker stores it in a faust table keyed by page)."""
+        """One page's state as compact JSON (the live worker stores it in a faust table keyed by page).
+
+        Self-contained (:meth:`load_page` restores the page from it alone) and cheap to repeat: only
+        the blocks of items and the log entries that changed since the last dump are encoded anew.
+        """
         state = self.pages.get(page)
         if state is None:
             return b"null"
-        items = [
-            [
-                it.item,
-                it.object_id,
-                it.object_kind,
-                it.author,
-                it.created_at,
-                it.seq,
-                it.thread_root,
-                it.received_at,
-                it.due,
-                it.reopened_at,
-                it.reported,
-                it.answers,
-                it.life,
-            ]
-            for it in state.items.values()
-        ]
-        return orjson.dumps(
-            {
-                "v": 1,
-                "items": items,
-                "closed": state.closed,
-                "held": state.held,
-                "replies": [list(r) for rs in state.replies.values() for r in rs],
-                "events": state.events,
-            }
-        )
+        # The cached pieces are joined once, into the value itself: a big page is copied once.
+        parts = [b'{"v":2,"items":[']
+        _interleave(parts, state.encoded_items())
+        parts.append(b'],"closed":')
+        state.closed.encode_into(parts)
+        parts.append(b',"held":')
+        parts.append(orjson.dumps(state.held) if state.held else b"{}")
+        parts.append(b',"replies":')
+        parts.append(state.encoded_replies())
+        parts.append(b',"events":')
+        state.events.encode_into(parts)
+        parts.append(b"}")
+        return b"".join(parts)
 
     def load_page(self, page: str, data: bytes) -> None:
-        """Restore one page's state from :meth:`dump_page` output, re-arming its timers."""
+        """Restore one page's state from :meth:`dump_page` output, re-arming its timers.
+
+        Reads version 2 and the version 1 of earlier releases (event ids kept verbatim).
+        """
         raw = orjson.loads(data)
         self.pages.pop(page, None)
         if raw is None:
             return
-        if raw.get("v") != 1:
-            raise ValueError(f"page state of {page}: unknown version {raw.get('v')!r}")
+        version = raw.get("v")
+        if version not in (1, 2):
+            raise ValueError(f"page state of {page}: unknown version {version!r}")
+        page = sys.intern(page)
         state = PageState(page)
         self.pages[page] = state
+        retention = self.retention_s
         for row in raw["items"]:
-            it = _Item(*row[:11])
+            it = _Item(*row[:11]) if version == 1 else _unrow(row)
+            siblings = state.by_object.get(it.object_id)
+            if siblings:
+                it.object_id = siblings[0].object_id  # one string for every item on the object
             it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
             it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
-            state.items[it.item] = it
-            state.by_object.setdefault(it.object_id, []).append(it)
-            heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, page, it.item))
-            if not it.reported:
+            state.add_item(it, siblings)
+            if it.reported or not self.watch_deadlines:
+                heapq.heappush(self._expiry_heap, (it.created_at + retention, page, it.item))
+            else:
                 heapq.heappush(self._due_heap, (it.created_at, page, it.item))
             self._reevaluate(state, it)
-        state.closed = {k: (v[0], v[1]) for k, v in raw["closed"].items()}
+        state.closed = _Log({k: (v[0], v[1]) for k, v in raw["closed"].items()})
         state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
         for row in raw["replies"]:
             reply = _Reply(*row)
             state.replies.setdefault(reply.object_id, []).append(reply)
             state.reply_ids.add(reply.item)
-        state.events = dict(raw["events"])
+        if version == 1:
+            state.events = _Log({event_key(k): t for k, t in raw["events"].items()})
+        else:
+            state.events = _Log({int(k): t for k, t in raw["events"].items()})

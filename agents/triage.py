@@ -647,3 +647,15 @@ def triage_lines(lines: Iterable[bytes | str]) -> Iterator[str]:
             yield _error(number, f"triage failed ({type(exc).__name__}: {exc})")
             continue
         yield orjson.dumps({"id": item_id, "needs_answer": decision.needs_answer, "reason": decision.reason}).decode()
+
+
+def addressed_to_of(reply_to_author: str | None, page: str, administrators: frozenset[str]) -> AddressedTo | None:
+    """Whom a comment addresses, from the platform's reply target: the page (the community or one of
+    its administrators), another citizen, or nobody in particular (top level; another community)."""
+    if reply_to_author is None:
+        return None
+    if reply_to_author == page or reply_to_author in administrators:
+        return "page"
+    if ":user:" in reply_to_author:
+        return "citizen"
+    return None

@@ -1,7 +1,8 @@
 """Typed records that travel between otklik's topics.
 
-These are plain frozen dataclasses so that the pure core can use them without faust; the
-faust agents encode them with :func:`to_json` and decode with the ``from_dict`` helpers.
+These are plain frozen records (dataclasses; :class:`Interaction`, built once per event, is a msgspec
+Struct for speed) so that the pure core can use them without faust; the faust agents encode them
+with :func:`to_json` and decode with the ``from_dict`` helpers.
 The language-neutral contract of each topic is the JSON Schema in ``schemas/json/``.
 
 Times are integer unix seconds (UTC) throughout the core: VK's ``date`` has one-second
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 Platform = Literal["vk", "tg", "max", "ok"]
@@ -37,12 +39,16 @@ class RawEnvelope:
         return orjson.dumps(asdict(self))
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
+class Interaction(msgspec.Struct, frozen=True):
     """A record of ``otklik.interactions``: one comment, reply, message, edit, deletion or restoration.
 
     Identifiers follow DESIGN.md ("Identifiers"): ``page`` is ``vk:<group_id>``, ``item`` is e.g.
     ``vk:<group_id>:wall:<post_id>:<comment_id>``, authors are ``vk:user:<id>`` or ``vk:<group_id>``.
+
+    A frozen msgspec Struct rather than a frozen dataclass: one is built per event on the replay path,
+    and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~2.3 µs of the
+    ~10 µs budget per event; this costs ~0.1 µs positionally, ~0.5 µs by keyword. Same fields, same
+    order, same JSON; equality, hashing, pickling and immutability as before.
     """
 
     platform: Platform
@@ -64,11 +70,19 @@ class Interaction:
     text: str = ""
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(msgspec.structs.asdict(self))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record's fields in order, as ``dataclasses.asdict`` gave them."""
+        return msgspec.structs.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Interaction:
         return cls(**data)
+
+
+# The field names in declaration order (``__slots__`` of a Struct is sorted by name).
+INTERACTION_FIELDS: tuple[str, ...] = Interaction.__struct_fields__
 
 
 Outcome = Literal["answered", "moderated", "withdrawn", "open", "expired", "no_answer_needed"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +411,31 @@ def test_any_well_formed_wall_comment_normalizes_to_a_valid_record(
         obj["reply_to_user"] = to_user
     body = {"type": "wall_reply_new", "group_id": group, "event_id": "e", "v": "5.199", "object": obj}
     (ia,) = normalize_vk(body, date + 1)
-    assert not list(INTERACTION_SCHEMA.iter_errors(asdict(ia)))
+    assert not list(INTERACTION_SCHEMA.iter_errors(ia.as_dict()))
     assert ia.author == (f"vk:user:{from_id}" if from_id > 0 else f"vk:{-from_id}")
     assert ia.thread_root == f"vk:{group}:wall:{post}:{parents[0] if parents else cid}"
+
+
+def test_interaction_records_keep_their_fields_json_and_immutability() -> None:
+    from otklik.schemas.records import INTERACTION_FIELDS, Interaction
+
+    body = json.loads((FIXTURES / "wall_reply_new.json").read_text())
+    (ia,) = normalize_vk(body, RECEIVED)
+    assert INTERACTION_FIELDS == (
+        "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
+        "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
+    )  # fmt: skip
+    data = json.loads(ia.to_json())
+    assert list(data) == list(INTERACTION_FIELDS)  # the topic's JSON shape, in field order
+    assert data == ia.as_dict() and data["item"] == ia.item and data["received_at"] == RECEIVED
+    assert Interaction.from_dict(data) == ia and hash(Interaction.from_dict(data)) == hash(ia)
+    assert Interaction(**{f: getattr(ia, f) for f in Interaction.__slots__}) == ia  # as other modules build it
+    with pytest.raises(AttributeError):
+        ia.item = "vk:1:wall:1:1"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Interaction.from_dict({**data, "unknown": 1})
+    minimal = Interaction(
+        platform="vk", page="vk:1", action="delete", object_kind="wall", object_id="vk:1:wall:2", item="vk:1:wall:2:3",
+        seq=3, received_at=5,
+    )
+    assert (minimal.event_id, minimal.created_at, minimal.text) == (None, None, "")

@@ -224,3 +224,65 @@ def test_the_same_file_shuffled_within_ten_minutes_gives_identical_output(seed: 
     shuffled = [x for _, x in sorted(history, key=lambda h: h[0] + rng.uniform(0, 600))]
     registry = reg()
     assert run_replay(shuffled, registry) == run_replay([x for _, x in history], registry)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**9), form=st.sampled_from(["iso", "string digits", "float", "bare"]))
+def test_every_form_of_received_at_gives_the_same_output(seed: int, form: str) -> None:
+    """Lines with integer ``received_at`` take a short path; ISO-8601, digit strings, floats and bare
+    bodies take the general one: both must read the same events the same way."""
+    history = _history(seed)
+    registry = reg()
+    expected = run_replay([x for _, x in history], registry)
+    rewritten = []
+    for t, raw in history:
+        data = orjson.loads(raw)
+        body = data["body"]
+        if form == "iso":
+            rewritten.append(line(body, datetime.fromtimestamp(t, ZoneInfo("Asia/Yekaterinburg")).isoformat()))
+        elif form == "string digits":
+            rewritten.append(line(body, str(t)))
+        elif form == "float":
+            rewritten.append(line(body, t + 0.25))
+        elif body["type"].endswith("_delete"):
+            rewritten.append(line(body, t))  # bare deletions are rejected: keep them wrapped
+        else:
+            # A bare body is received at its own date; the history's comments are received up to 5 s
+            # after it, so compare with the wrapped file received at the dates.
+            rewritten.append(line(body))
+    if form == "bare":
+        wrapped_at_date = []
+        for t, raw in history:
+            body = orjson.loads(raw)["body"]
+            wrapped_at_date.append(line(body, t if body["type"].endswith("_delete") else body["object"]["date"]))
+        expected = run_replay(wrapped_at_date, registry)
+    assert run_replay(rewritten, registry) == expected
+
+
+def test_a_line_received_before_the_previous_one_is_processed_first() -> None:
+    """The file is sorted by received_at when (and only when) it is out of order, stably."""
+    reply = line(comment(2, -G, T + 60, parents=(1,)), T + 60)
+    first = line(comment(1, 5001, T), T)
+    late_duplicate_id = line(comment(3, 5002, T + 60), T + 60)  # same received_at as the reply: file order
+    in_order = run_replay([first, reply, late_duplicate_id], reg())
+    assert run_replay([reply, first, late_duplicate_id], reg()) == in_order
+    assert [r["outcome"] for r in in_order] == ["answered", "open"]
+
+
+def test_an_item_closed_and_restored_is_one_open_row() -> None:
+    lines = [
+        line(comment(1, 5001, T), T),
+        line(delete(1, ADMIN), T + 60),
+        line(comment(1, 5001, T, event="wall_reply_restore"), T + 3 * H),  # after the window: reopens
+    ]
+    (row,) = run_replay(lines, reg())
+    assert (row["item"], row["outcome"], row["closed_at"]) == (item(1), "open", None)
+
+
+def test_iso_formats_every_second_of_a_day_like_strftime() -> None:
+    import time
+
+    day = T - T % 86400
+    for t in range(day - 5, day + 86400 + 5, 7):
+        assert iso(t) == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    assert iso(None) is None
