@@ -152,10 +152,21 @@ def register_agents(otk: OtklikApp) -> None:
         log.warning("dead letter %s@%s/%s: %s", message.topic, message.partition, message.offset, reason)
         await topics.dead_letters.send(key=message.key, value=record.to_json())
 
+    interactions_topic = topics.interactions.get_topic_name()
+
+    async def produce(topic: str, key: bytes, value: bytes):  # type: ignore[no-untyped-def]
+        """Hand a record to the producer (partitioned by its key) and return its delivery future.
+
+        Straight to faust's producer rather than through Topic.send: a third of the worker's time
+        went into the channel machinery around each message. faust flushes the producer before it
+        commits offsets, so a record sent here is durable before its input counts as processed."""
+        return await app.producer.send(topic, key, value, None, None, None)
+
     async def send_all(topic, records) -> None:  # type: ignore[no-untyped-def]
         """Write records and wait for the broker's acks before the state that follows them is
         saved: after a crash a record may repeat (same content), never go missing."""
-        futures = [await topic.send(key=r.page.encode(), value=r.to_json()) for r in records]
+        name = topic.get_topic_name()
+        futures = [await produce(name, r.page.encode(), r.to_json()) for r in records]
         for fut in futures:
             await fut
 
@@ -190,7 +201,7 @@ def register_agents(otk: OtklikApp) -> None:
                     metrics.observe_envelope(envelope.platform, envelope.source, envelope.received_at)
                     for record in records:
                         metrics.interactions.labels(record.platform, record.action).inc()
-                        await topics.interactions.send(key=record.page.encode(), value=record.to_json())
+                        await produce(interactions_topic, record.page.encode(), record.to_json())
 
     if "responses" in settings.agents:
         responses_state = otk.responses_state = PageStateMirror(

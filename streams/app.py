@@ -55,6 +55,9 @@ class OtklikApp:
             topic_replication_factor=settings.replicas,
             topic_allow_declare=True,
             producer_acks=-1,  # acks=all: a record we report as produced survives a broker crash
+            # A few milliseconds of linger turn a batch of sends into a few produce requests.
+            producer_linger_ms=5,
+            producer_max_batch_size=256 * 1024,
             consumer_auto_offset_reset="earliest",
             broker_rebalance_timeout=settings.rebalance_timeout_s,
             broker_session_timeout=min(settings.rebalance_timeout_s, 60.0),

@@ -67,7 +67,11 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
         f"otklik worker: broker {settings.bootstrap}, metrics http://{settings.web_host}:{settings.web_port}/metrics",
         err=True,
     )
-    Worker(otk.faust, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    runner = Worker(otk.faust, loglevel=settings.log_level, quiet=True)
+    # faust's terminal spinner logs every record at DEBUG level to spin: costly per message, useless
+    # in a service.
+    runner.spinner = None
+    runner.execute_from_commandline()
 
 
 @main.group()
