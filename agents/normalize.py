@@ -112,6 +112,7 @@ def normalize_vk(body: dict[str, Any], received_at: int) -> list[Interaction]:
 _FIELDS = (
     "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
     "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
+    "attachments",
 )  # fmt: skip
 if INTERACTION_FIELDS != _FIELDS:  # pragma: no cover
     raise ImportError("otklik.agents.normalize: Interaction's fields changed; update the positional calls")
@@ -156,6 +157,8 @@ def _comment(
     text = obj.get("text", "")
     if type(text) is not str:
         text = _text(obj, event)
+    attachments = obj.get("attachments")
+    attached = len(attachments) if type(attachments) is list else 0
 
     thread_root: str | None = None
     reply_to_item: str | None = None
@@ -184,7 +187,7 @@ def _comment(
     # A restore or edit carries the item's original time (edits change no times).
     return Interaction(
         "vk", page, action, kind, object_id, item, comment_id, received_at, event_id,  # type: ignore[arg-type]
-        date, author, thread_root, reply_to_item, reply_to_author, None, None, text,
+        date, author, thread_root, reply_to_item, reply_to_author, None, None, text, attached,
     )  # fmt: skip
 
 
@@ -216,6 +219,8 @@ def _message(
     if date < 0:
         raise NormalizeError(f"{event}: {where}.date: negative")
     text = _text(obj, event, where)
+    attachments = obj.get("attachments")
+    attached = len(attachments) if type(attachments) is list else 0
 
     admin_author: str | None = None
     if event == "message_new":
@@ -233,6 +238,6 @@ def _message(
     return [
         Interaction(
             "vk", page, action, "dm", object_id, f"{object_id}:{cmid}", cmid, received_at, event_id,  # type: ignore[arg-type]
-            date, author, None, None, None, None, admin_author, text,
+            date, author, None, None, None, None, admin_author, text, attached,
         )  # fmt: skip
     ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
 from otklik.agents.responses import ResponseEngine
+from otklik.agents.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 from otklik.schemas.registry import Registry, RegistryError, load_registry
 
@@ -206,7 +207,9 @@ def register_agents(otk: OtklikApp) -> None:
     if "responses" in settings.agents:
         responses_state = otk.responses_state = PageStateMirror(
             app, "pages", settings.partitions,
-            lambda: ResponseEngine(page_config, late_window_s=settings.late_window_s, retention_s=settings.retention_s),
+            lambda: ResponseEngine(
+                page_config, late_window_s=settings.late_window_s, retention_s=settings.retention_s, triage=decide
+            ),
         )
 
         async def emit(records: list[ResponseRecord]) -> None:
@@ -243,6 +246,26 @@ def register_agents(otk: OtklikApp) -> None:
             await responses_state.ensure_loaded()
             await emit(responses_state.core.tick(int(time.time())))
             responses_state.save()
+
+        @app.agent(topics.overrides, concurrency=1, name="otklik.overrides")
+        async def overrides(stream):  # type: ignore[no-untyped-def]
+            """otklik.overrides → the response engine: a person's correction re-judges the item."""
+            from otklik.streams.overrides import Override, OverrideError
+
+            async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                await responses_state.ensure_loaded()
+                engine = responses_state.core
+                for event in events:
+                    try:
+                        correction = Override.parse(_loads(event.message.value))
+                    except (OverrideError, ValueError) as exc:
+                        await dead_letter(event, "overrides", f"not a correction: {exc}")
+                        continue
+                    held = engine.override(correction.page, correction.item, correction.needs_answer,
+                                           correction.by, int(correction.requested_at), correction.note)
+                    log.info("correction of %s by %s: needs_answer=%s (%s)", correction.item, correction.by,
+                             correction.needs_answer, "applied" if held else "kept until the item arrives")
+                responses_state.save()
 
         metrics.watch_engine(lambda: responses_state.core)
 

@@ -16,15 +16,16 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 from datetime import datetime
-from typing import IO, Any
+from operator import attrgetter
+from typing import IO, Any, NamedTuple
 
 import orjson
 
 from otklik.agents.normalize import NormalizeError, normalize_vk
 from otklik.agents.responses import ResponseEngine
-from otklik.schemas.records import Interaction, ResponseRecord
+from otklik.agents.triage import decide
+from otklik.schemas.records import Interaction, ResponseRecord, page_of_item
 
 __all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_file", "run_replay"]
 
@@ -107,14 +108,47 @@ def _bare_date(body: dict[str, Any]) -> Any:
     return date
 
 
-def _decode(line: bytes, number: int) -> list[Interaction]:
-    """One input line as interactions; raises :class:`ReplayError` naming the line."""
+class OverrideLine(NamedTuple):
+    """A correction of triage in an event file: ``{"received_at": ..., "override": {"item",
+    "needs_answer", "by", "note"}}`` (what ``otklik.overrides`` holds), applied at its time."""
+
+    received_at: int
+    item: str
+    needs_answer: bool
+    by: str
+    note: str
+
+
+def _override(data: dict[str, Any], number: int) -> OverrideLine:
+    spec = data["override"]
+    if type(spec) is not dict:
+        raise ReplayError(f"line {number}: override: expected a JSON object")
+    if "received_at" not in data:
+        raise ReplayError(f"line {number}: received_at: missing (an override takes effect when received)")
+    try:
+        received_at = parse_time(data["received_at"])
+    except ValueError as exc:
+        raise ReplayError(f"line {number}: received_at: {exc}") from None
+    item, needs, by, note = (spec.get(k) for k in ("item", "needs_answer", "by", "note"))
+    if type(item) is not str or item.count(":") != 4:
+        raise ReplayError(f"line {number}: override.item: expected an item id such as vk:1:wall:2:3")
+    if type(needs) is not bool:
+        raise ReplayError(f"line {number}: override.needs_answer: expected true or false")
+    if type(by) is not str or not by.strip() or type(note) is not str:
+        raise ReplayError(f"line {number}: override.by and override.note: expected text (by not empty)")
+    return OverrideLine(received_at, item, needs, by.strip(), note)
+
+
+def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
+    """One input line as interactions (or a correction); raises :class:`ReplayError` naming the line."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise ReplayError(f"line {number}: not JSON: {exc}") from None
     if type(data) is not dict:
         raise ReplayError(f"line {number}: expected a JSON object, got {type(data).__name__}")
+    if "override" in data:
+        return [_override(data, number)]
     if "body" in data:
         body = data["body"]
         if "received_at" not in data:
@@ -244,7 +278,7 @@ def _run(
         interactions.sort(key=attrgetter("received_at"))  # stable: file order breaks ties
 
     engine = ResponseEngine(
-        registry.page, late_window_s=late_window_s, retention_s=retention_s, watch_deadlines=False
+        registry.page, late_window_s=late_window_s, retention_s=retention_s, watch_deadlines=False, triage=decide
     )
     final: dict[str, ResponseRecord] = {}
     process = engine.process
@@ -256,6 +290,9 @@ def _run(
         if last >= next_tick:
             tick(last, report_breaches=False)  # prunes the windows; open items are judged at the end
             next_tick = last + _TICK_EVERY_S
+        if type(ia) is OverrideLine:
+            engine.override(page_of_item(ia.item), ia.item, ia.needs_answer, ia.by, ia.received_at, ia.note)
+            continue
         closed = process(ia)
         if closed:
             for record in closed:

@@ -98,7 +98,7 @@ KIND_OF_OBJECT = {
 # Codes of lifecycle events; at the same second an answer comes before a deletion, a deletion before
 # a restoration (a deletion and restoration in one second leave the item visible).
 _ANSWER, _DELETE, _RESTORE = 0, 1, 2
-_CLOSED_CODES: dict[str, int] = {"answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3}
+_CLOSED_CODES: dict[str, int] = {"answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3, "no_answer_needed": 4}
 _CLOSED_NAMES = {v: k for k, v in _CLOSED_CODES.items()}
 
 
@@ -147,6 +147,7 @@ class _Item:
         "tentative",
         "settle_at",
         "block",
+        "excluded",
     )
 
     def __init__(
@@ -182,6 +183,11 @@ class _Item:
         self.tentative: tuple[str, int, str | None, str | None] | None = None
         self.settle_at = 0
         self.block: _Block = _NO_BLOCK  # the page-dump block holding its encoded row
+        # Triage found nothing to answer (the reason), or None. Such an item is closed at once as
+        # no_answer_needed, not judged; it stays held, dormant, until the retention horizon, with the
+        # page replies that answer it, so that a correction can re-judge it from its original times.
+        # Once its record is out, ``reported`` is set.
+        self.excluded: str | None = None
 
 
 class _Block:
@@ -213,10 +219,13 @@ def _row(it: _Item) -> list[Any]:
     thread_root = it.thread_root
     if thread_root == item:
         thread_root = 0  # type: ignore[assignment]
-    return [
+    row = [
         item, object_id, it.object_kind, it.author, it.created_at, it.seq, thread_root,
         it.received_at - it.created_at, -1, it.reopened_at, 1 if it.reported else 0, it.answers, it.life,
     ]  # fmt: skip
+    if it.excluded is not None:
+        row.append(it.excluded)
+    return row
 
 
 def _unrow(row: list[Any]) -> _Item:
@@ -229,7 +238,10 @@ def _unrow(row: list[Any]) -> _Item:
     created = row[4]
     row[7] = created if row[7] == 0 else created + row[7]
     row[10] = bool(row[10])
-    return _Item(*row[:11])
+    it = _Item(*row[:11])
+    if len(row) > 13:
+        it.excluded = row[13]
+    return it
 
 
 def _block_blob(block: _Block) -> bytes:
@@ -392,8 +404,11 @@ def _evaluate(it: _Item) -> tuple[str, int, str | None, str | None] | None:
     """The item's outcome from the events known about it: None while open.
 
     Answers are placed at their own time, deletions and restorations at their arrival; walked in time
-    order, the first answer while visible closes it; a deletion hides it until a restoration.
+    order, the first answer while visible closes it; a deletion hides it until a restoration. An item
+    triage excluded is closed at its creation, whatever happens to it.
     """
+    if it.excluded is not None:
+        return ("no_answer_needed", it.created_at, None, None)
     if not it.life:
         if not it.answers:
             return None
@@ -448,6 +463,10 @@ class PageState:
     # From config, looked up once per event otherwise.
     administrators: frozenset[str] = frozenset()
     bot_replies_count: bool = False
+    triage: bool = False
+    # item id -> [needs_answer, by, at, note, previous decision]: corrections of triage, kept for the
+    # retention horizon (an item that arrives after its correction, as in a replay, obeys it too).
+    overrides: dict[str, list[Any]] = field(default_factory=dict)
 
     def add_item(self, it: _Item, siblings: list[_Item] | None) -> None:
         """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
@@ -508,6 +527,11 @@ class PageState:
                 self.blocks.remove(block)  # type: ignore[union-attr]
 
 
+def _override_extra(correction: list[Any]) -> dict[str, Any]:
+    needs_answer, by, at, note, previous = correction
+    return {"needs_answer": needs_answer, "by": by, "at": at, "note": note, "previous": previous}
+
+
 def _record(
     page: str,
     it: _Item,
@@ -517,6 +541,7 @@ def _record(
     responder: str | None = None,
     breached: bool | None = None,
     extra: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> ResponseRecord:
     deadline = cfg.deadline
     latency = business = None
@@ -531,7 +556,7 @@ def _record(
             breached = (business if deadline.working else latency) > deadline.seconds
     return ResponseRecord(
         it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,  # type: ignore[arg-type]
-        closed_at, latency, business, deadline.text, bool(breached), responder, None, extra or {},
+        closed_at, latency, business, deadline.text, bool(breached), responder, reason, extra or {},
     )  # fmt: skip
 
 
@@ -563,8 +588,12 @@ class ResponseEngine:
         dedupe_s: int = 86400,
         *,
         watch_deadlines: bool = True,
+        triage: Callable[[str, str | None, bool], tuple[bool, str]] | None = None,
     ) -> None:
         self._page_config = page_config
+        # triage(text, addressed_to, has_attachments) -> (needs_answer, reason), for pages whose
+        # registry entry keeps `triage: true`; None judges every item (see agents/triage.py).
+        self._triage = triage
         self.late_window_s = late_window_s
         self.retention_s = retention_s
         self.dedupe_s = dedupe_s
@@ -600,6 +629,7 @@ class ResponseEngine:
         state.config = cfg
         state.administrators = cfg.administrators
         state.bot_replies_count = cfg.bot_replies_count
+        state.triage = self._triage is not None and getattr(cfg, "triage", True)
         return state
 
     def reload_config(self) -> None:
@@ -695,9 +725,28 @@ class ResponseEngine:
             return  # the same item announced twice
         if created + self.retention_s <= ia.received_at:
             return  # older than the retention horizon: nothing to track
-        self._open(state, ia, 0)
+        self._open(state, ia, 0, self._exclusion(state, ia))
 
-    def _open(self, state: PageState, ia: Interaction, reopened_at: int) -> _Item:
+    def _exclusion(self, state: PageState, ia: Interaction) -> str | None:
+        """Why the item needs no answer (triage, or a person's correction), or None: it does."""
+        correction = state.overrides.get(ia.item)
+        if correction is not None:
+            return None if correction[0] else "override"
+        if not state.triage:
+            return None
+        to = ia.reply_to_author
+        if to is None:
+            addressed = None
+        elif to == state.page or to in state.administrators:
+            addressed = "page"
+        elif ":user:" in to:
+            addressed = "citizen"
+        else:
+            addressed = None
+        needs_answer, reason = self._triage(ia.text, addressed, ia.attachments > 0)  # type: ignore[misc]
+        return None if needs_answer else reason
+
+    def _open(self, state: PageState, ia: Interaction, reopened_at: int, excluded: str | None = None) -> _Item:
         created = ia.created_at
         assert created is not None and ia.author is not None
         received = ia.received_at
@@ -723,6 +772,7 @@ class ResponseEngine:
             -1,
             reopened_at,
         )
+        it.excluded = excluded
         state.add_item(it, siblings)
         window = self.late_window_s
         replies = state.replies.get(object_id)
@@ -745,7 +795,7 @@ class ResponseEngine:
             heapq.heappush(self._due_heap, (created, state.page, it.item))
         else:
             heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, it.item))
-        if it.answers is not None or it.life is not None:
+        if it.answers is not None or it.life is not None or excluded is not None:
             self._reevaluate(state, it)
         return it
 
@@ -803,6 +853,10 @@ class ResponseEngine:
         state.held.setdefault(item, []).append((ia.received_at, code, by))
 
     def _reevaluate(self, state: PageState, it: _Item) -> None:
+        if it.excluded is not None and it.reported:
+            # Dormant: its record is out; replies are kept on it for a correction.
+            it.tentative = ("no_answer_needed", it.created_at, None, None)
+            return
         was = it.tentative
         it.tentative = _evaluate(it)
         if it.tentative is not None:
@@ -821,6 +875,40 @@ class ResponseEngine:
                 heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, state.page, it.item))
             else:
                 heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))
+
+    def override(self, page: str, item: str, needs_answer: bool, by: str, at: int, note: str) -> bool:
+        """A person's correction of triage: re-judge ``item`` from its original times.
+
+        Applies to an item the engine still holds (open, closing, or excluded and dormant); returns
+        False when the item is not held (unknown yet: the correction waits for it; or closed and
+        forgotten). The new judgement goes out as a record with ``extra.override`` (who, when, why,
+        the previous decision), once the late window has passed, like any closure.
+        """
+        state = self._state(page)
+        if state is None:
+            return False
+        it = state.items.get(item)
+        if it is None:
+            previous = "unknown"
+        elif it.excluded is not None:
+            previous = f"no_answer_needed:{it.excluded}"
+        else:
+            previous = "needs_answer"
+        state.overrides[item] = [needs_answer, by, at, note, previous]
+        self._dirty.add(page)
+        if at > self.watermark:
+            self.watermark = at
+        if it is None:
+            return False
+        excluded = None if needs_answer else "override"
+        if excluded == it.excluded:
+            return True  # nothing changes; the correction is still recorded
+        it.excluded = excluded
+        it.reported = False  # a new judgement, a new record (open past its deadline, or closed)
+        it.block.blob = None
+        # Re-judged from its original times: its answers, deletions and restorations are all kept.
+        self._reevaluate(state, it)
+        return True
 
     # ---- time -------------------------------------------------------------------------------------
 
@@ -913,6 +1001,9 @@ class ResponseEngine:
             horizon = it.created_at + retention if it is not None else 0
             if it is None or horizon > expires_at:
                 continue
+            if it.excluded is not None and it.reported:
+                self._close(state, it, "no_answer_needed", it.created_at)  # type: ignore[arg-type]
+                continue
             if it.tentative is not None:
                 # Its tentative outcome decides; should it reopen, it expires once that settles.
                 heapq.heappush(heap, (max(it.settle_at, expires_at) + 1, page, item))
@@ -925,6 +1016,21 @@ class ResponseEngine:
         outcome, closed_at, responder, deleted_by = it.tentative  # type: ignore[misc]
         cfg = self._state(state.page).config  # type: ignore[union-attr]
         extra: dict[str, Any] = {}
+        correction = state.overrides.get(it.item)
+        if correction is not None:
+            extra["override"] = _override_extra(correction)
+        if outcome == "no_answer_needed":
+            # Not judged; it stays held, dormant (see _Item.excluded). A page reply to it is recorded.
+            if it.answers:
+                first = min(it.answers)
+                extra["replied_at"], extra["replied_by"] = first[0], first[2]
+            out.append(_record(state.page, it, outcome, closed_at, cfg, breached=False, extra=extra,  # type: ignore[arg-type]
+                               reason=it.excluded))
+            it.reported = True
+            it.block.blob = None
+            self._dirty.add(state.page)
+            heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, state.page, it.item))
+            return
         if outcome != "answered":
             extra["deleted_by"] = deleted_by
             if outcome == "moderated":
@@ -942,7 +1048,8 @@ class ResponseEngine:
         out: list[ResponseRecord] = []
         for state in list(self.pages.values()):
             for it in [i for i in state.items.values() if i.tentative is not None]:
-                self._settle(state, it, out)
+                if not (it.excluded is not None and it.reported):
+                    self._settle(state, it, out)
         return out
 
     def _prune(self, now: int) -> None:
@@ -1130,6 +1237,9 @@ class ResponseEngine:
         parts.append(state.encoded_replies())
         parts.append(b',"events":')
         state.events.encode_into(parts)
+        if state.overrides:
+            parts.append(b',"overrides":')
+            parts.append(orjson.dumps(state.overrides))
         parts.append(b"}")
         return b"".join(parts)
 
@@ -1168,6 +1278,7 @@ class ResponseEngine:
             reply = _Reply(*row)
             state.replies.setdefault(reply.object_id, []).append(reply)
             state.reply_ids.add(reply.item)
+        state.overrides = raw.get("overrides", {})
         if version == 1:
             state.events = _Log({event_key(k): t for k, t in raw["events"].items()})
         else:

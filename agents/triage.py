@@ -649,13 +649,7 @@ def triage_lines(lines: Iterable[bytes | str]) -> Iterator[str]:
         yield orjson.dumps({"id": item_id, "needs_answer": decision.needs_answer, "reason": decision.reason}).decode()
 
 
-def addressed_to_of(reply_to_author: str | None, page: str, administrators: frozenset[str]) -> AddressedTo | None:
-    """Whom a comment addresses, from the platform's reply target: the page (the community or one of
-    its administrators), another citizen, or nobody in particular (top level; another community)."""
-    if reply_to_author is None:
-        return None
-    if reply_to_author == page or reply_to_author in administrators:
-        return "page"
-    if ":user:" in reply_to_author:
-        return "citizen"
-    return None
+def decide(text: str, addressed_to: AddressedTo | None, has_attachments: bool) -> tuple[bool, str]:
+    """:func:`triage` in the shape the response engine takes: (needs_answer, reason)."""
+    decision = triage(text, addressed_to, has_attachments)
+    return decision.needs_answer, decision.reason

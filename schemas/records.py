@@ -68,6 +68,7 @@ class Interaction(msgspec.Struct, frozen=True):
     deleted_by: str | None = None  # for deletions: who deleted it (VK deleter_id, else user_id)
     admin_author: str | None = None  # community messages: the administrator who wrote it (VK admin_author_id)
     text: str = ""
+    attachments: int = 0  # photos, documents … attached: a bare photo of a pothole is a report
 
     def to_json(self) -> bytes:
         return orjson.dumps(msgspec.structs.asdict(self))
@@ -83,6 +84,12 @@ class Interaction(msgspec.Struct, frozen=True):
 
 # The field names in declaration order (``__slots__`` of a Struct is sorted by name).
 INTERACTION_FIELDS: tuple[str, ...] = Interaction.__struct_fields__
+
+
+def page_of_item(item: str) -> str:
+    """The page an item id belongs to: ``vk:123456:wall:88:1024`` → ``vk:123456``."""
+    platform, page, _ = item.split(":", 2)
+    return f"{platform}:{page}"
 
 
 Outcome = Literal["answered", "moderated", "withdrawn", "open", "expired", "no_answer_needed"]

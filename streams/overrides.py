@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from otklik.schemas.records import page_of_item
+
 # An item id of DESIGN.md's table: platform, page, object kind, object, own number.
 ITEM_ID = re.compile(r"^(vk|tg|max|ok):(-?\d+):(wall|photo|video|market|board|dm|post):(-?\d+):(\d+)$")
 
@@ -51,8 +53,7 @@ class Override(BaseModel):
 
     @property
     def page(self) -> str:
-        platform, page = self.item.split(":", 2)[:2]
-        return f"{platform}:{page}"
+        return page_of_item(self.item)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump())

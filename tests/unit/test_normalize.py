@@ -424,6 +424,7 @@ def test_interaction_records_keep_their_fields_json_and_immutability() -> None:
     assert INTERACTION_FIELDS == (
         "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
         "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
+        "attachments",
     )  # fmt: skip
     data = json.loads(ia.to_json())
     assert list(data) == list(INTERACTION_FIELDS)  # the topic's JSON shape, in field order

@@ -323,10 +323,10 @@ async def test_transient_failures_are_retried_with_backoff_then_given_up(registr
         w.clock[0] += 13  # first backoff: 10 s ± 20 %
         await w.deliver()
         assert w.email.attempts == 2
-        w.clock[0] += 17  # second: 20 s ± 20 % is not due yet
+        w.clock[0] += 15  # second: 20 s ± 20 % (16 to 24 s) is not due yet
         await w.deliver()
         assert w.email.attempts == 2
-        w.clock[0] += 8
+        w.clock[0] += 10  # 25 s after the second attempt: due whatever the jitter
         await w.deliver()
         assert w.email.attempts == 3  # max_attempts reached: recorded as failed
         w.clock[0] += 1000

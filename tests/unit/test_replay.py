@@ -42,7 +42,7 @@ _n = 0
 def comment(cid: int, from_id: int, date: int, parents: tuple[int, ...] = (), event: str = "wall_reply_new", **extra: Any) -> dict[str, Any]:
     global _n
     _n += 1
-    obj = {"id": cid, "from_id": from_id, "date": date, "text": "…", "post_id": 88, "owner_id": -G, "parents_stack": list(parents), **extra}
+    obj = {"id": cid, "from_id": from_id, "date": date, "text": "Когда починят освещение во дворе?", "post_id": 88, "owner_id": -G, "parents_stack": list(parents), **extra}
     return {"type": event, "group_id": G, "event_id": f"ev{_n}", "v": "5.199", "object": obj}
 
 
