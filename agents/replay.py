@@ -288,7 +288,9 @@ def _run(
     for ia in interactions:
         last = ia.received_at
         if last >= next_tick:
-            tick(last, report_breaches=False)  # prunes the windows; open items are judged at the end
+            # Settles what the late window let go, prunes the windows; open items are judged at the end.
+            for record in tick(last, report_breaches=False):
+                final[record.item] = record
             next_tick = last + _TICK_EVERY_S
         if type(ia) is OverrideLine:
             engine.override(page_of_item(ia.item), ia.item, ia.needs_answer, ia.by, ia.received_at, ia.note)

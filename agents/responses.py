@@ -961,7 +961,9 @@ class ResponseEngine:
             it.block.blob = None
             self._dirty.add(page)
             heapq.heappush(self._expiry_heap, (expires_at, page, item))
-            out.append(_record(page, it, "open", None, cfg, breached=True))
+            correction = state.overrides.get(item)  # type: ignore[union-attr]
+            extra = {"override": _override_extra(correction)} if correction is not None else None
+            out.append(_record(page, it, "open", None, cfg, breached=True, extra=extra))
         if now >= self._next_prune:
             self._prune(now)
             self._next_prune = now + 60

@@ -137,3 +137,16 @@ def test_the_engine_records_an_excluded_item_once_keeps_it_dormant_and_a_correct
     again = ResponseEngine(reg.page, late_window_s=60, triage=decide)
     again.load_page(PAGE, fresh.dump_page(PAGE))
     assert f"{PAGE}:wall:7:1" in again.pages[PAGE].overrides
+
+
+def test_replay_keeps_the_records_settled_by_its_hourly_tick():
+    # An answer settles after the late window; the next event comes hours later, after a tick: the
+    # answered item must still be in the output (it once went missing).
+    out = rows([
+        comment(1, "Когда откроют библиотеку после ремонта?", T0),
+        reply(2, 1, 9001, T0 + 60),
+        comment(3, "Где взять справку для бассейна?", T0 + 3 * H),
+        comment(4, "Когда будет расписание кружков?", T0 + 7 * H),
+    ], now=T0 + 8 * H)  # fmt: skip
+    assert (out["1"]["outcome"], out["1"]["latency_s"]) == ("answered", 60)
+    assert set(out) == {"1", "3", "4"}
