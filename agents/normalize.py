@@ -43,6 +43,16 @@ for _action in ("new", "edit", "restore", "delete"):
 _MESSAGE_EVENTS = {"message_new": "new", "message_reply": "new", "message_edit": "edit"}
 
 
+def require_int(obj: dict[str, Any], name: str, where: str) -> int:
+    """``obj[name]`` as an integer; NormalizeError names ``where.name`` and what is wrong."""
+    value = obj.get(name)
+    if type(value) is not int:
+        if value is None:
+            raise NormalizeError(f"{where}.{name}: missing")
+        raise NormalizeError(f"{where}.{name}: expected an integer, got {type(value).__name__}")
+    return value
+
+
 def author_id(vk_id: int) -> str:
     """A VK owner id as an otklik author: persons ``vk:user:<id>``, communities ``vk:<id>`` (positive)."""
     return f"vk:user:{vk_id}" if vk_id > 0 else f"vk:{-vk_id}"

@@ -30,19 +30,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from otklik.agents.normalize import NormalizeError
+from otklik.agents.normalize import NormalizeError, require_int
 from otklik.schemas.records import Interaction
 
 MEASURED = ("message_created", "message_edited", "message_removed")
 
 
 def _int(obj: dict[str, Any], name: str, where: str) -> int:
-    value = obj.get(name)
-    if type(value) is not int:
-        if value is None:
-            raise NormalizeError(f"max {where}.{name}: missing")
-        raise NormalizeError(f"max {where}.{name}: expected an integer, got {type(value).__name__}")
-    return value
+    return require_int(obj, name, f"max {where}")
 
 
 def _str(obj: dict[str, Any], name: str, where: str) -> str:

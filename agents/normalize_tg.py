@@ -41,7 +41,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from otklik.agents.normalize import NormalizeError
+from otklik.agents.normalize import NormalizeError, require_int
 from otklik.schemas.records import Interaction
 
 TG_LINKS_ENV = "OTKLIK_TG_LINKS"
@@ -82,12 +82,7 @@ def links_from_env(env: Mapping[str, str] | None = None) -> dict[int, int]:
 
 
 def _int(obj: dict[str, Any], name: str, where: str) -> int:
-    value = obj.get(name)
-    if type(value) is not int:
-        if value is None:
-            raise NormalizeError(f"tg {where}.{name}: missing")
-        raise NormalizeError(f"tg {where}.{name}: expected an integer, got {type(value).__name__}")
-    return value
+    return require_int(obj, name, f"tg {where}")
 
 
 def _dict(obj: dict[str, Any], name: str, where: str, required: bool = True) -> dict[str, Any] | None:
