@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
@@ -72,6 +73,12 @@ class RegistryWatcher:
         return True
 
 
+# A page's saved state is compressed (JSON of many similar rows shrinks five- to tenfold) and may be
+# up to this big: a neglected page with tens of thousands of open items must not stop the worker.
+MAX_STATE_BYTES = 8 * 1024 * 1024
+_ZLIB = b"z"  # marks a compressed value (a JSON value never starts with it)
+
+
 class PageStateMirror:
     """A pure core's state, page by page, mirrored into a faust table.
 
@@ -98,7 +105,9 @@ class PageStateMirror:
             # comes from the producer's partitioner, the one that keyed the page's records on
             # otklik.interactions (same key bytes, same partition count).
             use_partitioner=True,
+            extra_topic_configs={"max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024)},
         )
+        self.oversized = 0  # pages whose state was too big to save, even compressed
 
         @app.on_partitions_assigned.connect
         async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +129,8 @@ class PageStateMirror:
         pages = 0
         for key, value in self.table.items():
             if value:
+                if value[:1] == _ZLIB:
+                    value = zlib.decompress(value[1:])
                 self.core.load_page(key.decode(), value)
                 pages += 1
         self.loaded_generation = self.generation
@@ -129,7 +140,16 @@ class PageStateMirror:
         """Write the pages that changed (by events or by timers) once each."""
         core = self.core
         for page in core.take_dirty():
-            self.table[page.encode()] = core.dump_page(page)
+            value = core.dump_page(page)
+            if len(value) > 4096:
+                value = _ZLIB + zlib.compress(value, 1)
+            if len(value) > MAX_STATE_BYTES:
+                # Saving it would fail in the producer and stop the worker; keep measuring it in memory
+                # and say so loudly (after a restart this page starts afresh from its changelog's last value).
+                self.oversized += 1
+                log.error("state of %s is %d bytes compressed, over %d: not saved", page, len(value), MAX_STATE_BYTES)
+                continue
+            self.table[page.encode()] = value
 
 
 def register_agents(otk: OtklikApp) -> None:

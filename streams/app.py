@@ -58,6 +58,8 @@ class OtklikApp:
             # A few milliseconds of linger turn a batch of sends into a few produce requests.
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
+            # A page's saved state may reach agents.pipeline.MAX_STATE_BYTES (compressed).
+            producer_max_request_size=9 * 1024 * 1024,
             consumer_auto_offset_reset="earliest",
             broker_rebalance_timeout=settings.rebalance_timeout_s,
             broker_session_timeout=min(settings.rebalance_timeout_s, 60.0),
