@@ -261,8 +261,6 @@ def register_agents(otk: OtklikApp) -> None:
             """Open items that passed their deadline, settling and expiry, even when no event comes."""
             if app.rebalancing or not responses_state.ready:
                 return
-            if watcher.check():
-                responses_state.core.reload_config()
             await responses_state.ensure_loaded()
             await emit(responses_state.core.tick(int(time.time())))
             responses_state.save()
@@ -332,6 +330,12 @@ def register_agents(otk: OtklikApp) -> None:
         metrics.watch_moderation(lambda: moderation_state.core)
 
     metrics.watch_consumer(lambda: app.consumer)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def registry_reload() -> None:
+        """Reload the registry when its file changed; cores look pages up anew."""
+        if watcher.check() and otk.responses_state is not None:
+            otk.responses_state.core.reload_config()  # it caches page configs; the moderation watch does not
 
 
 def _loads(value: bytes | None):  # type: ignore[no-untyped-def]
