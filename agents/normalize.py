@@ -59,12 +59,7 @@ def author_id(vk_id: int) -> str:
 
 
 def _int(obj: dict[str, Any], name: str, event: str, where: str = "object") -> int:
-    value = obj.get(name)
-    if type(value) is not int:
-        if value is None:
-            raise NormalizeError(f"{event}: {where}.{name}: missing")
-        raise NormalizeError(f"{event}: {where}.{name}: expected an integer, got {type(value).__name__}")
-    return value
+    return require_int(obj, name, f"{event}: {where}")
 
 
 def _opt_int(obj: dict[str, Any], name: str, event: str, where: str = "object") -> int | None:
