@@ -268,7 +268,7 @@ def register_agents(otk: OtklikApp) -> None:
         @app.agent(topics.overrides, concurrency=1, name="otklik.overrides")
         async def overrides(stream):  # type: ignore[no-untyped-def]
             """otklik.overrides → the response engine: a person's correction re-judges the item."""
-            from otklik.streams.overrides import Override, OverrideError
+            from otklik.schemas.overrides import Override, OverrideError
 
             async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
                 await responses_state.ensure_loaded()

@@ -25,7 +25,8 @@ import orjson
 from otklik.agents.normalize import NormalizeError, normalize_vk
 from otklik.agents.responses import ResponseEngine
 from otklik.agents.triage import decide
-from otklik.schemas.records import Interaction, ResponseRecord, page_of_item
+from otklik.schemas.overrides import Override, OverrideError
+from otklik.schemas.records import Interaction, ResponseRecord
 
 __all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_file", "run_replay"]
 
@@ -113,30 +114,27 @@ class OverrideLine(NamedTuple):
     "needs_answer", "by", "note"}}`` (what ``otklik.overrides`` holds), applied at its time."""
 
     received_at: int
-    item: str
-    needs_answer: bool
-    by: str
-    note: str
+    correction: Override
+
+
+def _received_at(data: dict[str, Any], number: int) -> int:
+    if "received_at" not in data:
+        raise ReplayError(f"line {number}: received_at: missing")
+    try:
+        return parse_time(data["received_at"])
+    except ValueError as exc:
+        raise ReplayError(f"line {number}: received_at: {exc}") from None
 
 
 def _override(data: dict[str, Any], number: int) -> OverrideLine:
+    received_at = _received_at(data, number)
     spec = data["override"]
     if type(spec) is not dict:
         raise ReplayError(f"line {number}: override: expected a JSON object")
-    if "received_at" not in data:
-        raise ReplayError(f"line {number}: received_at: missing (an override takes effect when received)")
     try:
-        received_at = parse_time(data["received_at"])
-    except ValueError as exc:
-        raise ReplayError(f"line {number}: received_at: {exc}") from None
-    item, needs, by, note = (spec.get(k) for k in ("item", "needs_answer", "by", "note"))
-    if type(item) is not str or item.count(":") != 4:
-        raise ReplayError(f"line {number}: override.item: expected an item id such as vk:1:wall:2:3")
-    if type(needs) is not bool:
-        raise ReplayError(f"line {number}: override.needs_answer: expected true or false")
-    if type(by) is not str or not by.strip() or type(note) is not str:
-        raise ReplayError(f"line {number}: override.by and override.note: expected text (by not empty)")
-    return OverrideLine(received_at, item, needs, by.strip(), note)
+        return OverrideLine(received_at, Override.parse(spec))  # the same rules as the worker's API
+    except OverrideError as exc:
+        raise ReplayError(f"line {number}: override: {exc}") from None
 
 
 def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
@@ -151,12 +149,7 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
         return [_override(data, number)]
     if "body" in data:
         body = data["body"]
-        if "received_at" not in data:
-            raise ReplayError(f"line {number}: received_at: missing")
-        try:
-            received_at = parse_time(data["received_at"])
-        except ValueError as exc:
-            raise ReplayError(f"line {number}: received_at: {exc}") from None
+        received_at = _received_at(data, number)
     else:
         body = data
         event = body.get("type")
@@ -293,7 +286,8 @@ def _run(
                 final[record.item] = record
             next_tick = last + _TICK_EVERY_S
         if type(ia) is OverrideLine:
-            engine.override(page_of_item(ia.item), ia.item, ia.needs_answer, ia.by, ia.received_at, ia.note)
+            c = ia.correction
+            engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
             continue
         closed = process(ia)
         if closed:

@@ -143,7 +143,7 @@ class OtklikApp:
             written to otklik.overrides (202 once the broker has it); 400 names what is wrong."""
 
             async def post(self, request, item: str):  # type: ignore[no-untyped-def]
-                from otklik.streams.overrides import Override, OverrideError
+                from otklik.schemas.overrides import Override, OverrideError
 
                 try:
                     body = await request.json()

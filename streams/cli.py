@@ -151,7 +151,8 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
     otklik.responses. The worker's API takes the same: POST /api/items/ITEM/override."""
     import asyncio
 
-    from otklik.streams.overrides import Override, OverrideError, submit
+    from otklik.schemas.overrides import Override, OverrideError
+    from otklik.streams.overrides import submit
     from otklik.streams.settings import Settings, SettingsError
 
     try:

@@ -7,7 +7,7 @@ import subprocess
 import orjson
 import pytest
 
-from otklik.streams.overrides import Override, OverrideError
+from otklik.schemas.overrides import Override, OverrideError
 from tests.conftest import OTKLIK
 
 

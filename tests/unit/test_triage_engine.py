@@ -150,3 +150,11 @@ def test_replay_keeps_the_records_settled_by_its_hourly_tick():
     ], now=T0 + 8 * H)  # fmt: skip
     assert (out["1"]["outcome"], out["1"]["latency_s"]) == ("answered", 60)
     assert set(out) == {"1", "3", "4"}
+
+
+def test_a_malformed_correction_line_is_reported_with_its_line_and_field():
+    errors: list[tuple[int, str]] = []
+    bad = orjson.dumps({"received_at": T0, "override": {"item": f"{PAGE}:wall:7:1", "needs_answer": "maybe",
+                                                        "by": "x", "note": "y"}})  # fmt: skip
+    run_replay([comment(1, "Спасибо!", T0), bad], registry(), on_error=lambda n, reason: errors.append((n, reason)))
+    assert len(errors) == 1 and errors[0][0] == 2 and "needs_answer" in errors[0][1]
