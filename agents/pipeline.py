@@ -15,7 +15,7 @@ from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
 from otklik.agents.responses import ResponseEngine
 from otklik.agents.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
-from otklik.schemas.registry import Registry, RegistryError, load_registry
+from otklik.schemas.registry import RegistryWatcher
 
 if TYPE_CHECKING:
     from otklik.streams.app import OtklikApp
@@ -26,51 +26,6 @@ BATCH = 500  # normalize: small batches keep the latency to otklik.interactions 
 RESPONSES_BATCH = 2000  # responses: a page touched many times in a batch is saved once
 RESPONSES_WITHIN_S = 0.1
 BATCH_WITHIN_S = 0.05
-
-
-class RegistryWatcher:
-    """The page registry, reloaded when its file changes. A bad file at start-up stops the worker
-    (with the file, the entry and the problem); a bad edit later is logged and the last good
-    registry stays in force, so one typo does not stop the measurement."""
-
-    def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
-        self.path = path
-        self.registry: Registry = load_registry(path) if path else Registry.from_mapping({}, source="<defaults>")
-        self._stamp = self._stat()
-        self.reloads = 0
-        self.last_error: str | None = None
-
-    def page_config(self, page: str):  # type: ignore[no-untyped-def]
-        return self.registry.page(page)
-
-    def _stat(self) -> tuple[float, int] | None:
-        if not self.path:
-            return None
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime, st.st_size)
-
-    def check(self) -> bool:
-        """Reload when the file changed; True when the registry in force changed."""
-        stamp = self._stat()
-        if stamp is None or stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            fresh = load_registry(self.path)
-        except RegistryError as exc:
-            self.last_error = str(exc)
-            log.error("registry not reloaded, the previous one stays in force: %s", exc)
-            return False
-        self.last_error = None
-        if fresh.digest == self.registry.digest:
-            return False
-        self.registry = fresh
-        self.reloads += 1
-        log.info("registry reloaded: %r", fresh)
-        return True
 
 
 # A page's saved state is compressed (JSON of many similar rows shrinks five- to tenfold) and may be

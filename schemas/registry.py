@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -44,6 +46,9 @@ _PERSON_ID = re.compile(r"^(vk|tg|max|ok):user:[1-9][0-9]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TELEGRAM = re.compile(r"^(?:@[A-Za-z][A-Za-z0-9_]{3,31}|-?[1-9][0-9]*)$")
 _URL = re.compile(r"^https?://\S+$")
+
+
+_log = logging.getLogger("otklik.registry")
 
 
 class RegistryError(ValueError):
@@ -538,3 +543,48 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
         pass
     # Validate again with line numbers: composing the file twice costs only on the error path.
     return Registry.from_mapping(data, source, digest=hashlib.sha256(content).hexdigest(), lines=_entry_lines(text))
+
+
+class RegistryWatcher:
+    """The page registry, reloaded when its file changes. A bad file at start-up stops the worker
+    (with the file, the entry and the problem); a bad edit later is logged and the last good
+    registry stays in force, so one typo does not stop the measurement."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.registry: Registry = load_registry(path) if path else Registry.from_mapping({}, source="<defaults>")
+        self._stamp = self._stat()
+        self.reloads = 0
+        self.last_error: str | None = None
+
+    def page_config(self, page: str) -> PageConfig:
+        return self.registry.page(page)
+
+    def _stat(self) -> tuple[float, int] | None:
+        if not self.path:
+            return None
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def check(self) -> bool:
+        """Reload when the file changed; True when the registry in force changed."""
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            fresh = load_registry(self.path)
+        except RegistryError as exc:
+            self.last_error = str(exc)
+            _log.error("registry not reloaded, the previous one stays in force: %s", exc)
+            return False
+        self.last_error = None
+        if fresh.digest == self.registry.digest:
+            return False
+        self.registry = fresh
+        self.reloads += 1
+        _log.info("registry reloaded: %r", fresh)
+        return True
