@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("otklik.agents")
 
 BATCH = 500  # normalize: small batches keep the latency to otklik.interactions low
-RESPONSES_BATCH = 2000  # responses: a page touched many times in a batch is saved once
-RESPONSES_WITHIN_S = 0.1
+RESPONSES_BATCH = 20_000  # responses: a page touched many times in a batch is saved once
+RESPONSES_WITHIN_S = 1.0
 BATCH_WITHIN_S = 0.05
 
 
@@ -150,7 +150,7 @@ def register_agents(otk: OtklikApp) -> None:
         """Decoded interaction records of a batch, each with its event (for dead letters)."""
         for event in events:
             try:
-                yield event, Interaction.from_dict(_loads(event.message.value))
+                yield event, Interaction.from_json(event.message.value or b"")
             except Exception as exc:
                 yield event, exc
 

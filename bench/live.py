@@ -1,11 +1,15 @@
 """Live throughput of the worker on the real broker, beside raw aiokafka consumption of the same topic.
 
-The simulator's events are produced to a fresh otklik.raw first; then
-- the baseline: a plain aiokafka consumer reads the topic and decodes every record with orjson;
-- the worker (a real `otklik worker` process) runs the whole chain — normalize, otklik.interactions,
-  the response engine with its pages table — and its group's committed offsets on otklik.raw and
-  otklik.interactions are polled until both topics are consumed to the end.
-Both rates are events of otklik.raw per second; their ratio is what to compare across machines.
+The issue's figure is the response agent's: a real `otklik worker` process running only the responses
+agent reads a pre-filled ``otklik.interactions`` (the simulator's events, normalized here with the same
+code as the normalize agent) through the engine, its pages table and ``otklik.responses``; beside it a
+plain aiokafka consumer reads the same topic and decodes every record with orjson. A second pair runs the
+whole chain (normalize → otklik.interactions → responses, and moderation unless ``OTKLIK_AGENTS`` says
+otherwise) on ``otklik.raw`` beside raw consumption of that topic.
+
+A worker's rate is taken from its group's committed offsets, polled until its topics are consumed to the
+end. The machine is shared, so each figure is printed with CPU time too (the worker's from /proc, the
+baseline's from ``time.process_time``); ratios of wall rates are what the target speaks of.
 """
 
 from __future__ import annotations
@@ -18,68 +22,80 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from otklik.agents.ingest import to_interactions
 from otklik.schemas.records import RawEnvelope
 from otklik.streams.kafka_local import LocalKafka
 from otklik.streams.simulate import SimConfig, generate, write_registry
 
 EVENTS = int(os.environ.get("OTKLIK_BENCH_LIVE_EVENTS", "100000"))
 PARTITIONS = 4
+CHAIN_AGENTS = os.environ.get("OTKLIK_AGENTS", "normalize,responses,moderation")
+WEB_PORT = 6099
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def produce_all(bootstrap: str, topic: str, cfg: SimConfig) -> int:
+@dataclass
+class Rate:
+    events: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.wall_s
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.events / self.cpu_s if self.cpu_s else float("inf")
+
+
+async def produce_all(bootstrap: str, raw_topic: str, ia_topic: str, cfg: SimConfig) -> tuple[int, int]:
+    """The simulator's events to ``raw_topic``, and their interaction records to ``ia_topic``."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
-    n = 0
+    raw = interactions = 0
     try:
         for received_at, body in generate(cfg):
-            if n >= EVENTS:
+            if raw >= EVENTS:
                 break
-            value = RawEnvelope("vk", "bench", float(received_at), body).to_json()
-            await producer.send(topic, value=value, key=f"vk:{body['group_id']}".encode())
-            n += 1
+            envelope = RawEnvelope("vk", "bench", float(received_at), body)
+            key = f"vk:{body['group_id']}".encode()
+            await producer.send(raw_topic, value=envelope.to_json(), key=key)
+            raw += 1
+            for record in to_interactions(envelope):
+                await producer.send(ia_topic, value=record.to_json(), key=record.page.encode())
+                interactions += 1
         await producer.flush()
     finally:
         await producer.stop()
-    return n
+    return raw, interactions
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        return await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-
-
-async def raw_consumption(bootstrap: str, topic: str, total: int) -> float:
+async def raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     n = 0
-    started = None
+    started = cpu = None
     try:
         while n < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             if started is None and batch:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
             for records in batch.values():
                 for record in records:
                     orjson.loads(record.value)
                     n += 1
-        return n / (time.perf_counter() - started)
+        return Rate(n, time.perf_counter() - started, time.process_time() - cpu)  # type: ignore[operator]
     finally:
         await consumer.stop()
 
@@ -97,65 +113,120 @@ async def committed(bootstrap: str, group: str) -> dict[str, int]:
     return out
 
 
-def main() -> None:
-    kafka = LocalKafka.from_env()
-    kafka.start()
-    bootstrap = kafka.bootstrap
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    raw_topic, ia_topic = f"{name}.otklik.raw", f"{name}.otklik.interactions"
-    cfg = SimConfig(pages=500, rate=50.0, duration=EVENTS / 40.0, seed=5, start=int(time.time()) - EVENTS // 40)
-    workdir = Path(tempfile.mkdtemp(prefix="otklik-bench-"))
-    registry = workdir / "registry.yaml"
-    write_registry(cfg, registry)
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
-    env = dict(os.environ, OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}", OTKLIK_APP_ID=name,
-               OTKLIK_TOPIC_PREFIX=name + ".", OTKLIK_WEB_PORT="6099", OTKLIK_DATA_DIR=str(workdir / "data"),
-               OTKLIK_PARTITIONS=str(PARTITIONS), OTKLIK_REBALANCE_TIMEOUT="6", OTKLIK_REGISTRY=str(registry),
-               OTKLIK_LOG_LEVEL="warning")
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_worker(bootstrap: str, env: dict[str, str], group: str, topics: dict[str, int], log: Path) -> tuple[Rate, str, float]:
+    """Start a worker, wait until ``group`` has committed every topic to its end; its rate on the first topic."""
     otklik = str(Path(sys.executable).parent / "otklik")
-    # The worker creates the topics (with the partitions it is told) before any record arrives.
-    subprocess.run([otklik, "worker", "--help"], check=True, capture_output=True)
-    asyncio.run(_create_topics(env))
-    total = asyncio.run(produce_all(bootstrap, raw_topic, cfg))
-    print(f"events produced to otklik.raw        {total:>10,}  ({PARTITIONS} partitions)")
-
-    baseline = asyncio.run(raw_consumption(bootstrap, raw_topic, total))
-    print(f"baseline: raw aiokafka + orjson      {baseline:>10,.0f} events/s")
-
-    log = open(workdir / "worker.log", "wb")
-    worker = subprocess.Popen([otklik, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    first_topic = next(iter(topics))
+    with open(log, "wb") as out:
+        worker = subprocess.Popen([otklik, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        interactions_total = None
-        first_t = first_n = None
+        first_t = first_n = first_cpu = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             time.sleep(0.5)
             if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {workdir / 'worker.log'}")
-            done = asyncio.run(committed(bootstrap, name))
-            raw_done = done.get(raw_topic, 0)
-            if first_t is None and raw_done > 0:
-                first_t, first_n = time.perf_counter(), raw_done
-            if raw_done >= total:
-                if interactions_total is None:
-                    interactions_total = sum(asyncio.run(end_offsets(bootstrap, ia_topic)).values())
-                if done.get(ia_topic, 0) >= interactions_total:
-                    break
+                raise RuntimeError(f"the worker exited; see {log}")
+            done = asyncio.run(committed(bootstrap, group))
+            n = done.get(first_topic, 0)
+            if first_t is None and n > 0:
+                first_t, first_n, first_cpu = time.perf_counter(), n, _cpu_s(worker.pid)
+            if all(done.get(topic, 0) >= total for topic, total in topics.items()):
+                break
         else:
-            raise RuntimeError("the worker did not finish within 15 minutes")
-        elapsed = time.perf_counter() - first_t
-        live = (total - first_n) / elapsed
-        with urllib.request.urlopen("http://127.0.0.1:6099/metrics", timeout=5) as resp:
+            raise RuntimeError(f"the worker did not finish within 15 minutes; see {log}")
+        rate = Rate(topics[first_topic] - first_n, time.perf_counter() - first_t, _cpu_s(worker.pid) - first_cpu)  # type: ignore[operator]
+        with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/metrics", timeout=5) as resp:
             metrics = resp.read().decode()
-        rss = _rss_kb(worker.pid)
+        return rate, metrics, _rss_mib(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    print(f"worker: raw → interactions → engine  {live:>10,.0f} events/s  ({interactions_total:,} interactions)")
-    print(f"ratio worker / raw aiokafka          {live / baseline:>10.3f}   (target >= 0.05, i.e. 1/20)")
-    print(f"worker RSS at the end                {rss / 1024:>10,.0f} MiB")
-    lines = [ln for ln in metrics.splitlines() if ln.startswith("otklik_items_closed_total{")]
-    print("closed items by outcome:", ", ".join(ln.split("{")[1] for ln in lines[:6]))
+
+
+def faust_floor(bootstrap: str, topic: str, total: int, *, fast: bool = False) -> Rate:
+    """A no-op faust agent on ``topic`` (see bench/faust_floor.py): faust's own cost per record."""
+    args = [sys.executable, "-m", "bench.faust_floor", bootstrap, topic, str(total)] + (["fast"] if fast else [])
+    done = subprocess.run(args,
+                          capture_output=True, text=True, timeout=900, check=False)
+    for line in (done.stdout + done.stderr).splitlines():  # faust's worker logs what the app prints
+        if '{"events"' in line:
+            data = orjson.loads(line[line.index('{"events"'):])
+            return Rate(data["events"], data["wall_s"], data["cpu_s"])
+    raise RuntimeError(f"the faust floor printed no result: {done.stderr[-2000:]}")
+
+
+def _env(bootstrap: str, name: str, workdir: Path, registry: Path, agents: str) -> dict[str, str]:
+    return dict(os.environ, OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}", OTKLIK_APP_ID=name,
+                OTKLIK_TOPIC_PREFIX=name + ".", OTKLIK_WEB_PORT=str(WEB_PORT), OTKLIK_DATA_DIR=str(workdir / name),
+                OTKLIK_PARTITIONS=str(PARTITIONS), OTKLIK_REBALANCE_TIMEOUT="6", OTKLIK_REGISTRY=str(registry),
+                OTKLIK_LOG_LEVEL="warning", OTKLIK_AGENTS=agents)
+
+
+def _line(label: str, rate: Rate, note: str = "") -> None:
+    print(f"{label:<40}{rate.per_s:>10,.0f} events/s  {rate.per_cpu_s:>10,.0f} per CPU-s  {note}".rstrip())
+
+
+def main() -> None:
+    kafka = LocalKafka.from_env()
+    kafka.start()
+    bootstrap = kafka.bootstrap
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    agent_app, chain_app = f"{run}-agent", f"{run}-chain"
+    cfg = SimConfig(pages=500, rate=50.0, duration=EVENTS / 40.0, seed=5, start=int(time.time()) - EVENTS // 40)
+    workdir = Path(tempfile.mkdtemp(prefix="otklik-bench-"))
+    registry = workdir / "registry.yaml"
+    write_registry(cfg, registry)
+    agent_env = _env(bootstrap, agent_app, workdir, registry, "responses")
+    chain_env = _env(bootstrap, chain_app, workdir, registry, CHAIN_AGENTS)
+    for env in (agent_env, chain_env):  # the topics, with their partitions, before any record arrives
+        asyncio.run(_create_topics(env))
+    agent_ia = f"{agent_app}.otklik.interactions"
+    chain_raw, chain_ia = f"{chain_app}.otklik.raw", f"{chain_app}.otklik.interactions"
+    # The chain's worker writes its own interactions; the agent's topic is filled here.
+    raw_total, ia_total = asyncio.run(produce_all(bootstrap, chain_raw, agent_ia, cfg))
+    print(f"events (otklik.raw)                     {raw_total:>10,}  ({PARTITIONS} partitions)")
+    print(f"interaction records (otklik.interactions){ia_total:>9,}")
+
+    print("\nthe response agent alone, on otklik.interactions")
+    ia_base = asyncio.run(raw_consumption(bootstrap, agent_ia, ia_total))
+    _line("  baseline: raw aiokafka + orjson", ia_base)
+    floor = faust_floor(bootstrap, agent_ia, ia_total)
+    _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
+    fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
+    _line("  the same with otklik's fast delivery", fast_floor, f"(ratio {fast_floor.per_s / ia_base.per_s:.3f})")
+    agent, metrics, rss = run_worker(bootstrap, agent_env, agent_app, {agent_ia: ia_total}, workdir / "agent.log")
+    _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB)")
+    print(f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
+          f"   per CPU-s {agent.per_cpu_s / ia_base.per_cpu_s:.3f}")
+    print(f"  worker CPU per record                 {agent.cpu_s / agent.events * 1e6:>10.1f} µs"
+          f"   (faust floor {floor.cpu_s / floor.events * 1e6:.1f} µs, with fast delivery"
+          f" {fast_floor.cpu_s / fast_floor.events * 1e6:.1f} µs)")
+    closed = [ln.split("{")[1] for ln in metrics.splitlines() if ln.startswith("otklik_items_closed_total{")]
+    print("  closed items by outcome:", ", ".join(closed[:6]))
+
+    print(f"\nthe whole chain ({CHAIN_AGENTS}), on otklik.raw")
+    raw_base = asyncio.run(raw_consumption(bootstrap, chain_raw, raw_total))
+    _line("  baseline: raw aiokafka + orjson", raw_base)
+    chain_topics = {chain_raw: raw_total, chain_ia: ia_total}
+    chain, _, rss = run_worker(bootstrap, chain_env, chain_app, chain_topics, workdir / "chain.log")
+    _line("  worker: the chain", chain, f"(events of otklik.raw; RSS {rss:,.0f} MiB)")
+    print(f"  ratio worker / raw aiokafka           {chain.per_s / raw_base.per_s:>10.3f}"
+          f"   per CPU-s {chain.per_cpu_s / raw_base.per_cpu_s:.3f}")
+    print(f"  worker CPU per event                  {chain.cpu_s / chain.events * 1e6:>10.1f} µs")
 
 
 async def _create_topics(env: dict[str, str]) -> None:
@@ -163,14 +234,6 @@ async def _create_topics(env: dict[str, str]) -> None:
     from otklik.streams.topics import ensure_topics
 
     await ensure_topics(Settings.from_env(env))
-
-
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 if __name__ == "__main__":

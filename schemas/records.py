@@ -11,7 +11,7 @@ resolution, and integers keep replay output identical whatever the order of arri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -36,7 +36,7 @@ class RawEnvelope:
     body: dict[str, Any]
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, without the copy
 
 
 class Interaction(msgspec.Struct, frozen=True):
@@ -81,6 +81,16 @@ class Interaction(msgspec.Struct, frozen=True):
     def from_dict(cls, data: dict[str, Any]) -> Interaction:
         return cls(**data)
 
+    @classmethod
+    def from_json(cls, value: bytes) -> Interaction:
+        """Decode a record of ``otklik.interactions``, checking every field's type (unknown fields are
+        ignored, for records of a newer writer); raises ``msgspec.DecodeError`` (ValidationError is one)
+        naming the field that is wrong."""
+        return _INTERACTION_DECODER.decode(value)
+
+
+_INTERACTION_DECODER = msgspec.json.Decoder(Interaction)
+
 
 # The field names in declaration order (``__slots__`` of a Struct is sorted by name).
 INTERACTION_FIELDS: tuple[str, ...] = Interaction.__struct_fields__
@@ -119,7 +129,7 @@ class ResponseRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, without the copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +146,4 @@ class DeadLetter:
     failed_at: float = 0.0
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, without the copy

@@ -1,0 +1,141 @@
+"""The consumer's fast hand-over (streams/fast_delivery.py) behaves as mode's wait_first did."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from mode import Service
+
+from otklik.streams.fast_delivery import install_fast_delivery
+
+
+class FakeConsumer(Service):
+    """What the fast path looks at on faust's consumer: wait_first, suspend_flow, should_stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+        install_fast_delivery(self)
+
+
+def counting_tasks(loop: asyncio.AbstractEventLoop) -> list[int]:
+    made = [0]
+
+    def factory(loop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        made[0] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    return made
+
+
+def test_a_delivery_that_does_not_wait_makes_no_task() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        made = counting_tasks(asyncio.get_running_loop())
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+
+        async def deliver() -> str:
+            queue.put_nowait(1)
+            return "delivered"
+
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert result.results == ["delivered"] and not result.stopped
+        assert queue.qsize() == 1
+        assert made[0] == 0
+
+    asyncio.run(main())
+
+
+def test_a_delivery_that_waits_for_room_finishes_when_there_is_room() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(0)
+
+        async def deliver() -> str:
+            await queue.put(1)  # full: waits until the reader below takes one
+            return "delivered"
+
+        async def reader() -> None:
+            await asyncio.sleep(0.01)
+            assert queue.get_nowait() == 0
+
+        read = asyncio.ensure_future(reader())
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        await read
+        assert result.results == ["delivered"]
+        assert queue.get_nowait() == 1
+
+    asyncio.run(main())
+
+
+def test_a_suspended_flow_abandons_a_waiting_delivery_as_before() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(0)
+        seen: list[str] = []
+
+        async def deliver() -> None:
+            try:
+                await queue.put(1)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            seen.append("delivered")
+
+        async def rebalance() -> None:
+            await asyncio.sleep(0.01)
+            consumer.suspend_flow.set()
+
+        asyncio.ensure_future(rebalance())
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        await asyncio.sleep(0.01)  # let the cancellation reach the delivery
+        assert result.results == [True]  # the winner is the suspend event's wait()
+        assert seen == ["cancelled"]
+        assert queue.qsize() == 1 and queue.get_nowait() == 0  # nothing was put
+        assert not queue._putters  # type: ignore[attr-defined]  # the waiting putter was removed
+
+    asyncio.run(main())
+
+
+def test_errors_of_a_delivery_propagate_whether_or_not_it_waited() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+
+        async def fails_at_once() -> None:
+            raise ValueError("bad record")
+
+        async def fails_later() -> None:
+            await asyncio.sleep(0.001)
+            raise KeyError("later")
+
+        with pytest.raises(ValueError, match="bad record"):
+            await consumer.wait_first(fails_at_once(), consumer.suspend_flow.wait())
+        with pytest.raises(KeyError, match="later"):
+            await consumer.wait_first(fails_later(), consumer.suspend_flow.wait())
+
+    asyncio.run(main())
+
+
+def test_other_calls_and_a_suspended_flow_take_the_original_path() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        made = counting_tasks(asyncio.get_running_loop())
+        other = asyncio.Event()
+
+        async def deliver() -> str:
+            return "delivered"
+
+        result = await consumer.wait_first(deliver(), other.wait())  # not the consumer's suspend_flow
+        assert result.results == ["delivered"] and made[0] >= 2
+
+        made[0] = 0
+        consumer.suspend_flow.set()
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert made[0] >= 2  # tasks, as mode's wait_first makes them
+        assert True in result.results
+
+    asyncio.run(main())
