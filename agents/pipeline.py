@@ -31,7 +31,20 @@ BATCH_WITHIN_S = 0.05
 # A page's saved state is compressed (JSON of many similar rows shrinks five- to tenfold) and may be
 # up to this big: a neglected page with tens of thousands of open items must not stop the worker.
 MAX_STATE_BYTES = 8 * 1024 * 1024
+# Smaller values are saved as they are: compressing every busy page once a second cost more CPU than the
+# engine itself, and the changelog is compacted anyway.
+COMPRESS_ABOVE = 64 * 1024
 _ZLIB = b"z"  # marks a compressed value (a JSON value never starts with it)
+
+
+def pack_state(value: bytes) -> bytes:
+    """A page's dumped state as saved in its table: compressed (and marked) when it is big."""
+    return _ZLIB + zlib.compress(value, 1) if len(value) > COMPRESS_ABOVE else value
+
+
+def unpack_state(value: bytes) -> bytes:
+    """The inverse of :func:`pack_state` (values saved uncompressed or compressed load alike)."""
+    return zlib.decompress(value[1:]) if value[:1] == _ZLIB else value
 
 
 class PageStateMirror:
@@ -84,9 +97,7 @@ class PageStateMirror:
         pages = 0
         for key, value in self.table.items():
             if value:
-                if value[:1] == _ZLIB:
-                    value = zlib.decompress(value[1:])
-                self.core.load_page(key.decode(), value)
+                self.core.load_page(key.decode(), unpack_state(value))
                 pages += 1
         self.loaded_generation = self.generation
         log.info("%s state rebuilt from its table: %d pages", self.table.name, pages)
@@ -95,9 +106,7 @@ class PageStateMirror:
         """Write the pages that changed (by events or by timers) once each."""
         core = self.core
         for page in core.take_dirty():
-            value = core.dump_page(page)
-            if len(value) > 4096:
-                value = _ZLIB + zlib.compress(value, 1)
+            value = pack_state(core.dump_page(page))
             if len(value) > MAX_STATE_BYTES:
                 # Saving it would fail in the producer and stop the worker; keep measuring it in memory
                 # and say so loudly (after a restart this page starts afresh from its changelog's last value).
