@@ -151,6 +151,9 @@ def test_texts_that_need_no_answer(text, addressed_to, reason):
         ("Здравствуйте, у меня вопрос", None),
         ("Интересует график приёма педиатра", None),
         ("🆘", None),
+        # words that merely start like "рад" (glad) are not praise
+        ("Радиатор", "page"),
+        ("Радио в классе", None),
     ],
 )
 def test_texts_that_need_an_answer(text, addressed_to):
