@@ -219,6 +219,7 @@ def register_agents(otk: OtklikApp) -> None:
                         await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
                 await emit(out)
                 responses_state.save()
+                metrics.agent_records.labels("responses").inc(len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def deadlines() -> None:
@@ -279,6 +280,7 @@ def register_agents(otk: OtklikApp) -> None:
                     metrics.observe_moderation(record)
                 await send_all(topics.moderation, out)
                 moderation_state.save()
+                metrics.agent_records.labels("moderation").inc(len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def moderation_deadlines() -> None:

@@ -108,6 +108,12 @@ class PipelineMetrics:
             ["platform", "action"],
             registry=registry,
         )
+        self.agent_records = Counter(
+            "otklik_agent_records_total",
+            "Records an agent has taken from its input topic and processed, by agent (its throughput).",
+            ["agent"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "otklik_dead_letters_total",
             "Records sent to otklik.dead-letters, by the stage that rejected them.",
