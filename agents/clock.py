@@ -222,7 +222,7 @@ _MAX_YEARS_AHEAD = 10
 class WorkingClock:
     """Working time of one page: its zone, weekly schedule, production calendar and own days."""
 
-    __slots__ = ("timezone", "schedule", "calendar", "extra_holidays", "short_days", "_zone", "_years")
+    __slots__ = ("timezone", "schedule", "calendar", "extra_holidays", "short_days", "_zone", "_years", "_recent")
 
     def __init__(
         self,
@@ -240,6 +240,7 @@ class WorkingClock:
         self.short_days = frozenset(short_days)
         key = (timezone, schedule, calendar, self.extra_holidays, self.short_days)
         self._years = _SHARED_TABLES.setdefault(key, {})
+        self._recent: _YearTable | None = None  # the table last looked up: times come in runs
 
     def __repr__(self) -> str:
         calendar = "none" if self.calendar is None else "ru"
@@ -298,6 +299,13 @@ class WorkingClock:
         return table
 
     def _table_at(self, t: int) -> _YearTable:
+        recent = self._recent
+        if recent is not None and recent.start <= t < recent.end:
+            return recent
+        self._recent = table = self._table_by_year(t)
+        return table
+
+    def _table_by_year(self, t: int) -> _YearTable:
         table = self._table(_time.gmtime(t).tm_year)
         # The local year starts up to ±14 h away from the UTC one.
         if t < table.start:

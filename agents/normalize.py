@@ -11,6 +11,7 @@ types, and ``type(True) is int`` is false, so booleans are rejected where intege
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from otklik.schemas.records import INTERACTION_FIELDS, Interaction
@@ -56,6 +57,23 @@ def require_int(obj: dict[str, Any], name: str, where: str) -> int:
 def author_id(vk_id: int) -> str:
     """A VK owner id as an otklik author: persons ``vk:user:<id>``, communities ``vk:<id>`` (positive)."""
     return f"vk:user:{vk_id}" if vk_id > 0 else f"vk:{-vk_id}"
+
+
+# Every event names its page: one interned string per page, kept in a bounded cache, costs a lookup
+# instead of formatting, and the engine then hashes and compares the same object. The key is checked
+# to be an ``int`` first (True == 1 and 1.0 == 1 as dict keys). (Authors are mostly new: no cache.)
+_PAGES_KEPT = 100_000
+_PAGE_IDS: dict[int, str] = {}
+
+
+def _page_id(group_id: int) -> str:
+    """``vk:<group_id>``, one interned string per page."""
+    page = _PAGE_IDS.get(group_id)
+    if page is None:
+        if len(_PAGE_IDS) >= _PAGES_KEPT:
+            _PAGE_IDS.clear()
+        page = _PAGE_IDS[group_id] = sys.intern(f"vk:{group_id}")
+    return page
 
 
 def _int(obj: dict[str, Any], name: str, event: str, where: str = "object") -> int:
@@ -106,7 +124,7 @@ def normalize_vk(body: dict[str, Any], received_at: int) -> list[Interaction]:
     if type(received_at) is not int:
         received_at = int(received_at)
 
-    page = f"vk:{group_id}"
+    page = _PAGE_IDS.get(group_id) or _page_id(group_id)
     if comment is not None:
         return [_comment(event, comment, obj, page, event_id, received_at)]
     return _message(event, message_action, obj, page, group_id, event_id, received_at)  # type: ignore[arg-type]
@@ -212,24 +230,35 @@ def _message(
             if type(inner) is not dict:
                 raise NormalizeError(f"{event}: object.message: expected a JSON object")
             obj, where = inner, "object.message"
-    peer_id = _int(obj, "peer_id", event, where)
+    # Each field is read once; _int is called only to raise its error (as in _comment).
+    peer_id = obj.get("peer_id")
+    if type(peer_id) is not int:
+        _int(obj, "peer_id", event, where)
     if peer_id >= CHAT_PEER_BASE:
         return []  # a group chat, not a direct message to the community
     if peer_id <= 0:
         raise NormalizeError(f"{event}: {where}.peer_id: expected a positive integer, got {peer_id}")
-    cmid = _int(obj, "conversation_message_id", event, where)
+    cmid = obj.get("conversation_message_id")
+    if type(cmid) is not int:
+        _int(obj, "conversation_message_id", event, where)
     if cmid <= 0:
         raise NormalizeError(f"{event}: {where}.conversation_message_id: expected a positive integer, got {cmid}")
-    date = _int(obj, "date", event, where)
+    date = obj.get("date")
+    if type(date) is not int:
+        _int(obj, "date", event, where)
     if date < 0:
         raise NormalizeError(f"{event}: {where}.date: negative")
-    text = _text(obj, event, where)
+    text = obj.get("text", "")
+    if type(text) is not str:
+        text = _text(obj, event, where)
     attachments = obj.get("attachments")
     attached = len(attachments) if type(attachments) is list else 0
 
     admin_author: str | None = None
     if event == "message_new":
-        from_id = _int(obj, "from_id", event, where)
+        from_id = obj.get("from_id")
+        if type(from_id) is not int:
+            _int(obj, "from_id", event, where)
         if from_id == 0:
             raise NormalizeError(f"{event}: {where}.from_id: 0 is no author")
         author = author_id(from_id)

@@ -26,9 +26,12 @@ from otklik.agents.normalize import NormalizeError, normalize_vk
 from otklik.agents.responses import ResponseEngine
 from otklik.agents.triage import decide
 from otklik.schemas.overrides import Override, OverrideError
-from otklik.schemas.records import Interaction, ResponseRecord
+from otklik.schemas.records import Interaction
 
-__all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_file", "run_replay"]
+# triage(text, addressed_to, has_attachments) -> (needs_answer, reason): see agents/triage.py.
+Triage = Callable[[str, str | None, bool], tuple[bool, str]]
+
+__all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_engine", "replay_file", "run_replay"]
 
 ROW_FIELDS = (
     "item",
@@ -59,8 +62,10 @@ class ReplayError(ValueError):
     """A malformed input line; the message names the line number and what is wrong."""
 
 
-# Replay formats two times per item: "YYYY-MM-DDTHH:MM:" is cached per minute (bounded), the seconds
-# come from a table.
+# Replay formats two times per item, and items share seconds: a second's text is cached (bounded),
+# built from "YYYY-MM-DDTHH:MM:", cached per minute (bounded), and the seconds from a table.
+_SECONDS_KEPT = 200_000
+_ISO: dict[int, str] = {}
 _MINUTES: dict[int, str] = {}
 _MINUTES_KEPT = 200_000
 _SECONDS = tuple(f"{s:02d}Z" for s in range(60))
@@ -70,6 +75,15 @@ def iso(t: int | None) -> str | None:
     """Unix seconds as ISO-8601 UTC with ``Z``."""
     if t is None:
         return None
+    text = _ISO.get(t)
+    if text is None:
+        if len(_ISO) >= _SECONDS_KEPT:
+            _ISO.clear()
+        text = _ISO[t] = _iso_by_minute(t)
+    return text
+
+
+def _iso_by_minute(t: int) -> str:
     minute, second = divmod(t, 60)
     prefix = _MINUTES.get(minute)
     if prefix is None:
@@ -177,24 +191,64 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
         raise ReplayError(f"line {number}: {exc.reason}") from None
 
 
-def _row(record: ResponseRecord, age: int | None = None, business_age: int | None = None) -> dict[str, Any]:
-    return {
-        "item": record.item,
-        "page": record.page,
-        "kind": record.kind,
-        "author": record.author,
-        "created_at": iso(record.created_at),
-        "outcome": record.outcome,
-        "closed_at": iso(record.closed_at),
-        "latency_s": record.latency_s,
-        "business_latency_s": record.business_latency_s,
-        "age_s": age,
-        "business_age_s": business_age,
-        "deadline": record.deadline,
-        "breached": record.breached,
-        "responder": record.responder,
-        "reason": record.reason,
-    }
+def _closed_row(
+    item: str,
+    page: str,
+    kind: str,
+    author: str,
+    created_at: int,
+    outcome: str,
+    closed_at: int | None,
+    latency_s: int | None,
+    business_latency_s: int | None,
+    deadline: str,
+    breached: bool,
+    responder: str | None,
+    reason: str | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The output row of a record, built by the engine in place of a :class:`ResponseRecord` (same
+    fields, same order): a replay only prints its records, so it skips building them."""
+    row = _CLOSED_ROW.copy()  # see _ROW_TEMPLATE
+    row["item"] = item
+    row["page"] = page
+    row["kind"] = kind
+    row["author"] = author
+    row["created_at"] = iso(created_at)
+    row["outcome"] = outcome
+    row["closed_at"] = iso(closed_at)
+    row["latency_s"] = latency_s
+    row["business_latency_s"] = business_latency_s
+    row["deadline"] = deadline
+    row["breached"] = breached
+    row["responder"] = responder
+    row["reason"] = reason
+    return row
+
+
+def _open_row(
+    item: str, page: str, kind: str, author: str, created_at: int, age: int, business_age: int, deadline: str,
+    breached: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The output row of an item still open at the end."""
+    row = _OPEN_ROW.copy()  # see _ROW_TEMPLATE
+    row["item"] = item
+    row["page"] = page
+    row["kind"] = kind
+    row["author"] = author
+    row["created_at"] = iso(created_at)
+    row["age_s"] = age
+    row["business_age_s"] = business_age
+    row["deadline"] = deadline
+    row["breached"] = breached
+    return row
+
+
+# Rows are copies of a template (a copy clones the key table at once: a third cheaper than a dict
+# display of fifteen keys), filled in; the template fixes the order of the fields, ROW_FIELDS.
+_ROW_TEMPLATE = dict.fromkeys(ROW_FIELDS)
+_CLOSED_ROW = dict(_ROW_TEMPLATE)
+_OPEN_ROW = dict(_ROW_TEMPLATE, outcome="open")
 
 
 def run_replay(
@@ -205,49 +259,68 @@ def run_replay(
     on_error: Callable[[int, str], None] | None = None,
     late_window_s: int = 600,
     retention_s: int = 30 * 86400,
+    triage: Triage | None = decide,
 ) -> list[dict[str, Any]]:
     """Replay event lines; one row per item, ordered by creation time then item id.
 
     ``registry`` is anything with ``page(page_id) -> PageConfig`` (a :class:`~otklik.schemas.registry.Registry`).
     ``now`` (unix seconds) is when open items' ages are measured; by default the last event's time.
     Malformed lines are passed to ``on_error(line_number, reason)`` and skipped.
+    ``triage`` is what the live worker uses (:func:`otklik.agents.triage.decide`); None judges every item.
     """
     # The state holds no reference cycles, and the cyclic collector would rescan it over and over
     # while hundreds of thousands of records are built: a third of the time. Off for the run.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(lines, registry, now, on_error, late_window_s, retention_s)
+        interactions = _decode_all(lines, on_error)
+        engine = replay_engine(registry.page, late_window_s=late_window_s, retention_s=retention_s, triage=triage)
+        rows = _replay(engine, interactions, now)
+        return _in_output_order(rows)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _run(
-    lines: Iterable[bytes],
-    registry: Any,
-    now: int | None,
-    on_error: Callable[[int, str], None] | None,
-    late_window_s: int,
-    retention_s: int,
-) -> list[dict[str, Any]]:
+def replay_engine(
+    page_config: Callable[[str], Any],
+    *,
+    late_window_s: int = 600,
+    retention_s: int = 30 * 86400,
+    triage: Triage | None = decide,
+) -> ResponseEngine:
+    """The response engine as a replay runs it; its records are output rows (see :func:`_closed_row`)."""
+    return ResponseEngine(
+        page_config,
+        late_window_s=late_window_s,
+        retention_s=retention_s,
+        watch_deadlines=False,  # open items are judged at the end
+        triage=triage,
+        keep_event_ids=True,  # never persisted; the ids are held in the interactions anyway
+        record=_closed_row,  # records are only printed: build their rows directly
+    )
+
+
+def _decode_all(
+    lines: Iterable[bytes], on_error: Callable[[int, str], None] | None
+) -> list[Interaction | OverrideLine]:
+    """Every line's interactions (or its correction) in order of ``received_at``, file order breaking
+    ties; malformed lines go to ``on_error`` in file order."""
     loads = orjson.loads
-    interactions: list[Interaction] = []
-    add = interactions.append
-    in_order = True  # most files are written in order of arrival: then there is nothing to sort
-    last = 0
+    interactions: list[Any] = []
     for number, line in enumerate(lines, 1):
         # The common line, {"received_at": <int>, "body": {...}}, takes the short path; anything else
         # (and every error, with its message) goes through _decode.
         try:
             data = loads(line)
-        except orjson.JSONDecodeError:
-            data = None
-        received_at = data.get("received_at") if type(data) is dict and "body" in data else None
+            body = data["body"]
+            received_at = data["received_at"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):  # not JSON, not an object, no body or time
+            received_at = None
         try:
             if type(received_at) is int:
                 try:
-                    batch = normalize_vk(data["body"], received_at)  # type: ignore[index]
+                    batch = normalize_vk(body, received_at)
                 except NormalizeError as exc:
                     raise ReplayError(f"line {number}: {exc.reason}") from None
             elif not line.strip():
@@ -258,78 +331,65 @@ def _run(
             if on_error is not None:
                 on_error(number, str(exc))
             continue
-        if batch:  # the interactions of one line share its received_at
-            received_at = batch[0].received_at
-            if received_at < last:
-                in_order = False
-            last = received_at
-            if len(batch) == 1:
-                add(batch[0])
-            else:
-                interactions.extend(batch)
-    if not in_order:
-        interactions.sort(key=attrgetter("received_at"))  # stable: file order breaks ties
+        interactions += batch  # the interactions of one line share its received_at
+    # Stable, so file order breaks ties; most files are nearly in order, which costs little to sort.
+    interactions.sort(key=_RECEIVED_AT)
+    return interactions
 
-    engine = ResponseEngine(
-        registry.page, late_window_s=late_window_s, retention_s=retention_s, watch_deadlines=False, triage=decide
-    )
-    final: dict[str, ResponseRecord] = {}
+
+_RECEIVED_AT = attrgetter("received_at")
+
+
+def _replay(
+    engine: ResponseEngine, interactions: list[Interaction | OverrideLine], now: int | None
+) -> list[dict[str, Any]]:
+    """Run the interactions through the engine: the output row of every item, in no particular order."""
+    rows: dict[str, dict[str, Any]] = {}  # by item: a later record of an item replaces the earlier one
     process = engine.process
     tick = engine.tick
     next_tick = interactions[0].received_at + _TICK_EVERY_S if interactions else 0
-    last = 0
     for ia in interactions:
-        last = ia.received_at
-        if last >= next_tick:
+        if ia.received_at >= next_tick:
             # Settles what the late window let go, prunes the windows; open items are judged at the end.
-            for record in tick(last, report_breaches=False):
-                final[record.item] = record
-            next_tick = last + _TICK_EVERY_S
+            for row in tick(ia.received_at, report_breaches=False):
+                rows[row["item"]] = row
+            next_tick = ia.received_at + _TICK_EVERY_S
         if type(ia) is OverrideLine:
             c = ia.correction
             engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
             continue
-        closed = process(ia)
+        closed = process(ia)  # type: ignore[arg-type]
         if closed:
-            for record in closed:
-                final[record.item] = record
+            for row in closed:
+                rows[row["item"]] = row
+    last = interactions[-1].received_at if interactions else 0
     if now is None:
         now = last
     # No more events will come: tentative outcomes are final; then expire what is past the horizon at now.
-    for record in engine.settle_all():
-        final[record.item] = record
-    for record in engine.tick(max(now, last), report_breaches=False):
-        final[record.item] = record  # expiries
-    rows = {item: _row(record) for item, record in final.items()}
-    for item, page, kind, author, created_at, age, business_age, deadline, breached in engine.open_ages(now):
-        rows[item] = (  # an item closed and then restored is open: its open row replaces the record
-            {
-                "item": item,
-                "page": page,
-                "kind": kind,
-                "author": author,
-                "created_at": iso(created_at),
-                "outcome": "open",
-                "closed_at": None,
-                "latency_s": None,
-                "business_latency_s": None,
-                "age_s": age,
-                "business_age_s": business_age,
-                "deadline": deadline,
-                "breached": breached,
-                "responder": None,
-                "reason": None,
-            }
-        )
-    out = list(rows.values())
-    # By creation time, then item id: ISO-8601 UTC strings of one format (fixed length) sort as the
-    # times do, so one concatenated string orders like the (time, item) pair, and compares faster.
-    out.sort(key=_created_then_item)
+    for row in engine.settle_all():
+        rows[row["item"]] = row
+    for row in engine.tick(max(now, last), report_breaches=False):
+        rows[row["item"]] = row  # expiries
+    out: list[dict[str, Any]] = []
+    add = out.append
+    for open_item in engine.open_ages(now):
+        if open_item[0] in rows:  # an item closed and then restored is open: its open row replaces the record
+            del rows[open_item[0]]
+        add(_open_row(*open_item))
+    out += rows.values()
     return out
 
 
+def _in_output_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """By creation time, then item id: ISO-8601 UTC strings of one format (fixed length) sort as the
+    times do, so one concatenated string orders like the (time, item) pair, and compares faster.
+    Item ids are unique, so the order does not depend on the order of ``rows``."""
+    rows.sort(key=_created_then_item)
+    return rows
+
+
 def _created_then_item(row: dict[str, Any]) -> str:
-    return row["created_at"] + row["item"]
+    return row["created_at"] + row["item"]  # type: ignore[no-any-return]
 
 
 def replay_file(

@@ -36,7 +36,8 @@ Redeliveries are recognised by a 60-bit digest of the event id (:func:`event_key
 VK's ids are 40 hex characters (~90 bytes as a str, kept for a day). Among n distinct ids of one page
 within the dedupe horizon (a day) some two collide with probability about n²/2⁶¹ (n = 10⁴, a very busy
 page: 4·10⁻¹¹; n = 10⁶: 4·10⁻⁷), and a collision would drop one event as a duplicate. The dedupe
-memory is per page, so the page is part of the key.
+memory is per page, so the page is part of the key. A replay, which never persists its engine and
+holds every id anyway, dedupes by the ids themselves (``keep_event_ids``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import heapq
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from heapq import heappush
 from itertools import islice
 from typing import Any, NamedTuple, Protocol
 
@@ -439,13 +441,24 @@ def _evaluate(it: _Item) -> tuple[str, int, str | None, str | None] | None:
     return None
 
 
+class _Siblings(list):  # type: ignore[type-arg]
+    """The open items on one object, with the object's id: the one string they all share, at hand
+    without reaching into another item (a cache miss on the path of every new item)."""
+
+    __slots__ = ("object_id",)
+
+    def __init__(self, first: _Item) -> None:
+        super().__init__((first,))
+        self.object_id = first.object_id
+
+
 @dataclass(slots=True)
 class PageState:
     """Everything the engine knows about one page; (de)serialised on its own."""
 
     page: str
     items: dict[str, _Item] = field(default_factory=dict)
-    by_object: dict[str, list[_Item]] = field(default_factory=dict)
+    by_object: dict[str, _Siblings] = field(default_factory=dict)
     # item id -> (outcome code, forget_at): closed items remembered for the retention horizon.
     closed: _Log = field(default_factory=_Log)
     # item id not seen yet -> held deletions / restorations (received_at, code, deleted_by).
@@ -468,11 +481,11 @@ class PageState:
     # retention horizon (an item that arrives after its correction, as in a replay, obeys it too).
     overrides: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add_item(self, it: _Item, siblings: list[_Item] | None) -> None:
+    def add_item(self, it: _Item, siblings: _Siblings | None) -> None:
         """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
         self.items[it.item] = it
         if siblings is None:
-            self.by_object[it.object_id] = [it]
+            self.by_object[it.object_id] = _Siblings(it)
         else:
             siblings.append(it)
         if self.blocks is not None:
@@ -542,7 +555,9 @@ def _record(
     breached: bool | None = None,
     extra: dict[str, Any] | None = None,
     reason: str | None = None,
+    make: Callable[..., Any] = ResponseRecord,
 ) -> ResponseRecord:
+    """The record of ``it`` (built by ``make``: :class:`ResponseRecord` or the engine's ``record``)."""
     deadline = cfg.deadline
     latency = business = None
     if closed_at is not None:
@@ -554,8 +569,8 @@ def _record(
             # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
             # already passed when it was deleted, which is this same comparison.
             breached = (business if deadline.working else latency) > deadline.seconds
-    return ResponseRecord(
-        it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,  # type: ignore[arg-type]
+    return make(  # type: ignore[no-any-return]
+        it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,
         closed_at, latency, business, deadline.text, bool(breached), responder, reason, extra or {},
     )  # fmt: skip
 
@@ -578,6 +593,12 @@ class ResponseEngine:
     * :meth:`tick` advances time: settles, expires, and reports open items past their deadline once.
     * :meth:`open_items`, :meth:`summary`, :meth:`snapshot` read the backlog for metrics and the read API.
     * :meth:`dump_page` / :meth:`load_page` (de)serialise one page's state.
+
+    Two options serve ``otklik replay``, which never persists the engine and reads records only to
+    print them: ``keep_event_ids`` dedupes redeliveries by the event id itself instead of its digest
+    (:func:`event_key`, ~0.7 µs an event; a replay holds every id anyway), and ``record`` replaces
+    :class:`ResponseRecord` by anything built from the same fields, in the same order, positionally.
+    Neither changes which records are emitted nor their content.
     """
 
     def __init__(
@@ -589,6 +610,8 @@ class ResponseEngine:
         *,
         watch_deadlines: bool = True,
         triage: Callable[[str, str | None, bool], tuple[bool, str]] | None = None,
+        keep_event_ids: bool = False,
+        record: Callable[..., Any] = ResponseRecord,
     ) -> None:
         self._page_config = page_config
         # triage(text, addressed_to, has_attachments) -> (needs_answer, reason), for pages whose
@@ -611,6 +634,8 @@ class ResponseEngine:
         self._expiry_heap: list[tuple[int, str, str]] = []
         self._next_prune = 0
         self._dirty: set[str] = set()
+        self.keep_event_ids = keep_event_ids
+        self._make_record = record
 
     # ---- configuration ------------------------------------------------------------------------------
 
@@ -631,6 +656,13 @@ class ResponseEngine:
         state.bot_replies_count = cfg.bot_replies_count
         state.triage = self._triage is not None and getattr(cfg, "triage", True)
         return state
+
+    def _config(self, state: PageState) -> PageConfigLike:
+        """The page's config: cached on its state, fetched again after :meth:`reload_config`."""
+        cfg = state.config
+        if cfg is None:
+            cfg = self._state(state.page).config  # type: ignore[union-attr]
+        return cfg  # type: ignore[no-any-return]
 
     def reload_config(self) -> None:
         """Forget cached page configs (the registry was reloaded).
@@ -673,7 +705,7 @@ class ResponseEngine:
                 return out
         eid = ia.event_id
         if eid is not None:
-            key = event_key(eid)
+            key = eid if self.keep_event_ids else event_key(eid)
             events = state.events
             if key in events:
                 return out  # a redelivery
@@ -725,7 +757,8 @@ class ResponseEngine:
             return  # the same item announced twice
         if created + self.retention_s <= ia.received_at:
             return  # older than the retention horizon: nothing to track
-        self._open(state, ia, 0, self._exclusion(state, ia))
+        # Most pages have no corrections and many no triage: skip the call then.
+        self._open(state, ia, 0, self._exclusion(state, ia) if state.triage or state.overrides else None)
 
     def _exclusion(self, state: PageState, ia: Interaction) -> str | None:
         """Why the item needs no answer (triage, or a person's correction), or None: it does."""
@@ -755,7 +788,7 @@ class ResponseEngine:
         object_id = ia.object_id
         siblings = state.by_object.get(object_id)
         if siblings:
-            object_id = siblings[0].object_id  # one string for every item on the object
+            object_id = siblings.object_id  # one string for every item on the object
         item = ia.item
         thread_root = ia.thread_root
         if thread_root == item:
@@ -775,7 +808,7 @@ class ResponseEngine:
         it.excluded = excluded
         state.add_item(it, siblings)
         window = self.late_window_s
-        replies = state.replies.get(object_id)
+        replies = state.replies.get(object_id) if state.replies else None
         if replies:
             # Page replies received within the window (either side) that answer it, by their own time.
             for reply in replies:
@@ -792,9 +825,9 @@ class ResponseEngine:
                 it.life = [h for h in held if abs(h[0] - received) <= window] or None
         if self.watch_deadlines:
             # The deadline is computed when first needed; created_at is a lower bound of it.
-            heapq.heappush(self._due_heap, (created, state.page, it.item))
+            heappush(self._due_heap, (created, state.page, item))
         else:
-            heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, it.item))
+            heappush(self._expiry_heap, (created + self.retention_s, state.page, item))
         if it.answers is not None or it.life is not None or excluded is not None:
             self._reevaluate(state, it)
         return it
@@ -852,7 +885,7 @@ class ResponseEngine:
             return  # the page's own reply: deleting it does not reopen anything
         state.held.setdefault(item, []).append((ia.received_at, code, by))
 
-    def _reevaluate(self, state: PageState, it: _Item) -> None:
+    def _reevaluate(self, state: PageState, it: _Item, rejudged: bool = False) -> None:
         if it.excluded is not None and it.reported:
             # Dormant: its record is out; replies are kept on it for a correction.
             it.tentative = ("no_answer_needed", it.created_at, None, None)
@@ -867,8 +900,11 @@ class ResponseEngine:
             for life in it.life or ():
                 if life[0] > last:
                     last = life[0]
-            it.settle_at = last + self.late_window_s
-            heapq.heappush(self._settle_heap, (it.settle_at, state.page, it.item))
+            settle_at = last + self.late_window_s
+            # An item re-judged by a correction settles anew; otherwise a timer for this time is waiting.
+            if was is None or rejudged or settle_at != it.settle_at:
+                it.settle_at = settle_at
+                heapq.heappush(self._settle_heap, (settle_at, state.page, it.item))
         elif was is not None:
             # Open again: watch its deadline (or, once reported, its expiry) anew.
             if it.reported or not self.watch_deadlines:
@@ -907,7 +943,7 @@ class ResponseEngine:
         it.reported = False  # a new judgement, a new record (open past its deadline, or closed)
         it.block.blob = None
         # Re-judged from its original times: its answers, deletions and restorations are all kept.
-        self._reevaluate(state, it)
+        self._reevaluate(state, it, rejudged=True)
         return True
 
     # ---- time -------------------------------------------------------------------------------------
@@ -963,7 +999,7 @@ class ResponseEngine:
             heapq.heappush(self._expiry_heap, (expires_at, page, item))
             correction = state.overrides.get(item)  # type: ignore[union-attr]
             extra = {"override": _override_extra(correction)} if correction is not None else None
-            out.append(_record(page, it, "open", None, cfg, breached=True, extra=extra))
+            out.append(_record(page, it, "open", None, cfg, breached=True, extra=extra, make=self._make_record))
         if now >= self._next_prune:
             self._prune(now)
             self._next_prune = now + 60
@@ -1011,12 +1047,13 @@ class ResponseEngine:
                 heapq.heappush(heap, (max(it.settle_at, expires_at) + 1, page, item))
                 continue
             self._close(state, it, "expired", horizon)  # type: ignore[arg-type]
-            out.append(_record(page, it, "expired", horizon, self._state(page).config, breached=True))  # type: ignore[union-attr]
+            cfg = self._config(state)  # type: ignore[arg-type]
+            out.append(_record(page, it, "expired", horizon, cfg, breached=True, make=self._make_record))
         return out
 
     def _settle(self, state: PageState, it: _Item, out: list[ResponseRecord]) -> None:
         outcome, closed_at, responder, deleted_by = it.tentative  # type: ignore[misc]
-        cfg = self._state(state.page).config  # type: ignore[union-attr]
+        cfg = self._config(state)
         extra: dict[str, Any] = {}
         correction = state.overrides.get(it.item)
         if correction is not None:
@@ -1027,7 +1064,7 @@ class ResponseEngine:
                 first = min(it.answers)
                 extra["replied_at"], extra["replied_by"] = first[0], first[2]
             out.append(_record(state.page, it, outcome, closed_at, cfg, breached=False, extra=extra,  # type: ignore[arg-type]
-                               reason=it.excluded))
+                               reason=it.excluded, make=self._make_record))
             it.reported = True
             it.block.blob = None
             self._dirty.add(state.page)
@@ -1037,7 +1074,8 @@ class ResponseEngine:
             extra["deleted_by"] = deleted_by
             if outcome == "moderated":
                 extra["review"] = True  # deleting a fair complaint is not an answer
-        out.append(_record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))  # type: ignore[arg-type]
+        out.append(_record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra,  # type: ignore[arg-type]
+                           make=self._make_record))
         self._close(state, it, outcome, closed_at)
 
     def _close(self, state: PageState, it: _Item, outcome: str, closed_at: int) -> None:
@@ -1046,12 +1084,21 @@ class ResponseEngine:
         state.closed.add(it.item, (_CLOSED_CODES[outcome], max(closed_at, it.received_at) + self.retention_s))
 
     def settle_all(self) -> list[ResponseRecord]:
-        """Make every tentative outcome final now (end of a replay: no more events will come)."""
+        """Make every tentative outcome final now (end of a replay: no more events will come).
+
+        Each tentative item has its settling timer (the timer of its latest ``settle_at``), so the
+        timers name them all, in the order they would have settled, without a walk over every item.
+        """
         out: list[ResponseRecord] = []
-        for state in list(self.pages.values()):
-            for it in [i for i in state.items.values() if i.tentative is not None]:
-                if not (it.excluded is not None and it.reported):
-                    self._settle(state, it, out)
+        heap = self._settle_heap
+        while heap:
+            settle_at, page, item = heapq.heappop(heap)
+            state = self.pages.get(page)
+            it = state.items.get(item) if state is not None else None
+            if it is None or it.tentative is None or it.settle_at != settle_at:
+                continue  # closed since, or re-timed
+            if not (it.excluded is not None and it.reported):  # a dormant item's record is out
+                self._settle(state, it, out)  # type: ignore[arg-type]
         return out
 
     def _prune(self, now: int) -> None:
@@ -1178,7 +1225,7 @@ class ResponseEngine:
                 age = max(0, now - it.created_at)
                 business = cfg.clock.working_seconds(it.created_at, now)
                 breached = (business if deadline.working else age) > deadline.seconds
-                yield _record(page, it, "open", None, cfg, breached=breached), age, business
+                yield _record(page, it, "open", None, cfg, breached=breached, make=self._make_record), age, business
 
     def open_ages(self, now: int) -> Iterator[tuple[str, str, str, str, int, int, int, str, bool]]:
         """Each open item at ``now`` as ``(item, page, kind, author, created_at, age_s, business_age_s,
@@ -1225,6 +1272,8 @@ class ResponseEngine:
         Self-contained (:meth:`load_page` restores the page from it alone) and cheap to repeat: only
         the blocks of items and the log entries that changed since the last dump are encoded anew.
         """
+        if self.keep_event_ids:
+            raise ValueError("an engine that keeps event ids verbatim (a replay's) cannot be persisted")
         state = self.pages.get(page)
         if state is None:
             return b"null"
@@ -1250,6 +1299,8 @@ class ResponseEngine:
 
         Reads version 2 and the version 1 of earlier releases (event ids kept verbatim).
         """
+        if self.keep_event_ids:
+            raise ValueError("an engine that keeps event ids verbatim (a replay's) cannot be persisted")
         raw = orjson.loads(data)
         self.pages.pop(page, None)
         if raw is None:
@@ -1265,7 +1316,7 @@ class ResponseEngine:
             it = _Item(*row[:11]) if version == 1 else _unrow(row)
             siblings = state.by_object.get(it.object_id)
             if siblings:
-                it.object_id = siblings[0].object_id  # one string for every item on the object
+                it.object_id = siblings.object_id  # one string for every item on the object
             it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
             it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
             state.add_item(it, siblings)

@@ -158,3 +158,17 @@ def test_a_malformed_correction_line_is_reported_with_its_line_and_field():
                                                         "by": "x", "note": "y"}})  # fmt: skip
     run_replay([comment(1, "Спасибо!", T0), bad], registry(), on_error=lambda n, reason: errors.append((n, reason)))
     assert len(errors) == 1 and errors[0][0] == 2 and "needs_answer" in errors[0][1]
+
+
+def test_an_excluded_item_is_recorded_once_when_its_reply_was_received_before_it():
+    # The item comes late (received 10 s after it was written); the page's reply was received before the
+    # item but is processed after it. Both re-judge the item to the same settling time: one record only.
+    import msgspec
+
+    engine = ResponseEngine(registry().page, late_window_s=60, triage=decide)
+    item = msgspec.structs.replace(ia(1, "Спасибо!", T0), received_at=T0 + 10)
+    answer = ia(2, "Пожалуйста!", T0 + 5, author=PAGE, reply_to=1)
+    assert engine.process(item) == [] and engine.process(answer) == []
+    records = engine.tick(T0 + 120) + engine.tick(T0 + 400)
+    assert [(r.item, r.outcome) for r in records] == [(f"{PAGE}:wall:7:1", "no_answer_needed")]
+    assert engine.settle_all() == []
