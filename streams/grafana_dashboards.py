@@ -537,8 +537,9 @@ def system_health() -> dict[str, Any]:
     ))  # fmt: skip
     board.row("Поток событий")
     board.add(_timeseries(
-        "События в секунду", "Записи, прочитанные из otklik.raw, по платформам.",
-        [_query('sum by (platform) (rate(otklik_raw_records_total{platform=~"$platform"}[$__rate_interval]))', "A", "{{platform}}")],
+        "События в секунду", "Записи, прочитанные из otklik.raw, по платформам, и записи, обработанные агентами с состоянием.",
+        [_query('sum by (platform) (rate(otklik_raw_records_total{platform=~"$platform"}[$__rate_interval]))', "A", "{{platform}}"),
+         _query("sum by (agent) (rate(otklik_agent_records_total[$__rate_interval]))", "B", "агент {{agent}}")],
         "ops",
     ))  # fmt: skip
     board.add(_timeseries(
