@@ -187,6 +187,7 @@ def register_agents(otk: OtklikApp) -> None:
                     for record in records:
                         metrics.interactions.labels(record.platform, record.action).inc()
                         await produce(interactions_topic, record.page.encode(), record.to_json())
+                metrics.count_processed("normalize", len(events))
 
     if "responses" in settings.agents:
         responses_state = otk.responses_state = PageStateMirror(
@@ -219,7 +220,7 @@ def register_agents(otk: OtklikApp) -> None:
                         await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
                 await emit(out)
                 responses_state.save()
-                metrics.agent_records.labels("responses").inc(len(events))
+                metrics.count_processed("responses", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def deadlines() -> None:
@@ -280,7 +281,7 @@ def register_agents(otk: OtklikApp) -> None:
                     metrics.observe_moderation(record)
                 await send_all(topics.moderation, out)
                 moderation_state.save()
-                metrics.agent_records.labels("moderation").inc(len(events))
+                metrics.count_processed("moderation", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def moderation_deadlines() -> None:

@@ -7,8 +7,8 @@ plain aiokafka consumer reads the same topic and decodes every record with orjso
 whole chain (normalize → otklik.interactions → responses, and moderation unless ``OTKLIK_AGENTS`` says
 otherwise) on ``otklik.raw`` beside raw consumption of that topic.
 
-A worker is timed by its own counters (``otklik_agent_records_total``, ``otklik_raw_records_total``),
-scraped every 0.25 s from its first processed batch until the last record is processed. The machine is
+A worker is timed by the records its agents report as processed (``/health``, polled every 0.1 s), from
+its first processed batch until the last record is processed. The machine is
 shared, so each figure is printed with CPU time too (the worker's from /proc, the baseline's from
 ``time.process_time``); ratios of wall rates are what the target speaks of. A third line, faust's floor,
 is a no-op faust agent on the same topic (bench/faust_floor.py): what faust itself costs per record.
@@ -24,7 +24,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,22 +101,10 @@ async def raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
         await consumer.stop()
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    """The sum of a metric's samples in Prometheus text whose labels include ``labels``."""
-    total = 0.0
-    want = [f'{key}="{value}"' for key, value in labels.items()]
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            series, _, value = line.rpartition(" ")
-            if all(label in series for label in want):
-                total += float(value)
-    return total
-
-
-def _scrape() -> str | None:
+def _get(path: str) -> bytes | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/metrics", timeout=10) as resp:
-            return resp.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}{path}", timeout=10) as resp:
+            return resp.read()
     except OSError:  # not listening yet
         return None
 
@@ -136,11 +123,12 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def run_worker(env: dict[str, str], log: Path, started: Callable[[str], float],
-               finished: Callable[[str], bool], total: int) -> tuple[Rate, str, float]:
-    """Start a worker and time it by its own counters, scraped every 0.25 s: from the first scrape where
-    ``started`` counts something until ``finished`` holds; the rate is of the ``total`` records that
-    ``started`` counts (faust commits offsets only every few seconds: too coarse to time with)."""
+def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: list[str],
+               total: int, finish_at: int) -> tuple[Rate, str, float]:
+    """Start a worker and time it by the records its agents report in ``/health`` (cheap to poll, unlike
+    ``/metrics``), every 0.1 s: from the first poll where ``start_agent`` has processed something until
+    each of ``finish_agents`` has processed ``finish_at``; the rate is of the ``total`` records that
+    ``start_agent`` reads (faust commits offsets only every few seconds: too coarse to time with)."""
     otklik = str(Path(sys.executable).parent / "otklik")
     with open(log, "wb") as out:
         worker = subprocess.Popen([otklik, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -148,21 +136,21 @@ def run_worker(env: dict[str, str], log: Path, started: Callable[[str], float],
         first_t = first_n = first_cpu = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            time.sleep(0.25)  # a scrape costs the worker CPU: not too often
+            time.sleep(0.1)
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {log}")
-            text = _scrape()
-            if text is None:
+            health = _get("/health")
+            if health is None:
                 continue
             now = time.perf_counter()
+            processed = orjson.loads(health).get("processed", {})
             if first_t is None:
-                n = started(text)
-                if n > 0:
-                    first_t, first_n, first_cpu = now, n, _cpu_s(worker.pid)
+                if processed.get(start_agent, 0) > 0:
+                    first_t, first_n, first_cpu = now, processed[start_agent], _cpu_s(worker.pid)
                 continue
-            if finished(text):
-                rate = Rate(int(total - first_n), now - first_t, _cpu_s(worker.pid) - first_cpu)  # type: ignore[operator]
-                return rate, text, _rss_mib(worker.pid)
+            if all(processed.get(agent, 0) >= finish_at for agent in finish_agents):
+                rate = Rate(total - first_n, now - first_t, _cpu_s(worker.pid) - first_cpu)  # type: ignore[operator]
+                return rate, (_get("/metrics") or b"").decode(), _rss_mib(worker.pid)
         raise RuntimeError(f"the worker did not finish within 15 minutes; see {log}")
     finally:
         worker.terminate()
@@ -220,11 +208,7 @@ def main() -> None:
     _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
     fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
     _line("  the same with otklik's fast delivery", fast_floor, f"(ratio {fast_floor.per_s / ia_base.per_s:.3f})")
-    def engine_records(text: str) -> float:
-        return _metric(text, "otklik_agent_records_total", agent="responses")
-
-    agent, metrics, rss = run_worker(agent_env, workdir / "agent.log", engine_records,
-                                     lambda text: engine_records(text) >= ia_total, ia_total)
+    agent, metrics, rss = run_worker(agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total)
     _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB)")
     print(f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
           f"   per CPU-s {agent.per_cpu_s / ia_base.per_cpu_s:.3f}")
@@ -239,11 +223,7 @@ def main() -> None:
     _line("  baseline: raw aiokafka + orjson", raw_base)
     stateful = [agent for agent in ("responses", "moderation") if agent in CHAIN_AGENTS.split(",")]
 
-    def chain_done(text: str) -> bool:
-        return all(_metric(text, "otklik_agent_records_total", agent=agent) >= ia_total for agent in stateful)
-
-    chain, _, rss = run_worker(chain_env, workdir / "chain.log", lambda text: _metric(text, "otklik_raw_records_total"),
-                               chain_done, raw_total)
+    chain, _, rss = run_worker(chain_env, workdir / "chain.log", "normalize", stateful, raw_total, ia_total)
     _line("  worker: the chain", chain, f"(events of otklik.raw; RSS {rss:,.0f} MiB)")
     print(f"  ratio worker / raw aiokafka           {chain.per_s / raw_base.per_s:>10.3f}"
           f"   per CPU-s {chain.per_cpu_s / raw_base.per_cpu_s:.3f}")

@@ -183,6 +183,7 @@ class OtklikApp:
                     "uptime_s": round(time.time() - self.started_at, 1),
                     "assigned_partitions": len(assigned),  # of otklik.raw
                     "rebalancing": bool(app.rebalancing),
+                    "processed": self.metrics.processed,  # records each agent has processed since start
                 }
             )
 

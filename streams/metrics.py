@@ -108,6 +108,7 @@ class PipelineMetrics:
             ["platform", "action"],
             registry=registry,
         )
+        self.processed: dict[str, int] = {}  # the same counts, plain, for /health (cheap to poll)
         self.agent_records = Counter(
             "otklik_agent_records_total",
             "Records an agent has taken from its input topic and processed, by agent (its throughput).",
@@ -184,6 +185,11 @@ class PipelineMetrics:
         self._recent: dict[str, tuple[float, Any]] = {}
 
     # ---- called by the pipeline ---------------------------------------------------------------------
+
+    def count_processed(self, agent: str, records: int) -> None:
+        """An agent finished a batch of ``records`` from its input topic (the counter, and /health's copy)."""
+        self.agent_records.labels(agent).inc(records)
+        self.processed[agent] = self.processed.get(agent, 0) + records
 
     def observe_envelope(self, platform: str, source: str, received_at: float) -> None:
         """A raw record came in from a connector (the pipeline may call this instead of ``last_event``)."""
