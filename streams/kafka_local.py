@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,15 @@ DEPLOY_KAFKA = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
 
 class KafkaError(RuntimeError):
     """The local broker could not be fetched, started or stopped; the message says why."""
+
+
+def new_cluster_id(make_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, never starting with "-" (the storage tool
+    would read it as an option), as Kafka's own ``Uuid.randomUuid()`` makes them."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(make_uuid().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,7 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         done = subprocess.run(
             [
                 "java", "-Xmx256m", f"-Dlog4j2.configurationFile={DEPLOY_KAFKA / 'log4j2.yaml'}",
