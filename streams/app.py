@@ -78,6 +78,9 @@ class OtklikApp:
             # Room for several seconds of records while an agent works through a batch: with faust's
             # default (4,096) the consumer stalls behind a busy agent and the worker idles afterwards.
             stream_buffer_maxsize=32_768,
+            # Up to 4 MiB fetched ahead per partition (faust's default: 1 MiB), so that the consumer's
+            # thread has the next seconds of records ready when the agent finishes a batch.
+            consumer_max_fetch_size=4 * 1024 * 1024,
             # No faust-level autodiscovery, no tracing: the agents are registered explicitly below.
             autodiscover=False,
             key_serializer="raw",
