@@ -12,6 +12,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
+from otklik.streams.metrics import NormalizeTally
 from otklik.agents.responses import ResponseEngine
 from otklik.agents.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
@@ -169,25 +170,28 @@ def register_agents(otk: OtklikApp) -> None:
         async def normalize(stream):  # type: ignore[no-untyped-def]
             """otklik.raw → otklik.interactions; anything that fails → otklik.dead-letters with the reason."""
             async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                # Metrics are tallied here and applied once per batch: updating the labelled metrics per
+                # record cost ~7 µs, four times normalizing it.
+                tally = NormalizeTally()
                 for event in events:
                     try:
                         envelope = decode_raw(event.message.value)
-                        metrics.raw_records.labels(envelope.platform).inc()
+                        tally.raw[envelope.platform] += 1
                         records = to_interactions(envelope)
                     except RejectedRecord as exc:
                         if exc.stage == "decode":
-                            metrics.raw_records.labels("unknown").inc()
+                            tally.raw["unknown"] += 1
                         await dead_letter(event, exc.stage, exc.reason)
                         continue
                     except Exception as exc:  # a bug must cost one record, not the worker
                         log.exception("normalize failed on %s/%s", event.message.partition, event.message.offset)
                         await dead_letter(event, "normalize", f"internal error: {type(exc).__name__}: {exc}")
                         continue
-                    metrics.observe_envelope(envelope.platform, envelope.source, envelope.received_at)
+                    tally.last_seen[envelope.platform, envelope.source] = envelope.received_at
                     for record in records:
-                        metrics.interactions.labels(record.platform, record.action).inc()
+                        tally.interactions[record.platform, record.action] += 1
                         await produce(interactions_topic, record.page.encode(), record.to_json())
-                metrics.count_processed("normalize", len(events))
+                metrics.observe_normalized(tally, len(events))
 
     if "responses" in settings.agents:
         responses_state = otk.responses_state = PageStateMirror(

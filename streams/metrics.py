@@ -16,7 +16,9 @@ What is exported, and why (README.md, "Metrics and alerts", lists every metric w
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -56,6 +58,15 @@ def _page_labels(page_id: str, config: Any) -> tuple[str, str, str, str, str]:
         getattr(config, "municipality", _UNKNOWN) or _UNKNOWN,
         getattr(config, "timezone", "Europe/Moscow") or "Europe/Moscow",
     )
+
+
+@dataclass
+class NormalizeTally:
+    """What one batch of the normalize agent adds to the metrics, counted in plain dicts."""
+
+    raw: Tally[str] = field(default_factory=Tally)  # records of otklik.raw by platform ("unknown": undecodable)
+    interactions: Tally[tuple[str, str]] = field(default_factory=Tally)  # (platform, action)
+    last_seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (platform, source) -> received_at
 
 
 class PipelineMetrics:
@@ -190,6 +201,16 @@ class PipelineMetrics:
         """An agent finished a batch of ``records`` from its input topic (the counter, and /health's copy)."""
         self.agent_records.labels(agent).inc(records)
         self.processed[agent] = self.processed.get(agent, 0) + records
+
+    def observe_normalized(self, tally: NormalizeTally, records: int) -> None:
+        """A batch of ``records`` from otklik.raw went through normalization, as ``tally`` counted it."""
+        for platform, n in tally.raw.items():
+            self.raw_records.labels(platform).inc(n)
+        for (platform, source), received_at in tally.last_seen.items():
+            self.observe_envelope(platform, source, received_at)
+        for (platform, action), n in tally.interactions.items():
+            self.interactions.labels(platform, action).inc(n)
+        self.count_processed("normalize", records)
 
     def observe_envelope(self, platform: str, source: str, received_at: float) -> None:
         """A raw record came in from a connector (the pipeline may call this instead of ``last_event``)."""

@@ -281,3 +281,24 @@ def test_series_for_5000_pages_with_200_holding_open_items_stay_within_3000() ->
     print(f"\nseries exported for 5,000 pages, 200 with open items: {len(lines)}")
     assert len(lines) <= 3000
     assert value(reg, "otklik_pages_with_open_items") == 200
+
+
+def test_a_normalize_batch_tally_lands_in_the_counters_and_gauges():
+    from otklik.streams.metrics import NormalizeTally, PipelineMetrics
+
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    tally = NormalizeTally()
+    tally.raw.update({"vk": 3, "unknown": 1})
+    tally.interactions.update({("vk", "new"): 2, ("vk", "delete"): 1})
+    tally.last_seen["vk", "vk-callback"] = 1764230400.0
+    metrics.observe_normalized(tally, 4)
+    metrics.observe_normalized(NormalizeTally(raw={"vk": 2}), 2)  # type: ignore[arg-type]
+    value = registry.get_sample_value
+    assert value("otklik_raw_records_total", {"platform": "vk"}) == 5
+    assert value("otklik_raw_records_total", {"platform": "unknown"}) == 1
+    assert value("otklik_interactions_total", {"platform": "vk", "action": "new"}) == 2
+    assert value("otklik_interactions_total", {"platform": "vk", "action": "delete"}) == 1
+    assert value("otklik_connector_last_event_timestamp_seconds", {"platform": "vk", "source": "vk-callback"}) == 1764230400.0
+    assert value("otklik_agent_records_total", {"agent": "normalize"}) == 6
+    assert metrics.processed == {"normalize": 6}
