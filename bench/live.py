@@ -30,6 +30,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.memory import rss_bytes
 from otklik.agents.ingest import to_interactions
 from otklik.schemas.records import RawEnvelope
 from otklik.streams.kafka_local import LocalKafka
@@ -115,14 +116,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: list[str],
                total: int, finish_at: int) -> tuple[Rate, str, float]:
     """Start a worker and time it by the records its agents report in ``/health`` (cheap to poll, unlike
@@ -150,7 +143,7 @@ def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: 
                 continue
             if all(processed.get(agent, 0) >= finish_at for agent in finish_agents):
                 rate = Rate(total - first_n, now - first_t, _cpu_s(worker.pid) - first_cpu)  # type: ignore[operator]
-                return rate, (_get("/metrics") or b"").decode(), _rss_mib(worker.pid)
+                return rate, (_get("/metrics") or b"").decode(), rss_bytes(worker.pid) / 2**20
         raise RuntimeError(f"the worker did not finish within 15 minutes; see {log}")
     finally:
         worker.terminate()
