@@ -13,21 +13,18 @@ def platform_link(item: str) -> str | None:
     if len(parts) != 5:
         return None
     platform, page, kind, obj, own = parts
-    if platform == "vk":
-        if kind == "wall":
-            return f"https://vk.com/wall-{page}_{obj}?reply={own}"
-        if kind == "photo":
-            return f"https://vk.com/photo-{page}_{obj}"
-        if kind == "video":
-            return f"https://vk.com/video-{page}_{obj}"
-        if kind == "market":
-            return f"https://vk.com/market-{page}?w=product-{page}_{obj}"
-        if kind == "board":
-            return f"https://vk.com/topic-{page}_{obj}?post={own}"
-        if kind == "dm":
-            return f"https://vk.com/gim{page}?sel={obj}"
-        return None
-    if platform == "tg" and kind == "post":
-        # A public channel's comment: t.me/c/<id> works for members; public usernames are not in the id.
-        return f"https://t.me/c/{page}/{obj}?comment={own}"
-    return None
+    template = _TEMPLATES.get((platform, kind))
+    return template.format(page=page, obj=obj, own=own) if template is not None else None
+
+
+# (platform, object kind) -> the item's URL; a template for each identifier form of DESIGN.md.
+_TEMPLATES: dict[tuple[str, str], str] = {
+    ("vk", "wall"): "https://vk.com/wall-{page}_{obj}?reply={own}",
+    ("vk", "photo"): "https://vk.com/photo-{page}_{obj}",
+    ("vk", "video"): "https://vk.com/video-{page}_{obj}",
+    ("vk", "market"): "https://vk.com/market-{page}?w=product-{page}_{obj}",
+    ("vk", "board"): "https://vk.com/topic-{page}_{obj}?post={own}",
+    ("vk", "dm"): "https://vk.com/gim{page}?sel={obj}",
+    # A public channel's comment: t.me/c/<id> works for members; public usernames are not in the id.
+    ("tg", "post"): "https://t.me/c/{page}/{obj}?comment={own}",
+}
