@@ -148,20 +148,21 @@ def _read_file(path: Path) -> tuple[dict[int, dict[str, str]], str | None, str |
                 values[name] = _non_blank(entry[name], f"{label}.{name}")
         vk[group_id] = values
 
-    tg = mx = None
-    telegram = data.get("telegram")
-    if telegram is not None:
-        if not isinstance(telegram, dict) or set(telegram) - {"secret_token"}:
-            raise SecretsError(f"{where}: telegram: must be a mapping with the single key secret_token")
-        if "secret_token" in telegram:
-            tg = _header_secret(telegram["secret_token"], f"{where}: telegram.secret_token", 1, 256)
-    max_section = data.get("max")
-    if max_section is not None:
-        if not isinstance(max_section, dict) or set(max_section) - {"secret"}:
-            raise SecretsError(f"{where}: max: must be a mapping with the single key secret")
-        if "secret" in max_section:
-            mx = _header_secret(max_section["secret"], f"{where}: max.secret", 5, 256)
+    tg = _single_secret(data, "telegram", "secret_token", where, 1, 256)
+    mx = _single_secret(data, "max", "secret", where, 5, 256)
     return vk, tg, mx
+
+
+def _single_secret(data: dict[str, Any], section: str, key: str, where: str, least: int, most: int) -> str | None:
+    """The one header secret of a platform's section (``telegram.secret_token``, ``max.secret``), if set."""
+    entry = data.get(section)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or set(entry) - {key}:
+        raise SecretsError(f"{where}: {section}: must be a mapping with the single key {key}")
+    if key not in entry:
+        return None
+    return _header_secret(entry[key], f"{where}: {section}.{key}", least, most)
 
 
 def _group_id(raw: object, label: str) -> int:
