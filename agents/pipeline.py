@@ -148,13 +148,17 @@ def register_agents(otk: OtklikApp) -> None:
         commits offsets, so a record sent here is durable before its input counts as processed."""
         return await app.producer.send(topic, key, value, None, None, None)
 
-    async def send_all(topic, records) -> None:  # type: ignore[no-untyped-def]
-        """Write records and wait for the broker's acks before the state that follows them is
-        saved: after a crash a record may repeat (same content), never go missing."""
+    async def write_then_save(state: PageStateMirror, topic, records, observe) -> None:  # type: ignore[no-untyped-def]
+        """Count records in the metrics (``observe``), write them, wait for the broker's acks, and only
+        then save the core's changed pages: after a crash a record may repeat (same content), never go
+        missing."""
+        for record in records:
+            observe(record)
         name = topic.get_topic_name()
         futures = [await produce(name, r.page.encode(), r.to_json()) for r in records]
         for fut in futures:
             await fut
+        state.save()
 
     def interactions_of(events):  # type: ignore[no-untyped-def]
         """Decoded interaction records of a batch, each with its event (for dead letters)."""
@@ -201,10 +205,8 @@ def register_agents(otk: OtklikApp) -> None:
             ),
         )
 
-        async def emit(records: list[ResponseRecord]) -> None:
-            for record in records:
-                metrics.observe_response(record, page_config(record.page))
-            await send_all(topics.responses, records)
+        def observe_response(record: ResponseRecord) -> None:
+            metrics.observe_response(record, page_config(record.page))
 
         @app.agent(topics.interactions, concurrency=1, name="otklik.responses")
         async def responses(stream):  # type: ignore[no-untyped-def]
@@ -222,8 +224,7 @@ def register_agents(otk: OtklikApp) -> None:
                     except Exception as exc:  # a bug must cost one record, not the worker
                         log.exception("response engine failed on %s", ia.item)
                         await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
-                await emit(out)
-                responses_state.save()
+                await write_then_save(responses_state, topics.responses, out, observe_response)
                 metrics.count_processed("responses", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
@@ -232,8 +233,8 @@ def register_agents(otk: OtklikApp) -> None:
             if app.rebalancing or not responses_state.ready:
                 return
             await responses_state.ensure_loaded()
-            await emit(responses_state.core.tick(int(time.time())))
-            responses_state.save()
+            out = responses_state.core.tick(int(time.time()))
+            await write_then_save(responses_state, topics.responses, out, observe_response)
 
         @app.agent(topics.overrides, concurrency=1, name="otklik.overrides")
         async def overrides(stream):  # type: ignore[no-untyped-def]
@@ -281,10 +282,7 @@ def register_agents(otk: OtklikApp) -> None:
                     except Exception as exc:
                         log.exception("moderation failed on %s", ia.item)
                         await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")
-                for record in out:
-                    metrics.observe_moderation(record)
-                await send_all(topics.moderation, out)
-                moderation_state.save()
+                await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
                 metrics.count_processed("moderation", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
@@ -293,10 +291,7 @@ def register_agents(otk: OtklikApp) -> None:
                 return
             await moderation_state.ensure_loaded()
             out = moderation_state.core.tick(int(time.time()))
-            for record in out:
-                metrics.observe_moderation(record)
-            await send_all(topics.moderation, out)
-            moderation_state.save()
+            await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
         metrics.watch_moderation(lambda: moderation_state.core)
 
