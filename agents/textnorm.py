@@ -24,6 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "INVISIBLE_CHARS",
     "Tokens",
     "collapse_repeats",
     "fold",
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 # Invisible characters used to split a word without showing it.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"), None)
+INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"  # soft hyphen, zero-width ones, BOM …
+_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)
 
 # Latin letters, digits and symbols that look like a Cyrillic letter (after lowercasing).
 # Only applied inside words that already contain Cyrillic, where the intent is unambiguous.

@@ -44,6 +44,8 @@ from typing import Any, Literal, NamedTuple, cast
 
 import orjson
 
+from otklik.agents.textnorm import INVISIBLE_CHARS
+
 AddressedTo = Literal["page", "citizen"]
 
 # --- the closed set of reasons ---------------------------------------------------------------------------
@@ -85,9 +87,8 @@ _INNER_HYPHEN = re.compile(r"(?<=[a-zа-я])-(?=[a-zа-я])")
 
 
 # Zero-width characters and soft hyphens split a word without showing it ("спа\u200bсибо").
-_INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"
-_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS), None)
-_HAS_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
+_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)
+_HAS_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 
 def normalise(text: str) -> str:
