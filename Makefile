@@ -12,10 +12,16 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The pure core's hot modules compiled with mypyc (build_native.py), again whenever agents/ or schemas/
+# change. Without a C compiler it says so and otklik runs them as plain Python.
+NATIVE := agents/_native_build.json
+$(NATIVE): $(STAMP) build_native.py $(wildcard agents/*.py schemas/*.py)
+	$(PY) build_native.py
+
+venv: $(STAMP) $(NATIVE)
 
 # The main job: local Kafka, the worker and the traffic simulator; Ctrl-C stops what it started.
 run: venv
@@ -53,4 +59,5 @@ kafka-stop: venv
 
 clean:
 	-$(OTK) kafka stop
+	-$(PY) build_native.py --clean
 	rm -rf $(VENV) deploy/kafka/.run .run build *.egg-info

@@ -12,12 +12,12 @@ types, and ``type(True) is int`` is false, so booleans are rejected where intege
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Final
 
 from otklik.schemas.records import INTERACTION_FIELDS, Interaction
 
 # VK peer ids of group chats start here; messages in chats are not direct messages to the community.
-CHAT_PEER_BASE = 2_000_000_000
+CHAT_PEER_BASE: Final = 2_000_000_000
 
 
 class NormalizeError(ValueError):
@@ -29,7 +29,7 @@ class NormalizeError(ValueError):
 
 
 # event type -> (object kind, name of the field holding the commented object's id, action)
-_COMMENT_EVENTS: dict[str, tuple[str, str, str]] = {}
+_COMMENT_EVENTS: Final[dict[str, tuple[str, str, str]]] = {}
 for _kind, _field, _prefix in (
     ("wall", "post_id", "wall_reply"),
     ("photo", "photo_id", "photo_comment"),
@@ -41,7 +41,7 @@ for _kind, _field, _prefix in (
 for _action in ("new", "edit", "restore", "delete"):
     _COMMENT_EVENTS[f"board_post_{_action}"] = ("board", "topic_id", _action)
 
-_MESSAGE_EVENTS = {"message_new": "new", "message_reply": "new", "message_edit": "edit"}
+_MESSAGE_EVENTS: Final = {"message_new": "new", "message_reply": "new", "message_edit": "edit"}
 
 
 def require_int(obj: dict[str, Any], name: str, where: str) -> int:
@@ -63,7 +63,7 @@ def author_id(vk_id: int) -> str:
 # instead of formatting, and the engine then hashes and compares the same object. The key is checked
 # to be an ``int`` first (True == 1 and 1.0 == 1 as dict keys). (Authors are mostly new: no cache.)
 _PAGES_KEPT = 100_000
-_PAGE_IDS: dict[int, str] = {}
+_PAGE_IDS: Final[dict[int, str]] = {}
 
 
 def _page_id(group_id: int) -> str:
@@ -94,7 +94,7 @@ def _text(obj: dict[str, Any], event: str, where: str = "object") -> str:
     return value
 
 
-def normalize_vk(body: dict[str, Any], received_at: int) -> list[Interaction]:
+def normalize_vk(body: Any, received_at: int | float) -> list[Interaction]:  # JSON, checked here
     """One VK callback body as interaction records; ``[]`` for events otklik does not measure.
 
     ``received_at`` is when otklik received the body (unix seconds): deletions and restorations carry
@@ -169,7 +169,7 @@ def _comment(
             None, None, None, None, None, deleted_by, None, "",
         )  # fmt: skip
 
-    from_id = obj.get("from_id")
+    from_id: Any = obj.get("from_id")  # JSON: checked below, then an int
     if type(from_id) is not int or from_id == 0:
         if type(_int(obj, "from_id", event)) is int:
             raise NormalizeError(f"{event}: object.from_id: 0 is no author")
@@ -231,19 +231,19 @@ def _message(
                 raise NormalizeError(f"{event}: object.message: expected a JSON object")
             obj, where = inner, "object.message"
     # Each field is read once; _int is called only to raise its error (as in _comment).
-    peer_id = obj.get("peer_id")
+    peer_id: Any = obj.get("peer_id")  # JSON values: each checked below, then an int
     if type(peer_id) is not int:
         _int(obj, "peer_id", event, where)
     if peer_id >= CHAT_PEER_BASE:
         return []  # a group chat, not a direct message to the community
     if peer_id <= 0:
         raise NormalizeError(f"{event}: {where}.peer_id: expected a positive integer, got {peer_id}")
-    cmid = obj.get("conversation_message_id")
+    cmid: Any = obj.get("conversation_message_id")
     if type(cmid) is not int:
         _int(obj, "conversation_message_id", event, where)
     if cmid <= 0:
         raise NormalizeError(f"{event}: {where}.conversation_message_id: expected a positive integer, got {cmid}")
-    date = obj.get("date")
+    date: Any = obj.get("date")
     if type(date) is not int:
         _int(obj, "date", event, where)
     if date < 0:
@@ -256,7 +256,7 @@ def _message(
 
     admin_author: str | None = None
     if event == "message_new":
-        from_id = obj.get("from_id")
+        from_id: Any = obj.get("from_id")
         if type(from_id) is not int:
             _int(obj, "from_id", event, where)
         if from_id == 0:

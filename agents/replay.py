@@ -18,18 +18,16 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from operator import attrgetter
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 
 import orjson
 
 from otklik.agents.normalize import NormalizeError, normalize_vk
 from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import decide
+from otklik.agents.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction
 
-# triage(text, addressed_to, has_attachments) -> (needs_answer, reason): see agents/triage.py.
-Triage = Callable[[str, str | None, bool], tuple[bool, str]]
 
 __all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_engine", "replay_file", "run_replay"]
 
@@ -52,10 +50,10 @@ ROW_FIELDS = (
 )
 
 # Events whose body carries no time of their own: a bare one cannot say when it happened.
-_TIMELESS_SUFFIXES = ("_delete", "_restore")
+_TIMELESS_SUFFIXES: Final = ("_delete", "_restore")
 
 # How often (in event time) the engine's windows are pruned during a replay: bounds memory only.
-_TICK_EVERY_S = 3600
+_TICK_EVERY_S: Final = 3600
 
 
 class ReplayError(ValueError):
@@ -65,10 +63,10 @@ class ReplayError(ValueError):
 # Replay formats two times per item, and items share seconds: a second's text is cached (bounded),
 # built from "YYYY-MM-DDTHH:MM:", cached per minute (bounded), and the seconds from a table.
 _SECONDS_KEPT = 200_000
-_ISO: dict[int, str] = {}
-_MINUTES: dict[int, str] = {}
+_ISO: Final[dict[int, str]] = {}
+_MINUTES: Final[dict[int, str]] = {}
 _MINUTES_KEPT = 200_000
-_SECONDS = tuple(f"{s:02d}Z" for s in range(60))
+_SECONDS: Final = tuple(f"{s:02d}Z" for s in range(60))
 
 
 def iso(t: int | None) -> str | None:
@@ -155,8 +153,8 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
     """One input line as interactions (or a correction); raises :class:`ReplayError` naming the line."""
     try:
         data = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise ReplayError(f"line {number}: not JSON: {exc}") from None
+    except orjson.JSONDecodeError as bad_json:
+        raise ReplayError(f"line {number}: not JSON: {bad_json}") from None
     if type(data) is not dict:
         raise ReplayError(f"line {number}: expected a JSON object, got {type(data).__name__}")
     if "override" in data:
@@ -246,9 +244,9 @@ def _open_row(
 
 # Rows are copies of a template (a copy clones the key table at once: a third cheaper than a dict
 # display of fifteen keys), filled in; the template fixes the order of the fields, ROW_FIELDS.
-_ROW_TEMPLATE = dict.fromkeys(ROW_FIELDS)
-_CLOSED_ROW = dict(_ROW_TEMPLATE)
-_OPEN_ROW = dict(_ROW_TEMPLATE, outcome="open")
+_ROW_TEMPLATE: Final = dict.fromkeys(ROW_FIELDS)
+_CLOSED_ROW: Final = dict(_ROW_TEMPLATE)
+_OPEN_ROW: Final = dict(_ROW_TEMPLATE, outcome="open")
 
 
 def run_replay(
@@ -308,6 +306,7 @@ def _decode_all(
     ties; malformed lines go to ``on_error`` in file order."""
     loads = orjson.loads
     interactions: list[Any] = []
+    batch: list[Any]
     for number, line in enumerate(lines, 1):
         # The common line, {"received_at": <int>, "body": {...}}, takes the short path; anything else
         # (and every error, with its message) goes through _decode.
@@ -321,15 +320,15 @@ def _decode_all(
             if type(received_at) is int:
                 try:
                     batch = normalize_vk(body, received_at)
-                except NormalizeError as exc:
-                    raise ReplayError(f"line {number}: {exc.reason}") from None
+                except NormalizeError as bad:
+                    raise ReplayError(f"line {number}: {bad.reason}") from None
             elif not line.strip():
                 continue
             else:
                 batch = _decode(line, number)
-        except ReplayError as exc:
+        except ReplayError as error:
             if on_error is not None:
-                on_error(number, str(exc))
+                on_error(number, str(error))
             continue
         interactions += batch  # the interactions of one line share its received_at
     # Stable, so file order breaks ties; most files are nearly in order, which costs little to sort.
@@ -337,7 +336,7 @@ def _decode_all(
     return interactions
 
 
-_RECEIVED_AT = attrgetter("received_at")
+_RECEIVED_AT: Final = attrgetter("received_at")
 
 
 def _replay(
@@ -345,30 +344,35 @@ def _replay(
 ) -> list[dict[str, Any]]:
     """Run the interactions through the engine: the output row of every item, in no particular order."""
     rows: dict[str, dict[str, Any]] = {}  # by item: a later record of an item replaces the earlier one
-    process = engine.process
-    tick = engine.tick
+    # The engine's records are output rows here (see replay_engine).
+    process: Callable[[Interaction], list[Any]] = engine.process
+    tick: Callable[..., list[Any]] = engine.tick
+    settle_all: Callable[[], list[Any]] = engine.settle_all
     next_tick = interactions[0].received_at + _TICK_EVERY_S if interactions else 0
     for ia in interactions:
         if ia.received_at >= next_tick:
             # Settles what the late window let go, prunes the windows; open items are judged at the end.
-            for row in tick(ia.received_at, report_breaches=False):
+            records = tick(ia.received_at, report_breaches=False)
+            for row in records:
                 rows[row["item"]] = row
             next_tick = ia.received_at + _TICK_EVERY_S
         if type(ia) is OverrideLine:
             c = ia.correction
             engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
             continue
-        closed = process(ia)  # type: ignore[arg-type]
-        if closed:
-            for row in closed:
+        records = process(ia)  # type: ignore[arg-type]
+        if records:
+            for row in records:
                 rows[row["item"]] = row
     last = interactions[-1].received_at if interactions else 0
     if now is None:
         now = last
     # No more events will come: tentative outcomes are final; then expire what is past the horizon at now.
-    for row in engine.settle_all():
+    records = settle_all()
+    for row in records:
         rows[row["item"]] = row
-    for row in engine.tick(max(now, last), report_breaches=False):
+    records = tick(max(now, last), report_breaches=False)
+    for row in records:
         rows[row["item"]] = row  # expiries
     out: list[dict[str, Any]] = []
     add = out.append

@@ -49,11 +49,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from heapq import heappush
 from itertools import islice
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
+
+if TYPE_CHECKING:
+    from otklik.agents.triage import AddressedTo, Triage
 
 __all__ = [
     "DeadlineLike",
@@ -88,7 +92,7 @@ class PageConfigLike(Protocol):
     bot_replies_count: bool
 
 
-KIND_OF_OBJECT = {
+KIND_OF_OBJECT: Final = {
     "wall": "comment",
     "photo": "comment",
     "video": "comment",
@@ -99,9 +103,13 @@ KIND_OF_OBJECT = {
 
 # Codes of lifecycle events; at the same second an answer comes before a deletion, a deletion before
 # a restoration (a deletion and restoration in one second leave the item visible).
-_ANSWER, _DELETE, _RESTORE = 0, 1, 2
-_CLOSED_CODES: dict[str, int] = {"answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3, "no_answer_needed": 4}
-_CLOSED_NAMES = {v: k for k, v in _CLOSED_CODES.items()}
+_ANSWER: Final = 0
+_DELETE: Final = 1
+_RESTORE: Final = 2
+_CLOSED_CODES: Final[dict[str, int]] = {
+    "answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3, "no_answer_needed": 4,
+}  # fmt: skip
+_CLOSED_NAMES: Final = {v: k for k, v in _CLOSED_CODES.items()}
 
 
 class OpenItemView(NamedTuple):
@@ -204,8 +212,8 @@ class _Block:
 
 # Items per cached block of a page dump: a change re-encodes its block (~0.3 µs per item), a dump joins
 # the page's blocks. Small enough that one change is cheap, large enough that a block costs little.
-_BLOCK = 16
-_NO_BLOCK = _Block()  # placeholder until the item joins its page
+_BLOCK: Final = 16
+_NO_BLOCK: Final = _Block()  # placeholder until the item joins its page
 
 
 def _row(it: _Item) -> list[Any]:
@@ -254,7 +262,7 @@ def _block_blob(block: _Block) -> bytes:
 
 
 # Entries per sealed chunk of a _Log's cached encoding.
-_CHUNK = 256
+_CHUNK: Final = 256
 
 
 def _encode_entries(entries: dict[Any, Any]) -> bytes:
@@ -316,7 +324,7 @@ class _Log(dict):  # type: ignore[type-arg]
         if n:
             tail = self._tail
             for key in keys[len(keys) - n :]:
-                del tail[key]  # type: ignore[index]
+                del tail[key]  # type: ignore[index,union-attr]
 
     def encode(self) -> bytes:
         """The mapping as a JSON object; costs the entries added or pruned since the last call."""
@@ -367,7 +375,7 @@ def event_key(event_id: str) -> int:
 
 
 # 60 bits: a Python int of two 30-bit digits (32 bytes, a 64-bit one takes 40).
-_KEY_MASK = (1 << 60) - 1
+_KEY_MASK: Final = (1 << 60) - 1
 
 
 class _Reply(NamedTuple):
@@ -441,6 +449,7 @@ def _evaluate(it: _Item) -> tuple[str, int, str | None, str | None] | None:
     return None
 
 
+@mypyc_attr(native_class=False)  # compiled (see build_native.py), a list subclass stays a Python class
 class _Siblings(list):  # type: ignore[type-arg]
     """The open items on one object, with the object's id: the one string they all share, at hand
     without reaching into another item (a cache miss on the path of every new item)."""
@@ -609,7 +618,7 @@ class ResponseEngine:
         dedupe_s: int = 86400,
         *,
         watch_deadlines: bool = True,
-        triage: Callable[[str, str | None, bool], tuple[bool, str]] | None = None,
+        triage: Triage | None = None,
         keep_event_ids: bool = False,
         record: Callable[..., Any] = ResponseRecord,
     ) -> None:
@@ -768,6 +777,7 @@ class ResponseEngine:
         if not state.triage:
             return None
         to = ia.reply_to_author
+        addressed: AddressedTo | None
         if to is None:
             addressed = None
         elif to == state.page or to in state.administrators:

@@ -40,13 +40,15 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Final, Literal, NamedTuple, cast
 
 import orjson
 
 from otklik.agents.textnorm import INVISIBLE_CHARS
 
 AddressedTo = Literal["page", "citizen"]
+# What the response engine takes: (text, addressed_to, has_attachments) -> (needs_answer, reason).
+Triage = Callable[[str, AddressedTo | None, bool], tuple[bool, str]]
 
 # --- the closed set of reasons ---------------------------------------------------------------------------
 
@@ -759,7 +761,7 @@ def _triage_by_rules(raw: str, addressed_to: AddressedTo | None, has_attachments
 
 _MEMO_LIMIT = 100_000
 _MEMO_MAX_TEXT = 280  # characters; longer texts hardly ever repeat word for word
-_memo: dict[tuple[str, Any, Any], TriageDecision] = {}
+_memo: Final[dict[tuple[str, Any, Any], TriageDecision]] = {}
 _memo_enabled = True
 _memo_detector: Any = _UNSET  # the detector _memo's decisions were made with
 _memo_hits = 0

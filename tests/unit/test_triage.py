@@ -341,16 +341,13 @@ def test_a_broken_external_detector_falls_back_to_our_rules():
 
 
 def test_missing_moderation_module_is_tolerated(monkeypatch):
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
+    import otklik.agents
 
-    def no_moderation(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "otklik.agents" and fromlist and "moderation" in fromlist:
-            raise ImportError("not written yet")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_moderation)
+    # As if agents/moderation.py did not exist: a None in sys.modules makes its import fail.
+    monkeypatch.setitem(sys.modules, "otklik.agents.moderation", None)
+    monkeypatch.delattr(otklik.agents, "moderation", raising=False)
     monkeypatch.setattr(triage_module, "_detector_labels", triage_module._UNSET)
     assert triage("Спасибо!") == TriageDecision(False, "gratitude")
     assert triage_module._detector_labels is None
