@@ -421,7 +421,7 @@ def replay_file(
     with open(path, "rb") as source:
         lines = source.read().splitlines()
     rows = run_replay(lines, registry, None if now is None else parse_time(now), on_error=report)
-    payload = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
     if out is None:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
