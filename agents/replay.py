@@ -320,7 +320,7 @@ def _decode_all(
             if type(received_at) is int:
                 try:
                     batch = normalize_vk(body, received_at)
-                except NormalizeError as bad:
+                except NormalizeError as bad:  # its own name: compiled, a name keeps the type of its first use
                     raise ReplayError(f"line {number}: {bad.reason}") from None
             elif not line.strip():
                 continue
