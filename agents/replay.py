@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from operator import attrgetter
-from typing import IO, Any, Final, NamedTuple
+from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
 
@@ -344,23 +344,19 @@ def _replay(
 ) -> list[dict[str, Any]]:
     """Run the interactions through the engine: the output row of every item, in no particular order."""
     rows: dict[str, dict[str, Any]] = {}  # by item: a later record of an item replaces the earlier one
-    # The engine's records are output rows here (see replay_engine).
-    process: Callable[[Interaction], list[Any]] = engine.process
-    tick: Callable[..., list[Any]] = engine.tick
-    settle_all: Callable[[], list[Any]] = engine.settle_all
+    # The engine's records are output rows here (see replay_engine): hence the casts.
     next_tick = interactions[0].received_at + _TICK_EVERY_S if interactions else 0
     for ia in interactions:
         if ia.received_at >= next_tick:
             # Settles what the late window let go, prunes the windows; open items are judged at the end.
-            records = tick(ia.received_at, report_breaches=False)
-            for row in records:
+            for row in cast(list[Any], engine.tick(ia.received_at, report_breaches=False)):
                 rows[row["item"]] = row
             next_tick = ia.received_at + _TICK_EVERY_S
         if type(ia) is OverrideLine:
             c = ia.correction
             engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
             continue
-        records = process(ia)  # type: ignore[arg-type]
+        records = cast(list[Any], engine.process(ia))  # type: ignore[arg-type]
         if records:
             for row in records:
                 rows[row["item"]] = row
@@ -368,18 +364,16 @@ def _replay(
     if now is None:
         now = last
     # No more events will come: tentative outcomes are final; then expire what is past the horizon at now.
-    records = settle_all()
-    for row in records:
+    for row in cast(list[Any], engine.settle_all()):
         rows[row["item"]] = row
-    records = tick(max(now, last), report_breaches=False)
-    for row in records:
+    for row in cast(list[Any], engine.tick(max(now, last), report_breaches=False)):
         rows[row["item"]] = row  # expiries
     out: list[dict[str, Any]] = []
     add = out.append
-    for open_item in engine.open_ages(now):
-        if open_item[0] in rows:  # an item closed and then restored is open: its open row replaces the record
-            del rows[open_item[0]]
-        add(_open_row(*open_item))
+    for item, page, kind, author, created_at, age, business_age, deadline, breached in engine.open_ages(now):
+        if item in rows:  # an item closed and then restored is open: its open row replaces the record
+            del rows[item]
+        add(_open_row(item, page, kind, author, created_at, age, business_age, deadline, breached))
     out += rows.values()
     return out
 

@@ -573,7 +573,8 @@ def _record(
         latency = closed_at - it.created_at
         if latency < 0:
             latency = 0
-        business = cfg.clock.working_seconds(it.created_at, closed_at)
+        # Closed at its creation (no_answer_needed): no time passed, none to count.
+        business = 0 if closed_at == it.created_at else cfg.clock.working_seconds(it.created_at, closed_at)
         if breached is None:
             # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
             # already passed when it was deleted, which is this same comparison.

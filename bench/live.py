@@ -117,11 +117,12 @@ def _cpu_s(pid: int) -> float:
 
 
 def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: list[str],
-               total: int, finish_at: int) -> tuple[Rate, str, float]:
+               total: int, finish_at: int) -> tuple[Rate, str, float, str]:
     """Start a worker and time it by the records its agents report in ``/health`` (cheap to poll, unlike
     ``/metrics``), every 0.1 s: from the first poll where ``start_agent`` has processed something until
     each of ``finish_agents`` has processed ``finish_at``; the rate is of the ``total`` records that
-    ``start_agent`` reads (faust commits offsets only every few seconds: too coarse to time with)."""
+    ``start_agent`` reads (faust commits offsets only every few seconds: too coarse to time with).
+    Also returns its metrics, its RSS in MiB and how its core ran (``core`` in ``/health``)."""
     otklik = str(Path(sys.executable).parent / "otklik")
     with open(log, "wb") as out:
         worker = subprocess.Popen([otklik, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -136,14 +137,16 @@ def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: 
             if health is None:
                 continue
             now = time.perf_counter()
-            processed = orjson.loads(health).get("processed", {})
+            status = orjson.loads(health)
+            processed = status.get("processed", {})
             if first_t is None:
                 if processed.get(start_agent, 0) > 0:
                     first_t, first_n, first_cpu = now, processed[start_agent], _cpu_s(worker.pid)
                 continue
             if all(processed.get(agent, 0) >= finish_at for agent in finish_agents):
                 rate = Rate(total - first_n, now - first_t, _cpu_s(worker.pid) - first_cpu)  # type: ignore[operator]
-                return rate, (_get("/metrics") or b"").decode(), rss_bytes(worker.pid) / 2**20
+                metrics = (_get("/metrics") or b"").decode()
+                return rate, metrics, rss_bytes(worker.pid) / 2**20, status.get("core", "?")
         raise RuntimeError(f"the worker did not finish within 15 minutes; see {log}")
     finally:
         worker.terminate()
@@ -201,8 +204,8 @@ def main() -> None:
     _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
     fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
     _line("  the same with otklik's fast delivery", fast_floor, f"(ratio {fast_floor.per_s / ia_base.per_s:.3f})")
-    agent, metrics, rss = run_worker(agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total)
-    _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB)")
+    agent, metrics, rss, core = run_worker(agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total)
+    _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB; core {core})")
     print(f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
           f"   per CPU-s {agent.per_cpu_s / ia_base.per_cpu_s:.3f}")
     print(f"  worker CPU per record                 {agent.cpu_s / agent.events * 1e6:>10.1f} µs"
@@ -216,8 +219,8 @@ def main() -> None:
     _line("  baseline: raw aiokafka + orjson", raw_base)
     stateful = [agent for agent in ("responses", "moderation") if agent in CHAIN_AGENTS.split(",")]
 
-    chain, _, rss = run_worker(chain_env, workdir / "chain.log", "normalize", stateful, raw_total, ia_total)
-    _line("  worker: the chain", chain, f"(events of otklik.raw; RSS {rss:,.0f} MiB)")
+    chain, _, rss, core = run_worker(chain_env, workdir / "chain.log", "normalize", stateful, raw_total, ia_total)
+    _line("  worker: the chain", chain, f"(events of otklik.raw; RSS {rss:,.0f} MiB; core {core})")
     print(f"  ratio worker / raw aiokafka           {chain.per_s / raw_base.per_s:>10.3f}"
           f"   per CPU-s {chain.per_cpu_s / raw_base.per_cpu_s:.3f}")
     print(f"  worker CPU per event                  {chain.cpu_s / chain.events * 1e6:>10.1f} µs")

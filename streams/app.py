@@ -14,6 +14,7 @@ import faust
 import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from otklik.agents import NATIVE_STATUS
 from otklik.streams.fast_delivery import install_fast_delivery
 from otklik.streams.metrics import PipelineMetrics
 from otklik.streams.settings import TOPIC_NAMES, Settings
@@ -187,6 +188,7 @@ class OtklikApp:
                     "assigned_partitions": len(assigned),  # of otklik.raw
                     "rebalancing": bool(app.rebalancing),
                     "processed": self.metrics.processed,  # records each agent has processed since start
+                    "core": NATIVE_STATUS,  # compiled, pure, or stale: how the core's hot modules run
                 }
             )
 

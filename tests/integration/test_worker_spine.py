@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.request
 
 import orjson
 import pytest
@@ -68,3 +69,10 @@ def test_raw_records_reach_interactions_and_bad_ones_go_to_dead_letters(worker_f
     counted = re.search(r'^otklik_interactions_total\{action="new",platform="vk"\} (\S+)$', text, re.M)
     assert counted and float(counted.group(1)) == n
     assert worker.proc.poll() is None
+    # /health counts what each agent processed and says how the core runs: as this test process does.
+    import otklik.agents
+
+    with urllib.request.urlopen(worker.web + "/health", timeout=5) as resp:
+        health = orjson.loads(resp.read())
+    assert health["processed"]["normalize"] >= n
+    assert health["core"] == otklik.agents.NATIVE_STATUS
