@@ -3,7 +3,8 @@
 The issue's figure is the response agent's: a real `otklik worker` process running only the responses
 agent reads a pre-filled ``otklik.interactions`` (the simulator's events, normalized here with the same
 code as the normalize agent) through the engine, its pages table and ``otklik.responses``; beside it a
-plain aiokafka consumer reads the same topic and decodes every record with orjson. A second pair runs the
+plain aiokafka consumer reads the same topic and decodes every record with orjson (the fastest of three
+reads, see :func:`best_raw_consumption`). A second pair runs the
 whole chain (normalize → otklik.interactions → responses, and moderation unless ``OTKLIK_AGENTS`` says
 otherwise) on ``otklik.raw`` beside raw consumption of that topic.
 
@@ -102,6 +103,17 @@ async def raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
         await consumer.stop()
 
 
+BASELINE_ROUNDS = 3
+
+
+def best_raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
+    """The fastest of :data:`BASELINE_ROUNDS` raw consumptions (each a new consumer group): one read of
+    100,000 records takes half a second, short enough for the machine's other work to swing it by a
+    third; the best round is the steady figure, and the stricter one to compare with."""
+    return max((asyncio.run(raw_consumption(bootstrap, topic, total)) for _ in range(BASELINE_ROUNDS)),
+               key=lambda rate: rate.per_s)  # fmt: skip
+
+
 def _get(path: str) -> bytes | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}{path}", timeout=10) as resp:
@@ -198,8 +210,8 @@ def main() -> None:
     print(f"interaction records (otklik.interactions){ia_total:>9,}")
 
     print("\nthe response agent alone, on otklik.interactions")
-    ia_base = asyncio.run(raw_consumption(bootstrap, agent_ia, ia_total))
-    _line("  baseline: raw aiokafka + orjson", ia_base)
+    ia_base = best_raw_consumption(bootstrap, agent_ia, ia_total)
+    _line("  baseline: raw aiokafka + orjson", ia_base, f"(best of {BASELINE_ROUNDS})")
     floor = faust_floor(bootstrap, agent_ia, ia_total)
     _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
     fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
@@ -215,8 +227,8 @@ def main() -> None:
     print("  closed items by outcome:", ", ".join(closed[:6]))
 
     print(f"\nthe whole chain ({CHAIN_AGENTS}), on otklik.raw")
-    raw_base = asyncio.run(raw_consumption(bootstrap, chain_raw, raw_total))
-    _line("  baseline: raw aiokafka + orjson", raw_base)
+    raw_base = best_raw_consumption(bootstrap, chain_raw, raw_total)
+    _line("  baseline: raw aiokafka + orjson", raw_base, f"(best of {BASELINE_ROUNDS})")
     stateful = [agent for agent in ("responses", "moderation") if agent in CHAIN_AGENTS.split(",")]
 
     chain, _, rss, core = run_worker(chain_env, workdir / "chain.log", "normalize", stateful, raw_total, ia_total)

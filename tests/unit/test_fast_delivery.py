@@ -139,3 +139,16 @@ def test_other_calls_and_a_suspended_flow_take_the_original_path() -> None:
         assert True in result.results
 
     asyncio.run(main())
+
+
+def test_otklik_app_leaves_faust_monitor_out_of_the_per_record_sensors() -> None:
+    """The Monitor still exists (faust calls it for end offsets and commits) but hears no record."""
+    import faust
+
+    from otklik.streams.app import FaustApp
+
+    ours, plain = FaustApp("otklik-sensor-test", broker="kafka://127.0.0.1:1"), faust.App("plain-sensor-test")
+    for app in (ours, plain):
+        list(app.on_init_dependencies())
+    assert plain.monitor in set(plain.sensors)
+    assert ours.monitor is not None and ours.monitor not in set(ours.sensors)
