@@ -28,18 +28,26 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def stale_native_modules(package_dir: Path = _HERE) -> list[str]:
-    """The compiled modules whose source changed since the build (all of them without a manifest);
-    ``[]`` when nothing is compiled or everything compiled is current."""
+def _compiled(package_dir: Path) -> list[str]:
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    compiled = [m for m in NATIVE_MODULES if any((package_dir / f"{m}{s}").exists() for s in suffixes)]
+    return [m for m in NATIVE_MODULES if any((package_dir / f"{m}{s}").exists() for s in suffixes)]
+
+
+def stale_native_modules(package_dir: Path = _HERE) -> list[str]:
+    """The modules that must not run compiled: those whose source changed since the build, or that
+    have no extension while others have one (all of them without a manifest); ``[]`` when nothing is
+    compiled or everything compiled is current."""
+    compiled = _compiled(package_dir)
     if not compiled:
         return []
     try:
         built = json.loads((package_dir / NATIVE_MANIFEST).read_text())["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return compiled
-    return [m for m in NATIVE_MODULES if built.get(m) != source_digest(package_dir / f"{m}.py")]
+    return [
+        m for m in NATIVE_MODULES
+        if m not in compiled or built.get(m) != source_digest(package_dir / f"{m}.py")
+    ]  # fmt: skip
 
 
 class _SourceOnly:
@@ -54,24 +62,20 @@ class _SourceOnly:
 
 
 def _native_status() -> str:
-    """"compiled", "pure" (none built, or OTKLIK_PURE_PYTHON), or "stale: <modules>" (loaded as pure)."""
+    """"compiled"; "pure" (nothing built, or OTKLIK_PURE_PYTHON set); or "stale: <modules>" (run as pure)."""
     if os.environ.get("OTKLIK_PURE_PYTHON"):
-        stale = ["forced"]
-    else:
-        stale = stale_native_modules()
-    if not stale:
-        suffixes = importlib.machinery.EXTENSION_SUFFIXES
-        built = any((_HERE / f"responses{s}").exists() for s in suffixes)
-        return "compiled" if built else "pure"
-    sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
-    if stale == ["forced"]:
+        sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
         return "pure"
-    logging.getLogger(__name__).warning(
-        "%s changed since it was compiled; running the pure-Python modules "
-        "(`make venv` or `python build_native.py` compiles them again)",
-        ", ".join(f"agents/{m}.py" for m in stale),
-    )
-    return "stale: " + ", ".join(stale)
+    stale = stale_native_modules()
+    if stale:
+        sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
+        logging.getLogger(__name__).warning(
+            "%s changed since it was compiled; running the pure-Python modules "
+            "(`make venv` or `python build_native.py` compiles them again)",
+            ", ".join(f"agents/{m}.py" for m in stale),
+        )
+        return "stale: " + ", ".join(stale)
+    return "compiled" if _compiled(_HERE) else "pure"
 
 
 # How the hot modules run in this process: see the module doc.

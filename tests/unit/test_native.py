@@ -132,6 +132,14 @@ def test_a_build_is_current_until_a_source_changes(tmp_path: Path) -> None:
     assert stale_native_modules(package) == ["responses"]
 
 
+def test_a_partial_build_is_stale_as_a_whole(tmp_path: Path) -> None:
+    """A module without its extension beside compiled ones: the compiled ones would call into nothing."""
+    package = _package(tmp_path)
+    _build(package)
+    (package / f"clock{SUFFIX}").unlink()
+    assert stale_native_modules(package) == ["clock"]  # and so the package loads every module as pure
+
+
 def test_extensions_without_their_manifest_are_stale(tmp_path: Path) -> None:
     package = _package(tmp_path)
     _build(package)
