@@ -28,12 +28,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.faust_floor import sensor_cost
 from bench.memory import rss_bytes
 from otklik.agents.ingest import to_interactions
 from otklik.schemas.records import RawEnvelope
+from otklik.streams.app import FaustApp
 from otklik.streams.kafka_local import LocalKafka
 from otklik.streams.simulate import SimConfig, generate, write_registry
 
@@ -216,6 +219,8 @@ def main() -> None:
     _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
     fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
     _line("  the same with otklik's fast delivery", fast_floor, f"(ratio {fast_floor.per_s / ia_base.per_s:.3f})")
+    print(f"  faust's per-record sensor calls         {sensor_cost(faust.App('bench-sensors')):>10.2f} µs"
+          f"   (otklik's app, without faust's Monitor: {sensor_cost(FaustApp('bench-sensors-ours')):.2f} µs)")
     agent, metrics, rss, core = run_worker(agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total)
     _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB; core {core})")
     print(f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
