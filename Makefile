@@ -29,7 +29,7 @@ run: venv
 
 # Every test, on real services: starts Kafka (and installs Debian's Prometheus and Alertmanager)
 # when missing, and stops what it started.
-test: venv deb-packages
+test: deb-packages venv
 	bash deploy/with-services.sh $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Benchmarks: each figure beside a baseline measured in the same run.
@@ -40,12 +40,12 @@ bench: venv
 dashboards: venv
 	$(OTK) grafana generate --out deploy/grafana/dashboards
 
-# Prometheus and Alertmanager come from Debian's packages.
+# Prometheus and Alertmanager come from Debian's packages; so does the C compiler the tests expect.
 deb-packages:
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
-	  echo "installing Debian's prometheus and prometheus-alertmanager ..."; \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v gcc >/dev/null || { \
+	  echo "installing Debian's prometheus, prometheus-alertmanager and gcc (for build_native.py) ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; }
+	    prometheus prometheus-alertmanager gcc libc6-dev >/dev/null; }
 
 # Re-record the versions the tests ran with (constraints.txt).
 lock: venv
