@@ -4,6 +4,7 @@ gateway, moderation, triage)."""
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import time
 
@@ -21,6 +22,13 @@ MODULES = {
 
 def main(argv: list[str]) -> int:
     names = argv or ORDER
+    if len(names) > 1:
+        # Each in a fresh interpreter: memory figures are RSS growth, and what one benchmark freed (the
+        # replay's rows) would otherwise absorb the next one's growth; warm caches would flatter others.
+        failed = [name for name in names if subprocess.run([sys.executable, "-m", "bench", name]).returncode]
+        if failed:
+            print(f"\nfailed: {', '.join(failed)}")
+        return 1 if failed else 0
     failed = []
     for name in names:
         print(f"\n=== {name} " + "=" * (60 - len(name)), flush=True)
