@@ -47,7 +47,6 @@ import heapq
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from heapq import heappush
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
@@ -554,43 +553,12 @@ def _override_extra(correction: list[Any]) -> dict[str, Any]:
     return {"needs_answer": needs_answer, "by": by, "at": at, "note": note, "previous": previous}
 
 
-def _record(
-    page: str,
-    it: _Item,
-    outcome: Outcome,
-    closed_at: int | None,
-    cfg: PageConfigLike,
-    responder: str | None = None,
-    breached: bool | None = None,
-    extra: dict[str, Any] | None = None,
-    reason: str | None = None,
-    make: Callable[..., Any] = ResponseRecord,
-) -> ResponseRecord:
-    """The record of ``it`` (built by ``make``: :class:`ResponseRecord` or the engine's ``record``)."""
-    deadline = cfg.deadline
-    latency = business = None
-    if closed_at is not None:
-        latency = closed_at - it.created_at
-        if latency < 0:
-            latency = 0
-        # Closed at its creation (no_answer_needed): no time passed, none to count.
-        business = 0 if closed_at == it.created_at else cfg.clock.working_seconds(it.created_at, closed_at)
-        if breached is None:
-            # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
-            # already passed when it was deleted, which is this same comparison.
-            breached = (business if deadline.working else latency) > deadline.seconds
-    return make(  # type: ignore[no-any-return]
-        it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,
-        closed_at, latency, business, deadline.text, bool(breached), responder, reason, extra or {},
-    )  # fmt: skip
-
-
 _RECORD_FIELDS = (
     "item", "page", "kind", "author", "created_at", "outcome", "closed_at", "latency_s", "business_latency_s",
     "deadline", "breached", "responder", "reason", "extra",
 )  # fmt: skip
 if ResponseRecord.__slots__ != _RECORD_FIELDS:  # pragma: no cover
-    raise ImportError("otklik.agents.responses: ResponseRecord's fields changed; update _record")
+    raise ImportError("otklik.agents.responses: ResponseRecord's fields changed; update ResponseEngine._record")
 
 
 class ResponseEngine:
@@ -836,9 +804,9 @@ class ResponseEngine:
                 it.life = [h for h in held if abs(h[0] - received) <= window] or None
         if self.watch_deadlines:
             # The deadline is computed when first needed; created_at is a lower bound of it.
-            heappush(self._due_heap, (created, state.page, item))
+            heapq.heappush(self._due_heap, (created, state.page, item))
         else:
-            heappush(self._expiry_heap, (created + self.retention_s, state.page, item))
+            heapq.heappush(self._expiry_heap, (created + self.retention_s, state.page, item))
         if it.answers is not None or it.life is not None or excluded is not None:
             self._reevaluate(state, it)
         return it
@@ -986,7 +954,7 @@ class ResponseEngine:
             it = state.items.get(item) if state is not None else None
             if it is None or it.reported:
                 continue
-            cfg = self._state(page).config  # type: ignore[union-attr]
+            cfg = self._config(state)  # type: ignore[arg-type]
             due = self._due(it, cfg)
             expires_at = it.created_at + retention
             if due >= expires_at:
@@ -1010,11 +978,41 @@ class ResponseEngine:
             heapq.heappush(self._expiry_heap, (expires_at, page, item))
             correction = state.overrides.get(item)  # type: ignore[union-attr]
             extra = {"override": _override_extra(correction)} if correction is not None else None
-            out.append(_record(page, it, "open", None, cfg, breached=True, extra=extra, make=self._make_record))
+            out.append(self._record(page, it, "open", None, cfg, breached=True, extra=extra))
         if now >= self._next_prune:
             self._prune(now)
             self._next_prune = now + 60
         return out
+
+    def _record(
+        self,
+        page: str,
+        it: _Item,
+        outcome: Outcome,
+        closed_at: int | None,
+        cfg: PageConfigLike,
+        responder: str | None = None,
+        breached: bool | None = None,
+        extra: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> ResponseRecord:
+        """The record of ``it``, built by the engine's ``record`` (:class:`ResponseRecord` unless a replay's)."""
+        deadline = cfg.deadline
+        latency = business = None
+        if closed_at is not None:
+            latency = closed_at - it.created_at
+            if latency < 0:
+                latency = 0
+            # Closed at its creation (no_answer_needed): no time passed, none to count.
+            business = 0 if closed_at == it.created_at else cfg.clock.working_seconds(it.created_at, closed_at)
+            if breached is None:
+                # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
+                # already passed when it was deleted, which is this same comparison.
+                breached = (business if deadline.working else latency) > deadline.seconds
+        return self._make_record(  # type: ignore[no-any-return]
+            it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,
+            closed_at, latency, business, deadline.text, bool(breached), responder, reason, extra or {},
+        )  # fmt: skip
 
     @staticmethod
     def _due(it: _Item, cfg: PageConfigLike) -> int:
@@ -1059,7 +1057,7 @@ class ResponseEngine:
                 continue
             self._close(state, it, "expired", horizon)  # type: ignore[arg-type]
             cfg = self._config(state)  # type: ignore[arg-type]
-            out.append(_record(page, it, "expired", horizon, cfg, breached=True, make=self._make_record))
+            out.append(self._record(page, it, "expired", horizon, cfg, breached=True))
         return out
 
     def _settle(self, state: PageState, it: _Item, out: list[ResponseRecord]) -> None:
@@ -1074,8 +1072,8 @@ class ResponseEngine:
             if it.answers:
                 first = min(it.answers)
                 extra["replied_at"], extra["replied_by"] = first[0], first[2]
-            out.append(_record(state.page, it, outcome, closed_at, cfg, breached=False, extra=extra,  # type: ignore[arg-type]
-                               reason=it.excluded, make=self._make_record))
+            out.append(self._record(state.page, it, outcome, closed_at, cfg, breached=False, extra=extra,  # type: ignore[arg-type]
+                               reason=it.excluded))
             it.reported = True
             it.block.blob = None
             self._dirty.add(state.page)
@@ -1085,8 +1083,7 @@ class ResponseEngine:
             extra["deleted_by"] = deleted_by
             if outcome == "moderated":
                 extra["review"] = True  # deleting a fair complaint is not an answer
-        out.append(_record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra,  # type: ignore[arg-type]
-                           make=self._make_record))
+        out.append(self._record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))  # type: ignore[arg-type]
         self._close(state, it, outcome, closed_at)
 
     def _close(self, state: PageState, it: _Item, outcome: str, closed_at: int) -> None:
@@ -1174,7 +1171,7 @@ class ResponseEngine:
         state = self.pages.get(page)
         if state is None:
             return []
-        cfg = self._state(page).config  # type: ignore[union-attr]
+        cfg = self._config(state)
         items = sorted(
             (it for it in state.items.values() if it.tentative is None), key=lambda i: (i.created_at, i.seq, i.item)
         )
@@ -1228,7 +1225,7 @@ class ResponseEngine:
     def open_records(self, now: int) -> Iterable[tuple[ResponseRecord, int, int]]:
         """Each open item as an ``open`` record with its wall and business age at ``now`` (replay output)."""
         for page, state in self.pages.items():
-            cfg = self._state(page).config  # type: ignore[union-attr]
+            cfg = self._config(state)
             deadline = cfg.deadline
             for it in state.items.values():
                 if it.tentative is not None:
@@ -1236,7 +1233,7 @@ class ResponseEngine:
                 age = max(0, now - it.created_at)
                 business = cfg.clock.working_seconds(it.created_at, now)
                 breached = (business if deadline.working else age) > deadline.seconds
-                yield _record(page, it, "open", None, cfg, breached=breached, make=self._make_record), age, business
+                yield self._record(page, it, "open", None, cfg, breached=breached), age, business
 
     def open_ages(self, now: int) -> Iterator[tuple[str, str, str, str, int, int, int, str, bool]]:
         """Each open item at ``now`` as ``(item, page, kind, author, created_at, age_s, business_age_s,
@@ -1247,7 +1244,7 @@ class ResponseEngine:
         for page, state in self.pages.items():
             if not state.items:
                 continue
-            cfg = self._state(page).config  # type: ignore[union-attr]
+            cfg = self._config(state)
             deadline = cfg.deadline
             working_seconds = cfg.clock.working_seconds
             memo = memos.setdefault(id(cfg.clock), {})
