@@ -124,7 +124,7 @@ def normalize_vk(body: Any, received_at: int | float) -> list[Interaction]:  # J
     if type(received_at) is not int:
         received_at = int(received_at)
 
-    page = _PAGE_IDS.get(group_id) or _page_id(group_id)
+    page = _page_id(group_id)
     if comment is not None:
         return [_comment(event, comment, obj, page, event_id, received_at)]
     return _message(event, message_action, obj, page, group_id, event_id, received_at)  # type: ignore[arg-type]
