@@ -12,11 +12,11 @@ import zlib
 from typing import TYPE_CHECKING
 
 from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
-from otklik.streams.metrics import NormalizeTally
 from otklik.agents.responses import ResponseEngine
 from otklik.agents.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 from otklik.schemas.registry import RegistryWatcher
+from otklik.streams.metrics import NormalizeTally
 
 if TYPE_CHECKING:
     from otklik.streams.app import OtklikApp

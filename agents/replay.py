@@ -28,7 +28,6 @@ from otklik.agents.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction
 
-
 __all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_engine", "replay_file", "run_replay"]
 
 ROW_FIELDS = (
