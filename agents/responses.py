@@ -48,9 +48,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import orjson
+from msgspec.structs import astuple
 from mypy_extensions import mypyc_attr
 
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
@@ -391,6 +392,62 @@ class _Reply(NamedTuple):
     responder: str
 
 
+# Compiled (build_native.py), reading a field of a msgspec Struct such as Interaction is a generic
+# attribute lookup (~15 ns), and the engine reads ~50 per event; one copy into a native object (a
+# single astuple call, then a native constructor) costs less than ten of them. As plain Python the
+# copy would cost more than it saves: the engine reads the Interaction itself (see process).
+_NATIVE: Final = not __file__.endswith(".py")
+
+# Interaction's fields in declaration order, as astuple gives them (checked by a unit test).
+_InteractionTuple = tuple[
+    str, str, str, str, str, str, int, int, str | None, int | None, str | None, str | None,
+    str | None, str | None, str | None, str | None, str, int,
+]  # fmt: skip
+
+
+class _Event:
+    """The fields of an Interaction the engine reads (all but ``platform``), as a native object."""
+
+    __slots__ = ("page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
+                 "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by",
+                 "admin_author", "text", "attachments")  # fmt: skip
+
+    def __init__(
+        self, page: str, action: str, object_kind: str, object_id: str, item: str, seq: int, received_at: int,
+        event_id: str | None, created_at: int | None, author: str | None, thread_root: str | None,
+        reply_to_item: str | None, reply_to_author: str | None, deleted_by: str | None,
+        admin_author: str | None, text: str, attachments: int,
+    ) -> None:  # fmt: skip
+        self.page = page
+        self.action = action
+        self.object_kind = object_kind
+        self.object_id = object_id
+        self.item = item
+        self.seq = seq
+        self.received_at = received_at
+        self.event_id = event_id
+        self.created_at = created_at
+        self.author = author
+        self.thread_root = thread_root
+        self.reply_to_item = reply_to_item
+        self.reply_to_author = reply_to_author
+        self.deleted_by = deleted_by
+        self.admin_author = admin_author
+        self.text = text
+        self.attachments = attachments
+
+
+def _event(ia: Interaction) -> _Event:
+    """``ia`` as the engine reads it: a native copy when compiled, else the Interaction itself."""
+    if not _NATIVE:
+        return ia  # type: ignore[return-value]  # the same field names, read as attributes
+    (_, page, action, object_kind, object_id, item, seq, received_at, event_id, created_at, author, thread_root,
+     reply_to_item, reply_to_author, deleted_by, admin_author, text, attachments) = cast(
+        _InteractionTuple, astuple(ia))  # fmt: skip
+    return _Event(page, action, object_kind, object_id, item, seq, received_at, event_id, created_at, author,
+                  thread_root, reply_to_item, reply_to_author, deleted_by, admin_author, text, attachments)  # fmt: skip
+
+
 def _answers(reply: _Reply, it: _Item, page: str) -> bool:
     """DESIGN "What counts as a response": does page reply ``reply`` answer item ``it`` (same object)?"""
     if reply.created_at < it.created_at or (reply.created_at == it.created_at and reply.seq <= it.seq):
@@ -662,7 +719,8 @@ class ResponseEngine:
         :meth:`tick` call: the live worker must tick regularly.
         """
         out: list[ResponseRecord] = []
-        now = ia.received_at
+        ev = _event(ia)
+        now = ev.received_at
         if now > self.watermark:
             self.watermark = now
         else:
@@ -675,37 +733,37 @@ class ResponseEngine:
             due = self._due_heap
             if (expiry and expiry[0][0] <= now) or (due and due[0][0] + self.retention_s <= now):
                 self._advance(now, out)
-        state = self.pages.get(ia.page)
+        state = self.pages.get(ev.page)
         if state is None or state.config is None:
-            state = self._state(ia.page)
+            state = self._state(ev.page)
             if state is None:
                 self.unknown_page_events += 1
                 return out
-        eid = ia.event_id
+        eid = ev.event_id
         if eid is not None:
             key = eid if self.keep_event_ids else event_key(eid)
             events = state.events
             if key in events:
                 return out  # a redelivery
-            received = ia.received_at
-            if received == ia.created_at:
-                received = ia.created_at  # the int object the open item keeps too
+            received = ev.received_at
+            if received == ev.created_at:
+                received = ev.created_at  # the int object the open item keeps too
             # _Log.add inlined for a new key (this runs once per event); _Log leaves __setitem__ as dict's.
             events[key] = received
             if events._tail is not None:
                 events._tail[key] = received
         self._dirty.add(state.page)
-        action = ia.action
+        action = ev.action
         if action == "new":
-            self._on_new(state, ia)
+            self._on_new(state, ev)
         elif action == "delete":
-            self._on_life(state, ia, _DELETE)
+            self._on_life(state, ev, _DELETE)
         elif action == "restore":
-            self._on_life(state, ia, _RESTORE)
+            self._on_life(state, ev, _RESTORE)
         # Edits change no times.
         return out
 
-    def _is_page_reply(self, state: PageState, ia: Interaction) -> str | None:
+    def _is_page_reply(self, state: PageState, ia: _Event) -> str | None:
         """The responder when ``ia`` is a page reply, else None."""
         author = ia.author
         page = state.page
@@ -718,7 +776,7 @@ class ResponseEngine:
             return author
         return None
 
-    def _on_new(self, state: PageState, ia: Interaction) -> None:
+    def _on_new(self, state: PageState, ia: _Event) -> None:
         author = ia.author
         created = ia.created_at
         if author is None or created is None:
@@ -738,7 +796,7 @@ class ResponseEngine:
         # Most pages have no corrections and many no triage: skip the call then.
         self._open(state, ia, 0, self._exclusion(state, ia) if state.triage or state.overrides else None)
 
-    def _exclusion(self, state: PageState, ia: Interaction) -> str | None:
+    def _exclusion(self, state: PageState, ia: _Event) -> str | None:
         """Why the item needs no answer (triage, or a person's correction), or None: it does."""
         correction = state.overrides.get(ia.item)
         if correction is not None:
@@ -758,7 +816,7 @@ class ResponseEngine:
         needs_answer, reason = self._triage(ia.text, addressed, ia.attachments > 0)  # type: ignore[misc]
         return None if needs_answer else reason
 
-    def _open(self, state: PageState, ia: Interaction, reopened_at: int, excluded: str | None = None) -> _Item:
+    def _open(self, state: PageState, ia: _Event, reopened_at: int, excluded: str | None = None) -> _Item:
         created = ia.created_at
         assert created is not None and ia.author is not None
         received = ia.received_at
@@ -811,7 +869,7 @@ class ResponseEngine:
             self._reevaluate(state, it)
         return it
 
-    def _on_reply(self, state: PageState, ia: Interaction, responder: str) -> None:
+    def _on_reply(self, state: PageState, ia: _Event, responder: str) -> None:
         created = ia.created_at
         assert created is not None
         reply = _Reply(
@@ -840,7 +898,7 @@ class ResponseEngine:
                 it.block.blob = None
                 self._reevaluate(state, it)
 
-    def _on_life(self, state: PageState, ia: Interaction, code: int) -> None:
+    def _on_life(self, state: PageState, ia: _Event, code: int) -> None:
         item = ia.item
         by = ia.deleted_by or ""
         it = state.items.get(item)
