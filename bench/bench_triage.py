@@ -1,6 +1,7 @@
 """Triage figures over the labelled evaluation set: the two asymmetric rates, per-reason confusion, throughput.
 
-Run: python bench/bench_triage.py [--reps N] [--events N] [--with-detector]
+Run: python -m bench triage (the defaults), or python -m bench.bench_triage [--reps N] [--events N]
+[--with-detector] from the repository's root (the script imports bench.replay's events).
 Uses our own rules only (the optional moderation module is switched off) so the figures are reproducible;
 --with-detector times the throughput figures with the external moderation detector on, as in production.
 
