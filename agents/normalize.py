@@ -59,6 +59,12 @@ def author_id(vk_id: int) -> str:
     return f"vk:user:{vk_id}" if vk_id > 0 else f"vk:{-vk_id}"
 
 
+def _decimal(number: int) -> str:
+    """An id already checked to be an int, as text: typed, so that compiled it is formatted directly
+    (an f-string of a JSON value of unknown type goes through a generic str() call)."""
+    return str(number)
+
+
 # Every event names its page: one interned string per page, kept in a bounded cache, costs a lookup
 # instead of formatting, and the engine then hashes and compares the same object. The key is checked
 # to be an ``int`` first (True == 1 and 1.0 == 1 as dict keys). (Authors are mostly new: no cache.)
@@ -145,15 +151,15 @@ def _comment(
     event: str, spec: tuple[str, str, str], obj: dict[str, Any], page: str, event_id: str | None, received_at: int
 ) -> Interaction:
     kind, object_field, action = spec
-    comment_id = obj.get("id")
+    comment_id: Any = obj.get("id")  # JSON: checked below, then an int
     if type(comment_id) is not int or comment_id <= 0:
         if type(_int(obj, "id", event)) is int:
             raise NormalizeError(f"{event}: object.id: expected a positive integer, got {comment_id}")
-    on = obj.get(object_field)
+    on: Any = obj.get(object_field)
     if type(on) is not int:
         _int(obj, object_field, event)
-    object_id = f"{page}:{kind}:{on}"
-    item = f"{object_id}:{comment_id}"
+    object_id = f"{page}:{kind}:{_decimal(on)}"
+    item = f"{object_id}:{_decimal(comment_id)}"
 
     if action == "delete":
         # VK's schema knows only user_id for some deletions, its docs deleter_id: take deleter_id, else user_id.
@@ -191,7 +197,7 @@ def _comment(
         if parents:
             if type(parents) is not list or type(parents[0]) is not int:
                 raise NormalizeError(f"{event}: object.parents_stack: expected a list of integers")
-            thread_root = f"{object_id}:{parents[0]}"
+            thread_root = f"{object_id}:{_decimal(parents[0])}"
         elif parents is not None and type(parents) is not list:
             raise NormalizeError(f"{event}: object.parents_stack: expected a list of integers")
         else:
@@ -200,13 +206,13 @@ def _comment(
         if to_comment:
             if type(to_comment) is not int:
                 _opt_int(obj, "reply_to_comment", event)
-            reply_to_item = f"{object_id}:{to_comment}"
+            reply_to_item = f"{object_id}:{_decimal(to_comment)}"
         to_user = obj.get("reply_to_user")
         if to_user:
             if type(to_user) is not int:
                 _opt_int(obj, "reply_to_user", event)
-            reply_to_author = f"vk:user:{to_user}" if to_user > 0 else f"vk:{-to_user}"
-    author = f"vk:user:{from_id}" if from_id > 0 else f"vk:{-from_id}"
+            reply_to_author = author_id(to_user)
+    author = author_id(from_id)
     # A restore or edit carries the item's original time (edits change no times).
     return Interaction(
         "vk", page, action, kind, object_id, item, comment_id, received_at, event_id,  # type: ignore[arg-type]
@@ -268,10 +274,10 @@ def _message(
         admin = _opt_int(obj, "admin_author_id", event, where)
         if admin is not None and admin > 0:
             admin_author = author_id(admin)
-    object_id = f"{page}:dm:{peer_id}"
+    object_id = f"{page}:dm:{_decimal(peer_id)}"
     return [
         Interaction(
-            "vk", page, action, "dm", object_id, f"{object_id}:{cmid}", cmid, received_at, event_id,  # type: ignore[arg-type]
+            "vk", page, action, "dm", object_id, f"{object_id}:{_decimal(cmid)}", cmid, received_at, event_id,  # type: ignore[arg-type]
             date, author, None, None, None, None, admin_author, text, attached,
         )  # fmt: skip
     ]
