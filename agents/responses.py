@@ -512,9 +512,7 @@ class _Siblings(list):  # type: ignore[type-arg]
 
     __slots__ = ("object_id",)
 
-    def __init__(self, first: _Item) -> None:
-        super().__init__((first,))
-        self.object_id = first.object_id
+    object_id: str  # set by PageState.add_item: no __init__ of its own, so building one is list's own
 
 
 @dataclass(slots=True)
@@ -550,7 +548,8 @@ class PageState:
         """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
         self.items[it.item] = it
         if siblings is None:
-            self.by_object[it.object_id] = _Siblings(it)
+            siblings = self.by_object[it.object_id] = _Siblings((it,))
+            siblings.object_id = it.object_id
         else:
             siblings.append(it)
         if self.blocks is not None:
