@@ -800,7 +800,8 @@ class ResponseEngine:
         correction = state.overrides.get(ia.item)
         if correction is not None:
             return None if correction[0] else "override"
-        if not state.triage:
+        triage = self._triage
+        if not state.triage or triage is None:
             return None
         to = ia.reply_to_author
         addressed: AddressedTo | None
@@ -812,7 +813,8 @@ class ResponseEngine:
             addressed = "citizen"
         else:
             addressed = None
-        needs_answer, reason = self._triage(ia.text, addressed, ia.attachments > 0)  # type: ignore[misc]
+        # Typed (not Optional) here, so that compiled the pair is unpacked directly, not iterated.
+        needs_answer, reason = triage(ia.text, addressed, ia.attachments > 0)
         return None if needs_answer else reason
 
     def _open(self, state: PageState, ia: _Event, reopened_at: int, excluded: str | None = None) -> _Item:
