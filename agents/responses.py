@@ -406,11 +406,8 @@ _InteractionTuple = tuple[
 
 
 class _Event:
-    """The fields of an Interaction the engine reads (all but ``platform``), as a native object."""
-
-    __slots__ = ("page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
-                 "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by",
-                 "admin_author", "text", "attachments")  # fmt: skip
+    """The fields of an Interaction the engine reads (all but ``platform``), as a native object (only
+    ever built compiled: its layout is mypyc's)."""
 
     def __init__(
         self, page: str, action: str, object_kind: str, object_id: str, item: str, seq: int, received_at: int,
