@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "INVISIBLE_CHARS",
+    "STRIP_INVISIBLE",
     "Tokens",
     "collapse_repeats",
     "fold",
@@ -36,7 +37,7 @@ __all__ = [
 
 # Invisible characters used to split a word without showing it.
 INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"  # soft hyphen, zero-width ones, BOM …
-_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)
+STRIP_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)  # a str.translate table
 
 # Latin letters, digits and symbols that look like a Cyrillic letter (after lowercasing).
 # Only applied inside words that already contain Cyrillic, where the intent is unambiguous.
@@ -78,7 +79,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 def fold(text: str) -> str:
     """NFKC, lowercase, ``ё`` → ``е``; drop invisible characters and combining accents."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower()
+    text = unicodedata.normalize("NFKC", text).translate(STRIP_INVISIBLE).lower()
     if any(unicodedata.combining(ch) for ch in text):
         # Stress marks and diacritics ("у́" "ё") are decoration; "й" survives NFC recomposition.
         text = unicodedata.normalize(

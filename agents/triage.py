@@ -45,6 +45,7 @@ from typing import Any, Final, Literal, NamedTuple, cast
 import orjson
 
 from otklik.agents.textnorm import INVISIBLE_CHARS
+from otklik.agents.textnorm import STRIP_INVISIBLE as _INVISIBLE  # the table textnorm.fold uses
 
 AddressedTo = Literal["page", "citizen"]
 # What the response engine takes: (text, addressed_to, has_attachments) -> (needs_answer, reason).
@@ -89,7 +90,6 @@ _INNER_HYPHEN = re.compile(r"(?<=[a-zа-я])-(?=[a-zа-я])")
 
 
 # Zero-width characters and soft hyphens split a word without showing it ("спа\u200bсибо").
-_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)
 _HAS_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 
