@@ -1059,7 +1059,8 @@ class ResponseEngine:
             latency = closed_at - it.created_at
             if latency < 0:
                 latency = 0
-            # Closed at its creation (no_answer_needed): no time passed, none to count.
+            # An item closed at its creation (no_answer_needed: two thirds of the simulator's) takes
+            # the clock's own answer for an empty interval, 0, without the call through the page's config.
             business = 0 if closed_at == it.created_at else cfg.clock.working_seconds(it.created_at, closed_at)
             if breached is None:
                 # Judged on the deadline's kind; a withdrawn item is breached only if its deadline had
