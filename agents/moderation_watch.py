@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import orjson
 
-from otklik.agents.moderation import Detector
+from otklik.agents.text.moderation import Detector
 from otklik.schemas.records import Interaction
 
 RecordKind = Literal["labelled", "removed", "overdue", "deflection"]

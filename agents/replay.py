@@ -22,9 +22,9 @@ from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
 
-from otklik.agents.normalize import NormalizeError, normalize_vk
-from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import Triage, decide
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction
 
@@ -263,7 +263,7 @@ def run_replay(
     ``registry`` is anything with ``page(page_id) -> PageConfig`` (a :class:`~otklik.schemas.registry.Registry`).
     ``now`` (unix seconds) is when open items' ages are measured; by default the last event's time.
     Malformed lines are passed to ``on_error(line_number, reason)`` and skipped.
-    ``triage`` is what the live worker uses (:func:`otklik.agents.triage.decide`); None judges every item.
+    ``triage`` is what the live worker uses (:func:`otklik.agents.text.triage.decide`); None judges every item.
     """
     # The state holds no reference cycles, and the cyclic collector would rescan it over and over
     # while hundreds of thousands of records are built: a third of the time. Off for the run.

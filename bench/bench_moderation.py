@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from otklik.agents.moderation import LABELS, Detector, default_detector
+from otklik.agents.text.moderation import LABELS, Detector, default_detector
 
 EVAL_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "moderation_eval.jsonl"
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  expected {sorted(row['labels'])} got {sorted(p)}: {row['text']}")
 
     # Throughput on a fresh detector's warm cache is optimistic; clear it by timing a cold pass too.
-    from otklik.agents.moderation import RuleDetector
+    from otklik.agents.text.moderation import RuleDetector
 
     cold = RuleDetector()
     t0 = time.perf_counter()

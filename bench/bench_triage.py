@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from otklik.agents.triage import (
+from otklik.agents.text.triage import (
     REASONS,
     decide,
     decision_cache_info,
@@ -91,7 +91,7 @@ def main() -> None:
                 print(f"  [{r['group']}] {r['text']!r} -> {d.reason}")
 
     if args.with_detector:
-        from otklik.agents.moderation import default_detector
+        from otklik.agents.text.moderation import default_detector
 
         use_moderation_detector(default_detector().labels)
     detector = "external detector on" if args.with_detector else "own rules only"

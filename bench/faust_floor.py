@@ -4,7 +4,7 @@ Run by ``bench.live`` as ``python -m bench.faust_floor BOOTSTRAP TOPIC TOTAL [fa
 start with the worker's batching (``take_events``), prints one JSON line with its wall and CPU rates once
 TOTAL records have passed, and exits. Whatever a real agent costs beyond this is ours; this much is
 faust's own per-record machinery (its consumer wraps every record in asyncio tasks). With ``fast`` the
-app is otklik's (streams/app.py), with the cheaper hand-over of streams/fast_delivery.py.
+app is otklik's (streams/worker/app.py), with the cheaper hand-over of streams/worker/fast_delivery.py.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     fast = sys.argv[4:] == ["fast"]
     app_class = faust.App
     if fast:
-        from otklik.streams.app import FaustApp
+        from otklik.streams.worker.app import FaustApp
 
         app_class = FaustApp
     app = app_class(

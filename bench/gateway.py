@@ -25,9 +25,9 @@ import uuid
 import aiohttp
 import orjson
 
-from otklik.streams.kafka_local import LocalKafka
+from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.settings import Settings
-from otklik.streams.topics import ensure_topics
+from otklik.streams.worker.topics import ensure_topics
 
 RATE = int(os.environ.get("OTKLIK_BENCH_GATEWAY_RATE", "2000"))
 SECONDS = float(os.environ.get("OTKLIK_BENCH_GATEWAY_SECONDS", "8"))
@@ -50,7 +50,7 @@ app.router.add_get("/health", health)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
-GATEWAY = "from otklik.streams.gateway import gateway_command; gateway_command()"
+GATEWAY = "from otklik.streams.edge.gateway import gateway_command; gateway_command()"
 
 
 def free_port() -> int:

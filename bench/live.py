@@ -34,11 +34,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.faust_floor import sensor_cost
 from bench.memory import rss_bytes
-from otklik.agents.ingest import to_interactions
+from otklik.agents.ingest.envelope import to_interactions
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.app import FaustApp
-from otklik.streams.kafka_local import LocalKafka
-from otklik.streams.simulate import SimConfig, generate, write_registry
+from otklik.streams.worker.app import FaustApp
+from otklik.streams.tools.kafka_local import LocalKafka
+from otklik.streams.tools.simulate import SimConfig, generate, write_registry
 
 EVENTS = int(os.environ.get("OTKLIK_BENCH_LIVE_EVENTS", "100000"))
 PARTITIONS = 4
@@ -245,7 +245,7 @@ def main() -> None:
 
 async def _create_topics(env: dict[str, str]) -> None:
     from otklik.streams.settings import Settings
-    from otklik.streams.topics import ensure_topics
+    from otklik.streams.worker.topics import ensure_topics
 
     await ensure_topics(Settings.from_env(env))
 

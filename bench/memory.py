@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 
-from otklik.agents.responses import ResponseEngine
+from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction
 from otklik.schemas.registry import Registry
 

@@ -20,12 +20,12 @@ from collections.abc import Callable
 import orjson
 
 from otklik.agents import NATIVE_STATUS
-from otklik.agents.normalize import normalize_vk
+from otklik.agents.ingest.vk import normalize_vk
 from otklik.agents.replay import replay_engine, run_replay
-from otklik.agents.responses import ResponseEngine, event_key
-from otklik.agents.triage import decision_cache_info, use_decision_cache
+from otklik.agents.responses.engine import ResponseEngine, event_key
+from otklik.agents.text.triage import decision_cache_info, use_decision_cache
 from otklik.schemas.registry import Registry
-from otklik.streams.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 
 EVENTS = 200_000
 ROUNDS = 3  # best of: other engineers' test runs share the two cores

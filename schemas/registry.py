@@ -33,8 +33,8 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, field_validator, model_validator
 
-from otklik.agents.calendar_ru import RUSSIA
-from otklik.agents.clock import Deadline, Schedule, WorkingClock, load_zone, parse_schedule
+from otklik.agents.clock.calendar_ru import RUSSIA
+from otklik.agents.clock.working import Deadline, Schedule, WorkingClock, load_zone, parse_schedule
 
 __all__ = ["SECTORS", "Contact", "PageConfig", "Registry", "RegistryError", "load_registry"]
 

@@ -21,7 +21,7 @@ def main() -> None:
 @main.command()
 def version() -> None:
     """Print otklik's version and the versions of the parts it runs on."""
-    from otklik.streams.kafka_local import kafka_version
+    from otklik.streams.tools.kafka_local import kafka_version
 
     click.echo(f"otklik {_dist_version('otklik')}")
     for dist in ("faust-streaming", "aiokafka", "prometheus-client"):
@@ -40,7 +40,7 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
     Ctrl-C or SIGTERM; it commits what it processed and leaves the group cleanly."""
     from faust import Worker
 
-    from otklik.streams.app import create_app
+    from otklik.streams.worker.app import create_app
     from otklik.streams.settings import Settings, SettingsError
 
     overrides: dict[str, object] = {}
@@ -57,7 +57,7 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
         raise click.ClickException(str(exc)) from None
     import asyncio
 
-    from otklik.streams.topics import ensure_topics
+    from otklik.streams.worker.topics import ensure_topics
 
     try:
         asyncio.run(ensure_topics(settings))
@@ -84,7 +84,7 @@ def kafka() -> None:
 
 
 def _local_kafka():  # type: ignore[no-untyped-def]
-    from otklik.streams.kafka_local import LocalKafka
+    from otklik.streams.tools.kafka_local import LocalKafka
 
     return LocalKafka.from_env()
 
@@ -92,7 +92,7 @@ def _local_kafka():  # type: ignore[no-untyped-def]
 @kafka.command("start")
 def kafka_start() -> None:
     """Start the broker and wait until it accepts connections (reuses a running one)."""
-    from otklik.streams.kafka_local import KafkaError
+    from otklik.streams.tools.kafka_local import KafkaError
 
     try:
         click.echo(_local_kafka().start())
@@ -152,7 +152,7 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
     import asyncio
 
     from otklik.schemas.overrides import Override, OverrideError
-    from otklik.streams.overrides import submit
+    from otklik.streams.worker.overrides import submit
     from otklik.streams.settings import Settings, SettingsError
 
     try:
@@ -182,7 +182,7 @@ def moderate() -> None:
 
     Labels: obscene, insult, threat, spam, flood; an empty list when the text is clean. A malformed line
     gives {"id": null, "error": "..."} and the rest is still processed."""
-    from otklik.agents.moderation import moderate_lines
+    from otklik.agents.text.moderation import moderate_lines
 
     _filter_lines(moderate_lines)
 
@@ -194,18 +194,18 @@ def triage() -> None:
 
     addressed_to is "page", "citizen" or null. When in doubt a text needs an answer; offensive content and
     spam always do (they need removal or an answer). A malformed line gives {"id": null, "error": "..."}."""
-    from otklik.agents.triage import triage_lines
+    from otklik.agents.text.triage import triage_lines
 
     _filter_lines(triage_lines)
 
 
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
-    from otklik.streams.gateway import gateway_command
-    from otklik.streams.grafana_push import grafana_command
-    from otklik.streams.longpoll import longpoll_command
-    from otklik.streams.notifier import notifier_command
-    from otklik.streams.simulate import simulate_command
+    from otklik.streams.edge.gateway import gateway_command
+    from otklik.streams.tools.grafana_push import grafana_command
+    from otklik.streams.edge.longpoll import longpoll_command
+    from otklik.streams.notify.notifier import notifier_command
+    from otklik.streams.tools.simulate import simulate_command
 
     main.add_command(simulate_command, "simulate")
     main.add_command(gateway_command, "gateway")

@@ -35,7 +35,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """The bootstrap address of a running local Kafka."""
-    from otklik.streams.kafka_local import KafkaError, LocalKafka
+    from otklik.streams.tools.kafka_local import KafkaError, LocalKafka
 
     broker = LocalKafka.from_env()
     was_running = broker.pid() is not None

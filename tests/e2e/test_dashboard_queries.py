@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams import grafana_dashboards as gd
+from otklik.streams.tools import grafana_dashboards as gd
 from tests.conftest import produce, run
 from tests.e2e.conftest import PROM_DIR
 

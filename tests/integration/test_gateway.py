@@ -22,10 +22,10 @@ import pytest
 from aiohttp import web
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.gateway import Gateway, GatewayConfig
-from otklik.streams.secrets import Secrets, VkCommunity
+from otklik.streams.edge.gateway import Gateway, GatewayConfig
+from otklik.streams.edge.secrets import Secrets, VkCommunity
 from otklik.streams.settings import Settings
-from otklik.streams.topics import ensure_topics
+from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -351,7 +351,7 @@ async def test_telegram_and_max_webhooks_check_their_headers_and_key_by_page(gw:
 
 
 async def test_broker_down_means_503_with_retry_after_and_the_redelivery_lands_once(kafka: str, tmp_path: Path):
-    from otklik.streams.kafka_local import LocalKafka
+    from otklik.streams.tools.kafka_local import LocalKafka
 
     broker = LocalKafka(port=free_port(), controller_port=free_port(), data_dir=tmp_path / "kafka" / "data",
                         heap="256m", cache_dir=LocalKafka.from_env().cache_dir)  # fmt: skip
@@ -402,7 +402,7 @@ async def test_broker_down_means_503_with_retry_after_and_the_redelivery_lands_o
 
 
 def test_secrets_from_yaml_json_and_environment(tmp_path: Path):
-    from otklik.streams.secrets import load_secrets
+    from otklik.streams.edge.secrets import load_secrets
 
     yaml_file = tmp_path / "secrets.yaml"
     yaml_file.write_text('vk:\n  "200100": {secret: "file-secret", confirmation: "c0nf"}\ntelegram: {secret_token: tg_tok}\n'
@@ -436,7 +436,7 @@ def test_secrets_from_yaml_json_and_environment(tmp_path: Path):
     ],
 )
 def test_a_bad_secrets_file_names_the_file_the_entry_and_the_problem_not_the_value(tmp_path: Path, text, fragment):
-    from otklik.streams.secrets import SecretsError, load_secrets
+    from otklik.streams.edge.secrets import SecretsError, load_secrets
 
     path = tmp_path / "secrets.yaml"
     path.write_text(text)
@@ -450,8 +450,8 @@ def test_a_bad_secrets_file_names_the_file_the_entry_and_the_problem_not_the_val
 def test_the_gateway_command_refuses_to_start_on_a_bad_secrets_file(tmp_path: Path, monkeypatch):
     from click.testing import CliRunner
 
-    from otklik.streams.gateway import gateway_command
-    from otklik.streams.longpoll import longpoll_command
+    from otklik.streams.edge.gateway import gateway_command
+    from otklik.streams.edge.longpoll import longpoll_command
 
     path = tmp_path / "secrets.yaml"
     path.write_text('vk:\n  "12": {secret: "s3cr3t-value", tokn: "x"}\n')

@@ -19,9 +19,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from otklik.streams.longpoll import KafkaSink, LongPollConfig, LongPollSource, StateFile
+from otklik.streams.edge.longpoll import KafkaSink, LongPollConfig, LongPollSource, StateFile
 from otklik.streams.settings import Settings
-from otklik.streams.topics import ensure_topics
+from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 from tests.integration.test_gateway import read_topic
 
@@ -246,7 +246,7 @@ async def test_a_bad_token_backs_off_and_a_corrupt_state_file_is_named(setup, tm
     vk, config, sink, _ = setup
     import aiohttp
 
-    from otklik.streams.longpoll import LongPollError
+    from otklik.streams.edge.longpoll import LongPollError
 
     async with aiohttp.ClientSession() as session:
         source = LongPollSource(GROUP, "wrong-token", config, sink, session)

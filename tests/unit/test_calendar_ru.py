@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import holidays
 import pytest
 
-from otklik.agents.calendar_ru import DECREES, RUSSIA, DecreeYear, ProductionCalendar
+from otklik.agents.clock.calendar_ru import DECREES, RUSSIA, DecreeYear, ProductionCalendar
 
 
 def _days(year: int) -> list[date]:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otklik.agents.calendar_ru import RUSSIA
-from otklik.agents.clock import Deadline, Schedule, WorkingClock, parse_schedule
+from otklik.agents.clock.calendar_ru import RUSSIA
+from otklik.agents.clock.working import Deadline, Schedule, WorkingClock, parse_schedule
 
 HOUR = 3600
 MOSCOW = "Europe/Moscow"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from otklik.streams import grafana_dashboards as gd
+from otklik.streams.tools import grafana_dashboards as gd
 from tests.conftest import REPO
 
 DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
@@ -144,9 +144,9 @@ def exported_names(registry: CollectorRegistry) -> set[str]:
 
 
 def worker_names() -> set[str]:
-    from otklik.streams.metrics import PipelineMetrics
+    from otklik.streams.worker.metrics import PipelineMetrics
 
-    registry = CollectorRegistry()  # as streams/app.py builds it, with both scrape-time collectors
+    registry = CollectorRegistry()  # as streams/worker/app.py builds it, with both scrape-time collectors
     metrics = PipelineMetrics(registry)
     metrics.watch_engine(lambda: None)
     metrics.watch_consumer(lambda: None)
@@ -155,7 +155,7 @@ def worker_names() -> set[str]:
 
 
 def gateway_names() -> set[str]:
-    from otklik.streams.gateway import GatewayMetrics
+    from otklik.streams.edge.gateway import GatewayMetrics
 
     registry = CollectorRegistry()
     GatewayMetrics(registry)
@@ -163,7 +163,7 @@ def gateway_names() -> set[str]:
 
 
 def notifier_names(tmp_path: Path) -> set[str]:
-    from otklik.streams.notifier import Notifier, NotifierSettings
+    from otklik.streams.notify.notifier import Notifier, NotifierSettings
 
     notifier = Notifier(NotifierSettings(data_dir=tmp_path / "notifier"), senders={}, background=False)
     return exported_names(notifier.metrics)

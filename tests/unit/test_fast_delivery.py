@@ -1,4 +1,4 @@
-"""The consumer's fast hand-over (streams/fast_delivery.py) behaves as mode's wait_first did."""
+"""The consumer's fast hand-over (streams/worker/fast_delivery.py) behaves as mode's wait_first did."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from mode import Service
 
-from otklik.streams.fast_delivery import install_fast_delivery
+from otklik.streams.worker.fast_delivery import install_fast_delivery
 
 
 class FakeConsumer(Service):
@@ -145,7 +145,7 @@ def test_otklik_app_leaves_faust_monitor_out_of_the_per_record_sensors() -> None
     """The Monitor still exists (faust calls it for end offsets and commits) but hears no record."""
     import faust
 
-    from otklik.streams.app import FaustApp
+    from otklik.streams.worker.app import FaustApp
 
     ours, plain = FaustApp("otklik-sensor-test", broker="kafka://127.0.0.1:1"), faust.App("plain-sensor-test")
     for app in (ours, plain):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from otklik.streams.kafka_local import new_cluster_id
+from otklik.streams.tools.kafka_local import new_cluster_id
 
 
 def test_an_id_that_would_start_with_a_dash_is_drawn_again() -> None:

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from otklik.agents.responses import ResponseEngine
+from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction, ResponseRecord
 from otklik.schemas.registry import Registry
-from otklik.streams.metrics import LATENCY_BUCKETS_S, PipelineMetrics, consumer_lag
+from otklik.streams.worker.metrics import LATENCY_BUCKETS_S, PipelineMetrics, consumer_lag
 
 H = 3600
 NOW = int(time.time())
@@ -284,7 +284,7 @@ def test_series_for_5000_pages_with_200_holding_open_items_stay_within_3000() ->
 
 
 def test_a_normalize_batch_tally_lands_in_the_counters_and_gauges():
-    from otklik.streams.metrics import NormalizeTally, PipelineMetrics
+    from otklik.streams.worker.metrics import NormalizeTally, PipelineMetrics
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otklik.agents.moderation import (
+from otklik.agents.text.moderation import (
     LABELS,
     Detector,
     FloodTracker,
@@ -20,7 +20,7 @@ from otklik.agents.moderation import (
     default_detector,
     moderate_lines,
 )
-from otklik.agents.textnorm import collapse_repeats, fold, normalized_key, tokenize, transliterate
+from otklik.agents.text.normalize import collapse_repeats, fold, normalized_key, tokenize, transliterate
 
 EVAL_SET = Path(__file__).resolve().parent.parent / "data" / "moderation_eval.jsonl"
 CLEAN_GROUPS = {"clean_criticism", "clean_question", "clean_thanks", "lookalike"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otklik.agents.moderation import default_detector
+from otklik.agents.text.moderation import default_detector
 from otklik.agents.moderation_watch import ModerationWatch, is_deflection
 from otklik.schemas.records import Interaction
 from otklik.schemas.registry import Registry

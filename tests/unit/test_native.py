@@ -25,11 +25,11 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 LIVE_SCRIPT = r"""
 import hashlib, orjson
 import otklik.agents as agents
-from otklik.agents.normalize import NormalizeError, normalize_vk
-from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import decide
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.text.triage import decide
 from otklik.schemas.registry import Registry
-from otklik.streams.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 
 cfg = SimConfig(pages=40, rate=4.0, duration=6 * 3600, seed=5, start=1764230400)
 registry = Registry.from_mapping(registry_mapping(cfg), source="<simulated>")
@@ -120,7 +120,7 @@ def test_the_engine_copy_of_an_interaction_has_every_field(fields: tuple[object,
     """Compiled, the engine reads a native copy of each Interaction (responses._event): every field but
     the platform, in Interaction's order; a field added to Interaction and not to the copy fails here."""
     _require_compiled()
-    from otklik.agents import responses
+    from otklik.agents.responses import engine as responses
     from otklik.schemas.records import INTERACTION_FIELDS, Interaction
 
     ia = Interaction(*fields)  # type: ignore[arg-type]

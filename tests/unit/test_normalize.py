@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from otklik.agents.normalize import NormalizeError, normalize_vk
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.schemas.records import Interaction
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otklik.agents.ingest import RejectedRecord, to_interactions
-from otklik.agents.normalize import NormalizeError
-from otklik.agents.normalize_max import normalize_max
-from otklik.agents.normalize_max import page_of_update as max_page_of_update
-from otklik.agents.normalize_tg import links_from_env, normalize_tg, page_of_update, parse_links
-from otklik.agents.responses import ResponseEngine
+from otklik.agents.ingest.envelope import RejectedRecord, to_interactions
+from otklik.agents.ingest.vk import NormalizeError
+from otklik.agents.ingest.max import normalize_max
+from otklik.agents.ingest.max import page_of_update as max_page_of_update
+from otklik.agents.ingest.telegram import links_from_env, normalize_tg, page_of_update, parse_links
+from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction, RawEnvelope, ResponseRecord
 from otklik.schemas.registry import Registry
 

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otklik.schemas.registry import Registry
-from otklik.streams.notifier import (
+from otklik.streams.notify.notifier import (
     Backlog,
     Journal,
     Notifier,
@@ -28,7 +28,7 @@ from otklik.streams.notifier import (
     plan,
     plural,
 )
-from otklik.streams.senders import MaxSender, Message, PermanentError, SmtpSender, TelegramSender, TransientError
+from otklik.streams.notify.senders import MaxSender, Message, PermanentError, SmtpSender, TelegramSender, TransientError
 
 REGISTRY = """
 defaults:
@@ -398,7 +398,7 @@ async def test_registry_is_reloaded_on_change(world: World, registry_file: Path)
 def test_journal_dedupe_window_separates_redeliveries_from_reminders() -> None:
     from dataclasses import replace
 
-    from otklik.streams.notifier import Notice
+    from otklik.streams.notify.notifier import Notice
 
     journal = Journal(None, dedupe_window_s=100)
     first = Notice("k", "g", "vk:1", "A", "firing", "administrators", "email", "a@b.ru", None, 0, 1000, "e")

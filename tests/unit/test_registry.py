@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from otklik.agents.calendar_ru import RUSSIA
-from otklik.agents.clock import Deadline, Schedule, parse_schedule
+from otklik.agents.clock.calendar_ru import RUSSIA
+from otklik.agents.clock.working import Deadline, Schedule, parse_schedule
 from otklik.schemas.registry import Contact, PageConfig, Registry, RegistryError, load_registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "registry-example.yaml"

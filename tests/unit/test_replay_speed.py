@@ -17,14 +17,14 @@ import orjson
 import pytest
 
 from otklik.agents import replay as replay_module
-from otklik.agents.clock import Schedule, WorkingClock
-from otklik.agents.normalize import NormalizeError, normalize_vk
+from otklik.agents.clock.working import Schedule, WorkingClock
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.agents.replay import ROW_FIELDS, iso, replay_engine, run_replay
-from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import decide
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.text.triage import decide
 from otklik.schemas.records import ResponseRecord
 from otklik.schemas.registry import Registry
-from otklik.streams.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 
 
 def _plain_iso(t: int | None) -> str | None:

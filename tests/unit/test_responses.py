@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from otklik.agents.normalize import normalize_vk
-from otklik.agents.responses import ResponseEngine
+from otklik.agents.ingest.vk import normalize_vk
+from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import ResponseRecord
 from otklik.schemas.registry import Registry
 
@@ -818,7 +818,7 @@ def test_a_version_1_page_state_still_loads() -> None:
 
 
 def test_event_keys_are_stable_60_bit_digests() -> None:
-    from otklik.agents.responses import event_key
+    from otklik.agents.responses.engine import event_key
 
     # Pinned: page dumps keep these keys, so they must not change between releases or processes.
     assert event_key("9c609e4e42a65baab41cff9d9be2a8b4e7073997") == 816383468742748572
@@ -835,7 +835,7 @@ def test_event_keys_are_stable_60_bit_digests() -> None:
 @settings(max_examples=200, deadline=None)
 @given(ops=st.lists(st.tuples(st.sampled_from(["add", "discard", "prune", "encode"]), st.integers(0, 30)), max_size=80))
 def test_a_log_encodes_like_its_mapping_whatever_was_cached(ops: list[tuple[str, int]]) -> None:
-    from otklik.agents.responses import _CHUNK, _Log
+    from otklik.agents.responses.engine import _CHUNK, _Log
 
     log, model = _Log(), {}
     big = _CHUNK + 7  # crosses a chunk boundary now and then
@@ -860,7 +860,7 @@ def test_a_log_encodes_like_its_mapping_whatever_was_cached(ops: list[tuple[str,
 
 def test_dump_cost_follows_the_change_not_the_page() -> None:
     """After one new item on a page of 2,000, a dump re-encodes one block, not 2,000 rows."""
-    from otklik.agents import responses
+    from otklik.agents.responses import engine as responses
 
     engine = ResponseEngine(registry([{"id": PAGE}]).page)
     vk, t = VK(), at("2025-11-26T10:00")

@@ -7,7 +7,7 @@ import subprocess
 import orjson
 import pytest
 
-from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
+from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, to_interactions
 from otklik.streams.settings import Settings, SettingsError
 from tests.conftest import OTKLIK
 

@@ -27,7 +27,7 @@ from jsonschema import validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from otklik.streams.simulate import (
+from otklik.streams.tools.simulate import (
     SimConfig,
     _shift_dates,
     add_working_seconds,

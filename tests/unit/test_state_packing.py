@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otklik.agents.pipeline import COMPRESS_ABOVE, pack_state, unpack_state
+from otklik.agents.wiring.pipeline import COMPRESS_ABOVE, pack_state, unpack_state
 
 
 def test_small_state_is_saved_as_it_is() -> None:

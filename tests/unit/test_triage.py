@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otklik.agents import triage as triage_module
-from otklik.agents.triage import (
+from otklik.agents.text import triage as triage_module
+from otklik.agents.text.triage import (
     ANSWER_REASONS,
     NO_ANSWER_REASONS,
     REASONS,
@@ -343,11 +343,11 @@ def test_a_broken_external_detector_falls_back_to_our_rules():
 def test_missing_moderation_module_is_tolerated(monkeypatch):
     import sys
 
-    import otklik.agents
+    import otklik.agents.text
 
-    # As if agents/moderation.py did not exist: a None in sys.modules makes its import fail.
-    monkeypatch.setitem(sys.modules, "otklik.agents.moderation", None)
-    monkeypatch.delattr(otklik.agents, "moderation", raising=False)
+    # As if agents/text/moderation.py did not exist: a None in sys.modules makes its import fail.
+    monkeypatch.setitem(sys.modules, "otklik.agents.text.moderation", None)
+    monkeypatch.delattr(otklik.agents.text, "moderation", raising=False)
     monkeypatch.setattr(triage_module, "_detector_labels", triage_module._UNSET)
     assert triage("Спасибо!") == TriageDecision(False, "gratitude")
     assert triage_module._detector_labels is None

@@ -7,8 +7,8 @@ from __future__ import annotations
 import orjson
 
 from otklik.agents.replay import run_replay
-from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import decide
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.text.triage import decide
 from otklik.schemas.records import Interaction
 from otklik.schemas.registry import Registry
 

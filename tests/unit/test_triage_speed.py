@@ -1,6 +1,6 @@
 """Triage's fast paths decide exactly what the plain rules decide.
 
-The speed work in ``agents/triage.py`` rests on three claims, each checked here against a plain reference:
+The speed work in ``agents/text/triage.py`` rests on three claims, each checked here against a plain reference:
 the fast forms of the moderation and phrase patterns find the same texts as the patterns that define them;
 the per-word feature bits answer the same questions as the lexicons; the decision memo returns what
 deciding again would return, and forgets when the external detector changes.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otklik.agents import triage as T
-from otklik.agents.triage import TriageDecision, decide, triage, use_decision_cache, use_moderation_detector
+from otklik.agents.text import triage as T
+from otklik.agents.text.triage import TriageDecision, decide, triage, use_decision_cache, use_moderation_detector
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from otklik.agents.calendar_ru import RUSSIA, ProductionCalendar
+from otklik.agents.clock.calendar_ru import RUSSIA, ProductionCalendar
 
 __all__ = [
     "DAY_NAMES",

@@ -144,7 +144,7 @@ _FIELDS = (
     "attachments",
 )  # fmt: skip
 if INTERACTION_FIELDS != _FIELDS:  # pragma: no cover
-    raise ImportError("otklik.agents.normalize: Interaction's fields changed; update the positional calls")
+    raise ImportError("otklik.agents.ingest.vk: Interaction's fields changed; update the positional calls")
 
 
 def _comment(

@@ -36,7 +36,7 @@ Why not the packages alone: ``detected-profanity`` 0.1.0 finds disguised мат 
 substrings with deletions, so it flags ребёнок, хребет, страх, употреблять, кошмар (checked
 here); ``safetext`` 0.3.3 scans a 4,947-entry list per word (slow), mixes мат with mild words,
 and imports a 96 MB language detector and ``requests``. So мат is found by the stem rules below
-on text that :mod:`otklik.agents.textnorm` has de-disguised, and every hit is checked against
+on text that :mod:`otklik.agents.text.normalize` has de-disguised, and every hit is checked against
 ``pymorphy3``'s dictionary: a word the dictionary knows with an innocent lemma (употреблять,
 страхуй → страховать, колебля → колебать, хлебало → хлебать, ребята) is never мат. Insults and
 threats use short lemma lists over ``pymorphy3`` lemmas. Nothing downloads anything at run time:
@@ -56,7 +56,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from otklik.agents.textnorm import collapse_repeats, fold, normalized_key, tokenize
+from otklik.agents.text.normalize import collapse_repeats, fold, normalized_key, tokenize
 
 __all__ = [
     "LABELS",
@@ -512,7 +512,7 @@ class SpamRepeatTracker:
 class FloodTracker:
     """One author posting the same (or nearly the same) text on one object: True from the ``min_repeats``-th copy.
 
-    "Nearly the same" is equality after :func:`~otklik.agents.textnorm.normalized_key` (case,
+    "Nearly the same" is equality after :func:`~otklik.agents.text.normalize.normalized_key` (case,
     punctuation, repeated letters and emoji ignored). Copies count within ``window_s`` (default one
     hour: a citizen asking again the next day is not flooding). At most ``max_keys`` (author, object,
     text) keys are held, least recently used dropped first; each holds at most ``min_repeats`` times.

@@ -19,7 +19,7 @@ Its delivery future is kept (bounded); if it succeeds, the event is marked seen,
 redelivery is answered ``ok`` without a second copy. A redelivery arriving while the first copy is
 still in flight waits for that copy instead of producing another.
 
-Secrets come from :mod:`otklik.streams.secrets` and never reach a log line, a metric or an answer.
+Secrets come from :mod:`otklik.streams.edge.secrets` and never reach a log line, a metric or an answer.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from otklik.streams.secrets import Secrets, SecretsError, load_secrets
+from otklik.streams.edge.secrets import Secrets, SecretsError, load_secrets
 from otklik.streams.settings import Settings, SettingsError
 
 log = logging.getLogger("otklik.gateway")
@@ -71,7 +71,7 @@ class GatewayConfig:
     dedupe_max: int = 500_000  # OTKLIK_GATEWAY_DEDUPE_MAX: at most this many ids (oldest forgotten first)
     max_inflight: int = 10_000  # produces awaiting the broker; beyond that, 503 at once
     linger_ms: int = 2  # OTKLIK_GATEWAY_LINGER_MS: a little batching under load, invisible at p99
-    tg_links: Mapping[int, int] = field(default_factory=dict)  # OTKLIK_TG_LINKS, see agents/normalize_tg.py
+    tg_links: Mapping[int, int] = field(default_factory=dict)  # OTKLIK_TG_LINKS, see agents/ingest/telegram.py
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -108,7 +108,7 @@ class GatewayConfig:
                     values[name] = convert(env[var])
                 except ValueError:
                     raise GatewayConfigError(f"{var}: {env[var]!r} is not a valid {convert.__name__}") from None
-        from otklik.agents.normalize_tg import TG_LINKS_ENV, parse_links
+        from otklik.agents.ingest.telegram import TG_LINKS_ENV, parse_links
 
         try:
             values["tg_links"] = parse_links(env.get(TG_LINKS_ENV, ""))
@@ -262,7 +262,7 @@ def tg_update_id(body: dict[str, Any]) -> int:
 
 def tg_key(body: dict[str, Any], links: Mapping[int, int]) -> tuple[str, str]:
     """(Kafka key, community label) of a Telegram update: its page when known, else its chat."""
-    from otklik.agents.normalize_tg import chat_page, page_of_update
+    from otklik.agents.ingest.telegram import chat_page, page_of_update
 
     page = page_of_update(body, links)
     if page is not None:
@@ -276,7 +276,7 @@ def tg_key(body: dict[str, Any], links: Mapping[int, int]) -> tuple[str, str]:
 
 def max_head(body: dict[str, Any]) -> tuple[Hashable, str, str]:
     """(dedupe key, Kafka key, community label) of a MAX update."""
-    from otklik.agents.normalize_max import page_of_update
+    from otklik.agents.ingest.max import page_of_update
 
     kind = body.get("update_type")
     if kind is None:

@@ -15,8 +15,8 @@ import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otklik.agents import NATIVE_STATUS
-from otklik.streams.fast_delivery import install_fast_delivery
-from otklik.streams.metrics import PipelineMetrics
+from otklik.streams.worker.fast_delivery import install_fast_delivery
+from otklik.streams.worker.metrics import PipelineMetrics
 from otklik.streams.settings import TOPIC_NAMES, Settings
 
 log = logging.getLogger("otklik")
@@ -37,7 +37,7 @@ class Topics:
 
 
 class FaustApp(faust.App):
-    """faust's App with a cheaper hand-over of records from its consumer (see streams/fast_delivery.py)
+    """faust's App with a cheaper hand-over of records from its consumer (see streams/worker/fast_delivery.py)
     and without the per-record statistics of faust's own Monitor sensor."""
 
     def _new_consumer(self):  # type: ignore[no-untyped-def]
@@ -102,7 +102,7 @@ class OtklikApp:
         self.responses_state = None
         self.moderation_state = None
         self._register_web()
-        from otklik.agents.pipeline import register_agents  # the thin faust wiring of the pure cores
+        from otklik.agents.wiring.pipeline import register_agents  # the thin faust wiring of the pure cores
 
         register_agents(self)
 

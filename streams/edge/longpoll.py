@@ -34,7 +34,7 @@ import click
 import orjson
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.secrets import SecretsError, load_secrets
+from otklik.streams.edge.secrets import SecretsError, load_secrets
 from otklik.streams.settings import Settings, SettingsError
 
 log = logging.getLogger("otklik.longpoll")

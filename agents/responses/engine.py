@@ -57,7 +57,7 @@ from mypy_extensions import mypyc_attr
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
 
 if TYPE_CHECKING:
-    from otklik.agents.triage import AddressedTo, Triage
+    from otklik.agents.text.triage import AddressedTo, Triage
 
 __all__ = [
     "DeadlineLike",
@@ -611,7 +611,7 @@ _RECORD_FIELDS = (
     "deadline", "breached", "responder", "reason", "extra",
 )  # fmt: skip
 if ResponseRecord.__slots__ != _RECORD_FIELDS:  # pragma: no cover
-    raise ImportError("otklik.agents.responses: ResponseRecord's fields changed; update ResponseEngine._record")
+    raise ImportError("otklik.agents.responses.engine: ResponseRecord's fields changed; update ResponseEngine._record")
 
 
 class ResponseEngine:
@@ -646,7 +646,7 @@ class ResponseEngine:
     ) -> None:
         self._page_config = page_config
         # triage(text, addressed_to, has_attachments) -> (needs_answer, reason), for pages whose
-        # registry entry keeps `triage: true`; None judges every item (see agents/triage.py).
+        # registry entry keeps `triage: true`; None judges every item (see agents/text/triage.py).
         self._triage = triage
         self.late_window_s = late_window_s
         self.retention_s = retention_s

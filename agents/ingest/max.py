@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otklik.agents.normalize import NormalizeError, require_int
+from otklik.agents.ingest.vk import NormalizeError, require_int
 from otklik.schemas.records import Interaction
 
 MEASURED = ("message_created", "message_edited", "message_removed")

@@ -11,15 +11,15 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
-from otklik.agents.ingest import RejectedRecord, decode_raw, to_interactions
-from otklik.agents.responses import ResponseEngine
-from otklik.agents.triage import decide
+from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, to_interactions
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.text.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 from otklik.schemas.registry import RegistryWatcher
-from otklik.streams.metrics import NormalizeTally
+from otklik.streams.worker.metrics import NormalizeTally
 
 if TYPE_CHECKING:
-    from otklik.streams.app import OtklikApp
+    from otklik.streams.worker.app import OtklikApp
 
 log = logging.getLogger("otklik.agents")
 
@@ -259,7 +259,7 @@ def register_agents(otk: OtklikApp) -> None:
         metrics.watch_engine(lambda: responses_state.core)
 
     if "moderation" in settings.agents:
-        from otklik.agents.moderation import default_detector
+        from otklik.agents.text.moderation import default_detector
         from otklik.agents.moderation_watch import ModerationWatch
 
         detector = default_detector()

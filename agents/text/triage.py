@@ -26,7 +26,7 @@ Needs an answer (``needs_answer=True``):
 
 Offensive content and spam are never excluded (DESIGN.md, "What counts as a response"). The check here is
 a small conservative one of our own (links, phone numbers, ad phrases, obvious obscene and insulting roots,
-threats), which runs first and names the reason. When ``otklik.agents.moderation`` is importable, its
+threats), which runs first and names the reason. When ``otklik.agents.text.moderation`` is importable, its
 ``default_detector().labels(text)`` (loaded lazily, once) is consulted *in addition* for every text our
 rules would exclude: any label but ``flood`` turns "no answer" into "needs answer" (reason ``spam`` for
 its spam label, ``offensive`` for the others). It never turns "needs answer" into "no answer", it does
@@ -44,8 +44,8 @@ from typing import Any, Final, Literal, NamedTuple, cast
 
 import orjson
 
-from otklik.agents.textnorm import INVISIBLE_CHARS
-from otklik.agents.textnorm import STRIP_INVISIBLE as _INVISIBLE  # the table textnorm.fold uses
+from otklik.agents.text.normalize import INVISIBLE_CHARS
+from otklik.agents.text.normalize import STRIP_INVISIBLE as _INVISIBLE  # the table textnorm.fold uses
 
 AddressedTo = Literal["page", "citizen"]
 # What the response engine takes: (text, addressed_to, has_attachments) -> (needs_answer, reason).
@@ -366,11 +366,11 @@ _detector_labels: Any = _UNSET  # Callable[[str], Iterable[str]] | None once res
 
 
 def _external_moderation(text: str) -> str | None:
-    """Ask ``otklik.agents.moderation`` when it exists; never fail because of it."""
+    """Ask ``otklik.agents.text.moderation`` when it exists; never fail because of it."""
     global _detector_labels
     if _detector_labels is _UNSET:
         try:
-            from otklik.agents import moderation  # lazy: another engineer's module, maybe not ready
+            from otklik.agents.text import moderation  # lazy: another engineer's module, maybe not ready
 
             _detector_labels = moderation.default_detector().labels
         except Exception:  # noqa: BLE001 - absent or broken: fall back to our own check

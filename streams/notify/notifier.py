@@ -42,7 +42,7 @@ import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from otklik.streams.senders import (
+from otklik.streams.notify.senders import (
     MaxSender,
     Message,
     PermanentError,

@@ -4,8 +4,8 @@
 which Grafana's file provisioning and ``otklik grafana push`` both read; a unit test fails when the
 checked-in JSON is not what this module generates.
 
-Every panel reads only what the worker, the gateway and the notifier export (streams/metrics.py,
-streams/gateway.py, streams/notifier.py), the recording rules in deploy/prometheus/rules/, or
+Every panel reads only what the worker, the gateway and the notifier export (streams/worker/metrics.py,
+streams/edge/gateway.py, streams/notify/notifier.py), the recording rules in deploy/prometheus/rules/, or
 Prometheus's own ``up`` and ``ALERTS``; the unit test checks that too. What the metrics cannot say,
 the panels do not pretend to: there is no per-page latency (DESIGN forbids per-page histograms), and
 the sector histogram has no region label (three histograms, never their cross product).

@@ -41,7 +41,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from otklik.agents.normalize import NormalizeError, require_int
+from otklik.agents.ingest.vk import NormalizeError, require_int
 from otklik.schemas.records import Interaction
 
 TG_LINKS_ENV = "OTKLIK_TG_LINKS"

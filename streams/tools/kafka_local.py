@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-DEPLOY_KAFKA = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+DEPLOY_KAFKA = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 
 
 class KafkaError(RuntimeError):

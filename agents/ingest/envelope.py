@@ -51,23 +51,23 @@ def decode_raw(value: bytes | None) -> RawEnvelope:
 def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
     """The platform body as interaction records ([] for events otklik does not measure)."""
     if envelope.platform == "vk":
-        from otklik.agents.normalize import NormalizeError, normalize_vk
+        from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 
         try:
             return normalize_vk(envelope.body, int(envelope.received_at))
         except NormalizeError as exc:
             raise RejectedRecord("normalize", str(exc)) from None
     if envelope.platform == "tg":
-        from otklik.agents.normalize import NormalizeError
-        from otklik.agents.normalize_tg import links_from_env, normalize_tg
+        from otklik.agents.ingest.vk import NormalizeError
+        from otklik.agents.ingest.telegram import links_from_env, normalize_tg
 
         try:
             return normalize_tg(envelope.body, int(envelope.received_at), links_from_env())
         except (NormalizeError, ValueError) as exc:  # ValueError: OTKLIK_TG_LINKS itself is malformed
             raise RejectedRecord("normalize", str(exc)) from None
     if envelope.platform == "max":
-        from otklik.agents.normalize import NormalizeError
-        from otklik.agents.normalize_max import normalize_max
+        from otklik.agents.ingest.vk import NormalizeError
+        from otklik.agents.ingest.max import normalize_max
 
         try:
             return normalize_max(envelope.body, int(envelope.received_at))
