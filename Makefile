@@ -6,22 +6,22 @@ PY := $(VENV)/bin/python
 OTK := $(VENV)/bin/otklik
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench venv lock deb-packages kafka-start kafka-stop clean dashboards
+.PHONY: run test bench venv native lock deb-packages kafka-start kafka-stop clean dashboards
 
 # The virtual environment, created when missing and refreshed when the dependencies change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The pure core's hot modules compiled with mypyc (build_native.py), again whenever agents/ or schemas/
-# change. Without a C compiler it says so and otklik runs them as plain Python.
-NATIVE := agents/_native_build.json
-$(NATIVE): $(STAMP) build_native.py $(wildcard agents/*.py schemas/*.py)
-	$(PY) build_native.py
+venv: $(STAMP)
 
-venv: $(STAMP) $(NATIVE)
+# Opt-in: the pure core's hot modules compiled with mypyc (build_native.py; README, "The compiled
+# core"). A later edit of a compiled module's source makes otklik run every module as plain Python.
+native: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
+	$(PY) build_native.py --strict
 
 # The main job: local Kafka, the worker and the traffic simulator; Ctrl-C stops what it started.
 run: venv
@@ -30,6 +30,8 @@ run: venv
 # Every test, on real services: starts Kafka (and installs Debian's Prometheus and Alertmanager)
 # when missing, and stops what it started.
 test: deb-packages venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	bash deploy/with-services.sh $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Benchmarks: each figure beside a baseline measured in the same run.
@@ -40,12 +42,12 @@ bench: venv
 dashboards: venv
 	$(OTK) grafana generate --out deploy/grafana/dashboards
 
-# Prometheus and Alertmanager come from Debian's packages; so does the C compiler the tests expect.
+# Prometheus and Alertmanager come from Debian's packages.
 deb-packages:
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v gcc >/dev/null || { \
-	  echo "installing Debian's prometheus, prometheus-alertmanager and gcc (for build_native.py) ..."; \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	  echo "installing Debian's prometheus and prometheus-alertmanager ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager gcc libc6-dev >/dev/null; }
+	    prometheus prometheus-alertmanager >/dev/null; }
 
 # Re-record the versions the tests ran with (constraints.txt).
 lock: venv

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from otklik.agents import NATIVE_MANIFEST, NATIVE_MODULES, source_digest
+from otklik.agents import NATIVE_MANIFEST, NATIVE_MODULES, module_path, source_digest
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ("agents", "schemas", "streams")
@@ -35,11 +35,12 @@ MYPY_FLAGS = ["--explicit-package-bases", "--ignore-missing-imports", "--follow-
 
 def compiled_files(package_dir: Path, modules: tuple[str, ...]) -> list[Path]:
     """What a build leaves in agents/: each module's extension and the shared library they use."""
-    names = {*modules, "native__mypyc"}
     return [
-        p for p in package_dir.iterdir()
-        if any(p.name == f"{n}{s}" for n in names for s in importlib.machinery.EXTENSION_SUFFIXES)
-    ]  # fmt: skip
+        path
+        for name in (*modules, "native__mypyc")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        if (path := module_path(package_dir, name, suffix)).exists()
+    ]
 
 
 def clean(package_dir: Path, modules: tuple[str, ...], manifest: str) -> None:
@@ -56,10 +57,13 @@ def build(modules: tuple[str, ...], manifest: str) -> None:
     with tempfile.TemporaryDirectory(prefix="otklik-native-") as tmp:
         tree = Path(tmp)
         for package in PACKAGES:
-            shutil.copytree(ROOT / package, tree / "otklik" / package,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.json"))  # fmt: skip
+            shutil.copytree(
+                ROOT / package,
+                tree / "otklik" / package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.json"),
+            )
         # Only the JSON schemas are data the code reads at import; mypy does not need them.
-        sources = {m: tree / "otklik" / "agents" / f"{m}.py" for m in modules}
+        sources = {m: module_path(tree / "otklik" / "agents", m) for m in modules}
         cwd = os.getcwd()
         os.chdir(tree)
         try:
@@ -71,17 +75,28 @@ def build(modules: tuple[str, ...], manifest: str) -> None:
             setup(
                 name="otklik-native",
                 ext_modules=extensions,
-                script_args=["-q", "build_ext", "--build-lib", str(tree / "out"), "--build-temp",
-                             str(tree / "tmp"), "--parallel", str(os.cpu_count() or 1)],
-            )  # fmt: skip
+                script_args=[
+                    "-q",
+                    "build_ext",
+                    "--build-lib",
+                    str(tree / "out"),
+                    "--build-temp",
+                    str(tree / "tmp"),
+                    "--parallel",
+                    str(os.cpu_count() or 1),
+                ],
+            )
         finally:
             os.chdir(cwd)
         built = compiled_files(tree / "out" / "otklik" / "agents", modules)
         if len(built) != len(modules) + 1:
-            raise RuntimeError(f"expected {len(modules) + 1} extensions, the build made {sorted(p.name for p in built)}")
+            raise RuntimeError(
+                f"expected {len(modules) + 1} extensions, the build made {sorted(p.name for p in built)}"
+            )
         clean(package_dir, modules, manifest)
+        out_dir = tree / "out" / "otklik" / "agents"
         for path in built:
-            shutil.copy2(path, package_dir / path.name)
+            shutil.copy2(path, package_dir / path.relative_to(out_dir))
         digests = {m: source_digest(path) for m, path in sources.items()}  # what was compiled
         (package_dir / manifest).write_text(json.dumps({"sources": digests}, indent=1, sort_keys=True) + "\n")
 

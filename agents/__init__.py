@@ -1,7 +1,14 @@
-"""Stream processors: pure cores plus the thin faust agents that wire them.
+"""The measurement: pure cores grouped by concern, plus the thin faust agents that wire them.
+
+- ``ingest/``: platform bodies (VK, Telegram, MAX) → interaction records;
+- ``responses/``: what answers what, and each item's outcome;
+- ``clock/``: working time by a page's schedule and the Russian production calendar;
+- ``text/``: text normalization, triage (needs an answer?) and the moderation detector;
+- ``registry.py``: the page registry in force; ``moderation_watch.py``; ``replay.py``: the cores without Kafka;
+- ``wiring/``: the faust agents (the only code here that knows faust).
 
 The hot modules of the pure core (:data:`NATIVE_MODULES`) may be compiled by ``build_native.py``
-(mypyc; ``make`` runs it): the same source, as C extensions beside it. A compiled module is used only
+(mypyc, opt-in: ``make native``): the same source, as C extensions beside it. A compiled module is used only
 while it is known to come from the source next to it: the build writes each source's SHA-256 to
 :data:`NATIVE_MANIFEST`, and when any of them no longer matches (the source was edited, a branch was
 checked out) or ``OTKLIK_PURE_PYTHON`` is set, every one of them is loaded from its ``.py`` instead.
@@ -19,7 +26,8 @@ import os
 import sys
 from pathlib import Path
 
-NATIVE_MODULES = ("clock", "normalize", "replay", "responses", "textnorm", "triage")
+# Dotted names below otklik.agents.
+NATIVE_MODULES = ("clock.working", "ingest.vk", "replay", "responses.engine", "text.normalize", "text.triage")
 NATIVE_MANIFEST = "_native_build.json"
 _HERE = Path(__file__).resolve().parent
 
@@ -28,9 +36,14 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def module_path(package_dir: Path, module: str, suffix: str = ".py") -> Path:
+    """Where a module of :data:`NATIVE_MODULES` lives: ``text.triage`` → ``text/triage.py``."""
+    return package_dir.joinpath(*module.split(".")).with_suffix(suffix)
+
+
 def _compiled(package_dir: Path) -> list[str]:
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return [m for m in NATIVE_MODULES if any((package_dir / f"{m}{s}").exists() for s in suffixes)]
+    return [m for m in NATIVE_MODULES if any(module_path(package_dir, m, s).exists() for s in suffixes)]
 
 
 def stale_native_modules(package_dir: Path = _HERE) -> list[str]:
@@ -44,17 +57,14 @@ def stale_native_modules(package_dir: Path = _HERE) -> list[str]:
         built = json.loads((package_dir / NATIVE_MANIFEST).read_text())["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return compiled
-    return [
-        m for m in NATIVE_MODULES
-        if m not in compiled or built.get(m) != source_digest(package_dir / f"{m}.py")
-    ]  # fmt: skip
+    return [m for m in NATIVE_MODULES if m not in compiled or built.get(m) != source_digest(module_path(package_dir, m))]
 
 
 class _SourceOnly:
     """A finder that loads :data:`NATIVE_MODULES` from their ``.py`` files, never a compiled copy."""
 
     def __init__(self, package: str, package_dir: Path) -> None:
-        self._files = {f"{package}.{m}": package_dir / f"{m}.py" for m in NATIVE_MODULES}
+        self._files = {f"{package}.{m}": module_path(package_dir, m) for m in NATIVE_MODULES}
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
         source = self._files.get(fullname)
@@ -62,7 +72,7 @@ class _SourceOnly:
 
 
 def _native_status() -> str:
-    """"compiled"; "pure" (nothing built, or OTKLIK_PURE_PYTHON set); or "stale: <modules>" (run as pure)."""
+    """ "compiled"; "pure" (nothing built, or OTKLIK_PURE_PYTHON set); or "stale: <modules>" (run as pure)."""
     if os.environ.get("OTKLIK_PURE_PYTHON"):
         sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
         return "pure"
@@ -71,8 +81,8 @@ def _native_status() -> str:
         sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
         logging.getLogger(__name__).warning(
             "%s changed since it was compiled; running the pure-Python modules "
-            "(`make venv` or `python build_native.py` compiles them again)",
-            ", ".join(f"agents/{m}.py" for m in stale),
+            "(`make native` compiles them again)",
+            ", ".join(str(module_path(Path("agents"), m)) for m in stale),
         )
         return "stale: " + ", ".join(stale)
     return "compiled" if _compiled(_HERE) else "pure"

@@ -155,8 +155,9 @@ class ModerationWatch:
             self._forget(ia.page, ia.item)
             out.append(self._removed(ia.item, current, cfg, at, "author", {"how": "edited"}))
         if role == "page" and ia.action == "new" and is_deflection(ia.text):
-            out.append(ModerationRecord(
-                "deflection", ia.item, ia.page, role, labels, at, at, cfg.moderation_deadline.text))
+            out.append(
+                ModerationRecord("deflection", ia.item, ia.page, role, labels, at, at, cfg.moderation_deadline.text)
+            )
         return out
 
     def _on_delete(self, ia: Interaction, cfg: Any) -> list[ModerationRecord]:
@@ -228,9 +229,19 @@ class ModerationWatch:
         business = cfg.clock.working_seconds(v.created_at, at)
         judged = business if deadline.working else wall
         return ModerationRecord(
-            "removed", item, v.page, v.role, v.labels, v.created_at, at, deadline.text,
-            visible_s=wall, business_visible_s=business, deleted_by=who,
-            within_deadline=judged <= deadline.seconds, extra=extra,
+            "removed",
+            item,
+            v.page,
+            v.role,
+            v.labels,
+            v.created_at,
+            at,
+            deadline.text,
+            visible_s=wall,
+            business_visible_s=business,
+            deleted_by=who,
+            within_deadline=judged <= deadline.seconds,
+            extra=extra,
         )
 
     # -- persistence (one value per page, like the response engine) -------------------------------
@@ -241,17 +252,19 @@ class ModerationWatch:
 
     def dump_page(self, page: str) -> bytes:
         visible = self.pages.get(page, {})
-        return orjson.dumps({
-            "visible": {k: [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
-                        for k, v in visible.items()},
-            "removed": self.removed.get(page, {}),
-        })
+        return orjson.dumps(
+            {
+                "visible": {
+                    k: [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
+                    for k, v in visible.items()
+                },
+                "removed": self.removed.get(page, {}),
+            }
+        )
 
     def load_page(self, page: str, data: bytes) -> None:
         raw = orjson.loads(data)
-        visible = {
-            k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in raw["visible"].items()
-        }
+        visible = {k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in raw["visible"].items()}
         if visible:
             self.pages[page] = visible
         else:

@@ -178,8 +178,7 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
             if not measured:
                 return []  # an event otklik does not measure: its time does not matter
             raise ReplayError(
-                f"line {number}: a bare body without object.date; "
-                'wrap it as {"received_at": ..., "body": ...}'
+                f'line {number}: a bare body without object.date; wrap it as {{"received_at": ..., "body": ...}}'
             )
         received_at = date
     try:
@@ -224,9 +223,16 @@ def _closed_row(
 
 
 def _open_row(
-    item: str, page: str, kind: str, author: str, created_at: int, age: int, business_age: int, deadline: str,
+    item: str,
+    page: str,
+    kind: str,
+    author: str,
+    created_at: int,
+    age: int,
+    business_age: int,
+    deadline: str,
     breached: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The output row of an item still open at the end."""
     row = _OPEN_ROW.copy()  # see _ROW_TEMPLATE
     row["item"] = item

@@ -17,7 +17,11 @@ def measure(intervals: str) -> float:
     env = dict(os.environ, OTKLIK_BENCH_INTERVALS=intervals)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "bench/test_alert_latency.py"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     found = re.search(r"OTKLIK_ALERT_LATENCY (\S+)", done.stdout)
     if done.returncode != 0 or not found:

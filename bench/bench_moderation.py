@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             detector.labels(row["text"])
     warm_s = time.perf_counter() - t0
-    print(f"throughput: cold cache {len(rows) / cold_s:,.0f} texts/s; warm cache {args.rounds * len(rows) / warm_s:,.0f} texts/s")
+    print(
+        f"throughput: cold cache {len(rows) / cold_s:,.0f} texts/s; warm cache {args.rounds * len(rows) / warm_s:,.0f} texts/s"
+    )
 
     if args.baseline:
         try:
@@ -89,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         base_pred = [frozenset({"obscene"}) if base.contains_profanity(r["text"]) else frozenset() for r in rows]
         base_s = time.perf_counter() - t0
         p, r, tp, fp, fn = scores(rows, base_pred, "obscene")
-        print(f"baseline detected-profanity on obscene: precision {p:.3f} recall {r:.3f} (fp {fp}, fn {fn}); "
-              f"{len(rows) / base_s:,.0f} texts/s")
+        print(
+            f"baseline detected-profanity on obscene: precision {p:.3f} recall {r:.3f} (fp {fp}, fn {fn}); "
+            f"{len(rows) / base_s:,.0f} texts/s"
+        )
     return 0
 
 

@@ -55,7 +55,9 @@ def main() -> None:
     recognised = [(r, d) for r, d in none if not d.needs_answer]
 
     print(f"evaluation set: {EVAL_PATH.name}, {len(rows)} texts ({len(need)} need an answer, {len(none)} need none)")
-    print(f"needs answer but marked 'no answer' (target <= 2 %): {len(missed)}/{len(need)} = {len(missed) / len(need):.1%}")
+    print(
+        f"needs answer but marked 'no answer' (target <= 2 %): {len(missed)}/{len(need)} = {len(missed) / len(need):.1%}"
+    )
     print(
         f"no answer needed and recognised     (target >= 80 %): {len(recognised)}/{len(none)} = "
         f"{len(recognised) / len(none):.1%}"

@@ -48,10 +48,18 @@ def main() -> None:
 
         app_class = FaustApp
     app = app_class(
-        f"bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", store="memory://",
-        datadir=tempfile.mkdtemp(prefix="otklik-floor-"), web_enabled=False, autodiscover=False,
-        key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=6, broker_session_timeout=6, broker_heartbeat_interval=0.6,
+        f"bench-floor-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="otklik-floor-"),
+        web_enabled=False,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=6,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=0.6,
     )
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0, "wall": 0.0, "cpu": 0.0}

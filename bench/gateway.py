@@ -25,8 +25,8 @@ import uuid
 import aiohttp
 import orjson
 
-from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.settings import Settings
+from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.worker.topics import ensure_topics
 
 RATE = int(os.environ.get("OTKLIK_BENCH_GATEWAY_RATE", "2000"))
@@ -63,11 +63,23 @@ def free_port() -> int:
 
 def body(n: int, run: str) -> bytes:
     group = GROUP + n % COMMUNITIES
-    return orjson.dumps({
-        "type": "wall_reply_new", "group_id": group, "event_id": f"{run}-{n:08d}", "v": "5.199", "secret": SECRET,
-        "object": {"id": 100000 + n, "from_id": 500000 + n % 5000, "date": 1764000000 + n // 100, "post_id": 88,
-                   "owner_id": -group, "text": "Здравствуйте! Когда отремонтируют дорогу у школы № 12? " * 3},
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "type": "wall_reply_new",
+            "group_id": group,
+            "event_id": f"{run}-{n:08d}",
+            "v": "5.199",
+            "secret": SECRET,
+            "object": {
+                "id": 100000 + n,
+                "from_id": 500000 + n % 5000,
+                "date": 1764000000 + n // 100,
+                "post_id": 88,
+                "owner_id": -group,
+                "text": "Здравствуйте! Когда отремонтируют дорогу у школы № 12? " * 3,
+            },
+        }
+    )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -148,13 +160,14 @@ class _Client:
         self.finished = 0
         self.all_done = asyncio.Event()
         self.total = len(requests)
+        self.tasks: set[asyncio.Future[None]] = set()  # held so the loop does not collect them
 
     def submit(self, n: int, scheduled: float) -> None:
         if self.free:
             self.free.pop().send(n, scheduled)
         elif self.open < self.limit:
             self.open += 1
-            asyncio.ensure_future(self._connect(n, scheduled))
+            self.tasks.add(asyncio.ensure_future(self._connect(n, scheduled)))
         else:
             self.waiting.append((n, scheduled))
 
@@ -207,7 +220,10 @@ async def load(port: int, rate: int, seconds: float, run: str) -> dict:
         payload = body(n, run)
         requests.append(
             b"POST /vk/callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+            + b"Content-Length: "
+            + str(len(payload)).encode()
+            + b"\r\n\r\n"
+            + payload
         )
     start = time.perf_counter() + 0.2
     client = _Client(port, requests, limit=256, start=start)
@@ -219,13 +235,18 @@ async def load(port: int, rate: int, seconds: float, run: str) -> dict:
         client.submit(n, scheduled)
     try:
         await asyncio.wait_for(client.all_done.wait(), 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         client.failures["unanswered after 60 s"] = total - client.finished
     for conn in client.free:
         conn.transport.close()  # type: ignore[union-attr]
     client.latencies.sort()
-    return {"sent": total, "ok": client.ok, "failures": client.failures, "latencies": client.latencies,
-            "measured_s": seconds}  # fmt: skip
+    return {
+        "sent": total,
+        "ok": client.ok,
+        "failures": client.failures,
+        "latencies": client.latencies,
+        "measured_s": seconds,
+    }
 
 
 def report(name: str, result: dict) -> None:
@@ -243,8 +264,12 @@ def ack_quantiles(metrics: str) -> str:
     """p50 / p99 upper bucket bounds of otklik_gateway_produce_seconds{platform="vk"}."""
     import re
 
-    buckets = [(float(le), float(count)) for le, count in re.findall(
-        r'^otklik_gateway_produce_seconds_bucket\{le="([^"]+)",platform="vk"\} (\S+)$', metrics, re.M)]  # fmt: skip
+    buckets = [
+        (float(le), float(count))
+        for le, count in re.findall(
+            r'^otklik_gateway_produce_seconds_bucket\{le="([^"]+)",platform="vk"\} (\S+)$', metrics, re.M
+        )
+    ]
     if not buckets or buckets[-1][1] == 0:
         return "no data"
     total = buckets[-1][1]
@@ -273,15 +298,23 @@ async def bench() -> None:
     prefix = f"bench-gw-{uuid.uuid4().hex[:8]}."
     settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=4)
     await ensure_topics(settings)
-    print(f"load: {RATE} requests/s for {SECONDS:.0f} s (after {WARMUP_S:.0f} s warm-up), open loop, loopback, "
-          f"{COMMUNITIES} communities over {settings.partitions} partitions; broker {bootstrap}, acks=all, "
-          f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    print(
+        f"load: {RATE} requests/s for {SECONDS:.0f} s (after {WARMUP_S:.0f} s warm-up), open loop, loopback, "
+        f"{COMMUNITIES} communities over {settings.partitions} partitions; broker {bootstrap}, acks=all, "
+        f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     base_port, gw_port = free_port(), free_port()
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE, str(base_port)])
-    env = dict(os.environ, OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}", OTKLIK_TOPIC_PREFIX=prefix,
-               OTKLIK_GATEWAY_PORT=str(gw_port), OTKLIK_LOG_LEVEL="warning",
-               **{f"OTKLIK_VK_{GROUP + i}_SECRET": SECRET for i in range(COMMUNITIES)})  # fmt: skip
+    env = dict(
+        os.environ,
+        OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}",
+        OTKLIK_TOPIC_PREFIX=prefix,
+        OTKLIK_GATEWAY_PORT=str(gw_port),
+        OTKLIK_LOG_LEVEL="warning",
+        **{f"OTKLIK_VK_{GROUP + i}_SECRET": SECRET for i in range(COMMUNITIES)},
+    )
     env.pop("OTKLIK_SECRETS_FILE", None)
     gateway = subprocess.Popen([sys.executable, "-c", GATEWAY], env=env, stderr=subprocess.DEVNULL)
     try:
@@ -296,8 +329,11 @@ async def bench() -> None:
                 metrics = await resp.text()
         print(f"  of which receive → broker ack (gateway's own histogram): {ack_quantiles(metrics)}", flush=True)
         stored = await count_records(bootstrap, settings.topic("raw"))
-        print(f"  records in {settings.topic('raw')}: {stored} for {gw['ok']} `ok` answers "
-              f"({'exactly one each' if stored == gw['ok'] else 'MISMATCH'})", flush=True)  # fmt: skip
+        print(
+            f"  records in {settings.topic('raw')}: {stored} for {gw['ok']} `ok` answers "
+            f"({'exactly one each' if stored == gw['ok'] else 'MISMATCH'})",
+            flush=True,
+        )
         p99 = percentile(gw["latencies"], 0.99) * 1000
         verdict = "meets" if p99 <= 50 and not gw["failures"] else "misses"
         print(f"  target p99 <= 50 ms at {RATE} requests/s with acks=all: {verdict} it ({p99:.1f} ms)", flush=True)

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.faust_floor import sensor_cost
 from bench.memory import rss_bytes
 from otklik.agents.ingest.envelope import to_interactions
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.worker.app import FaustApp
 from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.tools.simulate import SimConfig, generate, write_registry
+from otklik.streams.worker.app import FaustApp
 
 EVENTS = int(os.environ.get("OTKLIK_BENCH_LIVE_EVENTS", "100000"))
 PARTITIONS = 4
@@ -86,8 +86,12 @@ async def produce_all(bootstrap: str, raw_topic: str, ia_topic: str, cfg: SimCon
 
 async def raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     n = 0
@@ -113,8 +117,10 @@ def best_raw_consumption(bootstrap: str, topic: str, total: int) -> Rate:
     """The fastest of :data:`BASELINE_ROUNDS` raw consumptions (each a new consumer group): one read of
     100,000 records takes half a second, short enough for the machine's other work to swing it by a
     third; the best round is the steady figure, and the stricter one to compare with."""
-    return max((asyncio.run(raw_consumption(bootstrap, topic, total)) for _ in range(BASELINE_ROUNDS)),
-               key=lambda rate: rate.per_s)  # fmt: skip
+    return max(
+        (asyncio.run(raw_consumption(bootstrap, topic, total)) for _ in range(BASELINE_ROUNDS)),
+        key=lambda rate: rate.per_s,
+    )
 
 
 def _get(path: str) -> bytes | None:
@@ -131,8 +137,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: list[str],
-               total: int, finish_at: int) -> tuple[Rate, str, float, str]:
+def run_worker(
+    env: dict[str, str], log: Path, start_agent: str, finish_agents: list[str], total: int, finish_at: int
+) -> tuple[Rate, str, float, str]:
     """Start a worker and time it by the records its agents report in ``/health`` (cheap to poll, unlike
     ``/metrics``), every 0.1 s: from the first poll where ``start_agent`` has processed something until
     each of ``finish_agents`` has processed ``finish_at``; the rate is of the ``total`` records that
@@ -171,20 +178,28 @@ def run_worker(env: dict[str, str], log: Path, start_agent: str, finish_agents: 
 def faust_floor(bootstrap: str, topic: str, total: int, *, fast: bool = False) -> Rate:
     """A no-op faust agent on ``topic`` (see bench/faust_floor.py): faust's own cost per record."""
     args = [sys.executable, "-m", "bench.faust_floor", bootstrap, topic, str(total)] + (["fast"] if fast else [])
-    done = subprocess.run(args,
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
     for line in (done.stdout + done.stderr).splitlines():  # faust's worker logs what the app prints
         if '{"events"' in line:
-            data = orjson.loads(line[line.index('{"events"'):])
+            data = orjson.loads(line[line.index('{"events"') :])
             return Rate(data["events"], data["wall_s"], data["cpu_s"])
     raise RuntimeError(f"the faust floor printed no result: {done.stderr[-2000:]}")
 
 
 def _env(bootstrap: str, name: str, workdir: Path, registry: Path, agents: str) -> dict[str, str]:
-    return dict(os.environ, OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}", OTKLIK_APP_ID=name,
-                OTKLIK_TOPIC_PREFIX=name + ".", OTKLIK_WEB_PORT=str(WEB_PORT), OTKLIK_DATA_DIR=str(workdir / name),
-                OTKLIK_PARTITIONS=str(PARTITIONS), OTKLIK_REBALANCE_TIMEOUT="6", OTKLIK_REGISTRY=str(registry),
-                OTKLIK_LOG_LEVEL="warning", OTKLIK_AGENTS=agents)
+    return dict(
+        os.environ,
+        OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}",
+        OTKLIK_APP_ID=name,
+        OTKLIK_TOPIC_PREFIX=name + ".",
+        OTKLIK_WEB_PORT=str(WEB_PORT),
+        OTKLIK_DATA_DIR=str(workdir / name),
+        OTKLIK_PARTITIONS=str(PARTITIONS),
+        OTKLIK_REBALANCE_TIMEOUT="6",
+        OTKLIK_REGISTRY=str(registry),
+        OTKLIK_LOG_LEVEL="warning",
+        OTKLIK_AGENTS=agents,
+    )
 
 
 def _line(label: str, rate: Rate, note: str = "") -> None:
@@ -219,15 +234,23 @@ def main() -> None:
     _line("  faust floor: a no-op faust agent", floor, f"(ratio {floor.per_s / ia_base.per_s:.3f})")
     fast_floor = faust_floor(bootstrap, agent_ia, ia_total, fast=True)
     _line("  the same with otklik's fast delivery", fast_floor, f"(ratio {fast_floor.per_s / ia_base.per_s:.3f})")
-    print(f"  faust's per-record sensor calls         {sensor_cost(faust.App('bench-sensors')):>10.2f} µs"
-          f"   (otklik's app, without faust's Monitor: {sensor_cost(FaustApp('bench-sensors-ours')):.2f} µs)")
-    agent, metrics, rss, core = run_worker(agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total)
+    print(
+        f"  faust's per-record sensor calls         {sensor_cost(faust.App('bench-sensors')):>10.2f} µs"
+        f"   (otklik's app, without faust's Monitor: {sensor_cost(FaustApp('bench-sensors-ours')):.2f} µs)"
+    )
+    agent, metrics, rss, core = run_worker(
+        agent_env, workdir / "agent.log", "responses", ["responses"], ia_total, ia_total
+    )
     _line("  worker: responses agent", agent, f"(records of otklik.interactions; RSS {rss:,.0f} MiB; core {core})")
-    print(f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
-          f"   per CPU-s {agent.per_cpu_s / ia_base.per_cpu_s:.3f}")
-    print(f"  worker CPU per record                 {agent.cpu_s / agent.events * 1e6:>10.1f} µs"
-          f"   (faust floor {floor.cpu_s / floor.events * 1e6:.1f} µs, with fast delivery"
-          f" {fast_floor.cpu_s / fast_floor.events * 1e6:.1f} µs)")
+    print(
+        f"  ratio worker / raw aiokafka           {agent.per_s / ia_base.per_s:>10.3f}   (target >= 0.05, i.e. 1/20)"
+        f"   per CPU-s {agent.per_cpu_s / ia_base.per_cpu_s:.3f}"
+    )
+    print(
+        f"  worker CPU per record                 {agent.cpu_s / agent.events * 1e6:>10.1f} µs"
+        f"   (faust floor {floor.cpu_s / floor.events * 1e6:.1f} µs, with fast delivery"
+        f" {fast_floor.cpu_s / fast_floor.events * 1e6:.1f} µs)"
+    )
     closed = [ln.split("{")[1] for ln in metrics.splitlines() if ln.startswith("otklik_items_closed_total{")]
     print("  closed items by outcome:", ", ".join(closed[:6]))
 
@@ -238,8 +261,10 @@ def main() -> None:
 
     chain, _, rss, core = run_worker(chain_env, workdir / "chain.log", "normalize", stateful, raw_total, ia_total)
     _line("  worker: the chain", chain, f"(events of otklik.raw; RSS {rss:,.0f} MiB; core {core})")
-    print(f"  ratio worker / raw aiokafka           {chain.per_s / raw_base.per_s:>10.3f}"
-          f"   per CPU-s {chain.per_cpu_s / raw_base.per_cpu_s:.3f}")
+    print(
+        f"  ratio worker / raw aiokafka           {chain.per_s / raw_base.per_s:>10.3f}"
+        f"   per CPU-s {chain.per_cpu_s / raw_base.per_cpu_s:.3f}"
+    )
     print(f"  worker CPU per event                  {chain.cpu_s / chain.events * 1e6:>10.1f} µs")
 
 

@@ -36,10 +36,18 @@ def interactions(n: int, start: int):  # type: ignore[no-untyped-def]
         cid = i
         page = f"vk:{group}"
         yield Interaction(
-            platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:{post}",
-            item=f"{page}:wall:{post}:{cid}", seq=cid, received_at=start + i // 100,
+            platform="vk",
+            page=page,
+            action="new",
+            object_kind="wall",
+            object_id=f"{page}:wall:{post}",
+            item=f"{page}:wall:{post}:{cid}",
+            seq=cid,
+            received_at=start + i // 100,
             event_id=hashlib.sha1(i.to_bytes(8, "little")).hexdigest(),
-            created_at=start + i // 100, author=f"vk:user:{10_000_000 + i}", thread_root=f"{page}:wall:{post}:{cid}",
+            created_at=start + i // 100,
+            author=f"vk:user:{10_000_000 + i}",
+            thread_root=f"{page}:wall:{post}:{cid}",
             text="Когда отремонтируют дорогу на улице Ленина?",
         )
 
@@ -120,10 +128,19 @@ def _page_items(n: int, start: int, salt: int):  # type: ignore[no-untyped-def]
     for i in range(n):
         post = 1 + i % 40
         yield Interaction(
-            platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:{post}",
-            item=f"{page}:wall:{post}:{i}", seq=i, received_at=start + i, created_at=start + i,
-            event_id=hashlib.sha1(f"{salt}:{i}".encode()).hexdigest(), author=f"vk:user:{10_000_000 + i}",
-            thread_root=f"{page}:wall:{post}:{i}", text="Когда отремонтируют дорогу на улице Ленина?",
+            platform="vk",
+            page=page,
+            action="new",
+            object_kind="wall",
+            object_id=f"{page}:wall:{post}",
+            item=f"{page}:wall:{post}:{i}",
+            seq=i,
+            received_at=start + i,
+            created_at=start + i,
+            event_id=hashlib.sha1(f"{salt}:{i}".encode()).hexdigest(),
+            author=f"vk:user:{10_000_000 + i}",
+            thread_root=f"{page}:wall:{post}:{i}",
+            text="Когда отремонтируют дорогу на улице Ленина?",
         )
 
 

@@ -85,9 +85,13 @@ def stages(lines: list[bytes], registry: Registry) -> dict[str, float]:
         for ia in interactions:
             core.process(ia)
 
-    for name, run in (("decode (orjson.loads)", decode), ("normalize_vk", normalize),
-                      ("engine.process (replay's)", engine), ("engine.process (live's)", live_engine),
-                      ("  of which event_key", dedupe_keys)):  # fmt: skip
+    for name, run in (
+        ("decode (orjson.loads)", decode),
+        ("normalize_vk", normalize),
+        ("engine.process (replay's)", engine),
+        ("engine.process (live's)", live_engine),
+        ("  of which event_key", dedupe_keys),
+    ):
         out[name] = _best(run)[1] / n * 1e6
     return out
 
@@ -129,7 +133,9 @@ def main() -> None:
     rows_kept = len(rows)
     rows.clear()
     core_wall, core_cpu = _best(core, core_rows.clear)
-    print(f"core modules                   {NATIVE_STATUS:>12}   (build_native.py; OTKLIK_PURE_PYTHON=1 for plain Python)")
+    print(
+        f"core modules                   {NATIVE_STATUS:>12}   (build_native.py; OTKLIK_PURE_PYTHON=1 for plain Python)"
+    )
     print(f"events                         {n:>12,}")
     print(f"items in the output            {rows_kept:>12,}")
     print(f"baseline: orjson.loads alone   {n / decode_wall:>12,.0f} events/s wall  {n / decode_cpu:>12,.0f} CPU")

@@ -435,7 +435,9 @@ class Registry:
             key = (values["timezone"], values["schedule"], calendar, holidays, short_days)
             clock = clocks.get(key)
             if clock is None:
-                clock = clocks[key] = WorkingClock(values["timezone"], values["schedule"], calendar, holidays, short_days)
+                clock = clocks[key] = WorkingClock(
+                    values["timezone"], values["schedule"], calendar, holidays, short_days
+                )
             return PageConfig(
                 id=page_id,
                 title=title,
@@ -531,7 +533,7 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
     except UnicodeDecodeError as exc:
         raise RegistryError(source, [f"not UTF-8 text (byte {exc.start})"]) from exc
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

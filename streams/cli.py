@@ -31,7 +31,9 @@ def version() -> None:
 
 @main.command()
 @click.option("--web-port", type=int, help="Port of /metrics, /health and the read API [env OTKLIK_WEB_PORT, 6066].")
-@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), help="Page registry YAML [env OTKLIK_REGISTRY].")
+@click.option(
+    "--registry", type=click.Path(dir_okay=False, path_type=Path), help="Page registry YAML [env OTKLIK_REGISTRY]."
+)
 @click.option("--loglevel", default=None, help="debug, info, warning or error [env OTKLIK_LOG_LEVEL, info].")
 def worker(web_port: int | None, registry: Path | None, loglevel: str | None) -> None:
     """Run the stream worker: normalize raw events, match replies, export metrics.
@@ -40,8 +42,8 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
     Ctrl-C or SIGTERM; it commits what it processed and leaves the group cleanly."""
     from faust import Worker
 
-    from otklik.streams.worker.app import create_app
     from otklik.streams.settings import Settings, SettingsError
+    from otklik.streams.worker.app import create_app
 
     overrides: dict[str, object] = {}
     if web_port is not None:
@@ -116,9 +118,17 @@ def kafka_status() -> None:
 
 @main.command()
 @click.argument("events", type=click.Path(exists=True, dir_okay=False))
-@click.option("--registry", required=True, type=click.Path(exists=True, dir_okay=False), help="The page registry (YAML).")
-@click.option("--now", default=None, help="When open items' ages are measured: ISO 8601 or unix seconds (default: the last event's time).")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON Lines here instead of standard output.")
+@click.option(
+    "--registry", required=True, type=click.Path(exists=True, dir_okay=False), help="The page registry (YAML)."
+)
+@click.option(
+    "--now",
+    default=None,
+    help="When open items' ages are measured: ISO 8601 or unix seconds (default: the last event's time).",
+)
+@click.option(
+    "--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON Lines here instead of standard output."
+)
 def replay(events: str, registry: str, now: str | None, out: str | None) -> None:
     """Run the response engine over an event file, without Kafka.
 
@@ -152,8 +162,8 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
     import asyncio
 
     from otklik.schemas.overrides import Override, OverrideError
-    from otklik.streams.worker.overrides import submit
     from otklik.streams.settings import Settings, SettingsError
+    from otklik.streams.worker.overrides import submit
 
     try:
         settings = Settings.from_env()
@@ -163,7 +173,9 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
     try:
         asyncio.run(submit(settings.bootstrap, settings.topic("overrides"), correction))
     except Exception as exc:
-        raise click.ClickException(f"cannot write to {settings.topic('overrides')} on {settings.bootstrap}: {exc!r}") from None
+        raise click.ClickException(
+            f"cannot write to {settings.topic('overrides')} on {settings.bootstrap}: {exc!r}"
+        ) from None
     click.echo(f"override recorded: {correction.item} needs_answer={correction.needs_answer} by {correction.by}")
 
 
@@ -202,9 +214,9 @@ def triage() -> None:
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
     from otklik.streams.edge.gateway import gateway_command
-    from otklik.streams.tools.grafana_push import grafana_command
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
+    from otklik.streams.tools.grafana_push import grafana_command
     from otklik.streams.tools.simulate import simulate_command
 
     main.add_command(simulate_command, "simulate")

@@ -53,7 +53,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for url in self.broker.split(";"):
-            if not url.startswith("kafka://") or ":" not in url[len("kafka://"):]:
+            if not url.startswith("kafka://") or ":" not in url[len("kafka://") :]:
                 raise SettingsError(f"OTKLIK_KAFKA_BROKER: {url!r} is not of the form kafka://HOST:PORT")
         if self.store.split("://")[0] not in ("memory", "rocksdb", "rocksdict"):
             raise SettingsError(f"OTKLIK_STORE: {self.store!r} is not memory:// or rocksdb://")
@@ -78,7 +78,7 @@ class Settings:
     @property
     def bootstrap(self) -> str:
         """The broker list as aiokafka wants it: "h1:9092,h2:9092"."""
-        return ",".join(url[len("kafka://"):] for url in self.broker.split(";"))
+        return ",".join(url[len("kafka://") :] for url in self.broker.split(";"))
 
     def topic(self, role: str) -> str:
         return self.topic_prefix + TOPIC_NAMES[role]

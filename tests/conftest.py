@@ -71,9 +71,7 @@ class WorkerProcess:
     def start(self, timeout: float = 90.0) -> None:
         self.starts += 1
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [OTKLIK, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-        )
+        self.proc = subprocess.Popen([OTKLIK, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()
         self.wait_assigned(timeout)
 
@@ -169,7 +167,10 @@ async def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60.0
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
         group_id=None,
     )
     await consumer.start()

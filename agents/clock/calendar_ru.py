@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import holidays
 
-__all__ = ["DECREES", "DecreeYear", "ProductionCalendar", "RUSSIA"]
+__all__ = ["DECREES", "RUSSIA", "DecreeYear", "ProductionCalendar"]
 
 
 @dataclass(frozen=True, slots=True)

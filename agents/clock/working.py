@@ -184,7 +184,7 @@ def load_zone(name: str) -> ZoneInfo:
 class _YearTable:
     """One local year: per day its absolute working intervals and the working total before it."""
 
-    __slots__ = ("year", "start", "end", "day_starts", "prefix", "intervals", "total")
+    __slots__ = ("day_starts", "end", "intervals", "prefix", "start", "total", "year")
 
     def __init__(self, year: int, day_starts: list[int], intervals: list[tuple[Range, ...]]) -> None:
         self.year = year
@@ -222,7 +222,7 @@ _MAX_YEARS_AHEAD = 10
 class WorkingClock:
     """Working time of one page: its zone, weekly schedule, production calendar and own days."""
 
-    __slots__ = ("timezone", "schedule", "calendar", "extra_holidays", "short_days", "_zone", "_years", "_recent")
+    __slots__ = ("_recent", "_years", "_zone", "calendar", "extra_holidays", "schedule", "short_days", "timezone")
 
     def __init__(
         self,

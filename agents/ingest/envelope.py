@@ -58,16 +58,16 @@ def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
         except NormalizeError as exc:
             raise RejectedRecord("normalize", str(exc)) from None
     if envelope.platform == "tg":
-        from otklik.agents.ingest.vk import NormalizeError
         from otklik.agents.ingest.telegram import links_from_env, normalize_tg
+        from otklik.agents.ingest.vk import NormalizeError
 
         try:
             return normalize_tg(envelope.body, int(envelope.received_at), links_from_env())
         except (NormalizeError, ValueError) as exc:  # ValueError: OTKLIK_TG_LINKS itself is malformed
             raise RejectedRecord("normalize", str(exc)) from None
     if envelope.platform == "max":
-        from otklik.agents.ingest.vk import NormalizeError
         from otklik.agents.ingest.max import normalize_max
+        from otklik.agents.ingest.vk import NormalizeError
 
         try:
             return normalize_max(envelope.body, int(envelope.received_at))

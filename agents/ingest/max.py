@@ -91,12 +91,12 @@ def _where(message: dict[str, Any], where: str) -> tuple[str, str, str, str | No
             raise NormalizeError(f"max {where}.sender: missing in a dialog")
         author = _person(sender, where + ".sender")
         if author.startswith("max:bot:"):
-            page = f"max:{author[len('max:bot:'):]}"
+            page = f"max:{author[len('max:bot:') :]}"
             peer = _int(recipient, "user_id", where + ".recipient")
             return page, "dm", f"{page}:dm:{peer}", None
         bot = _int(recipient, "user_id", where + ".recipient")
         page = f"max:{bot}"
-        return page, "dm", f"{page}:dm:{author[len('max:user:'):]}", author
+        return page, "dm", f"{page}:dm:{author[len('max:user:') :]}", author
     if chat_type in ("chat", "channel"):
         chat_id = _int(recipient, "chat_id", where + ".recipient")
         page = f"max:{chat_id}"
@@ -111,7 +111,9 @@ def normalize_max(update: dict[str, Any], received_at: int) -> list[Interaction]
         raise NormalizeError(f"max update: expected a JSON object, got {type(update).__name__}")
     kind = update.get("update_type")
     if type(kind) is not str:
-        raise NormalizeError("max update.update_type: missing" if kind is None else "max update.update_type: expected a string")
+        raise NormalizeError(
+            "max update.update_type: missing" if kind is None else "max update.update_type: expected a string"
+        )
     if kind not in MEASURED:
         return []  # bot_started, callbacks, members joining ...
     stamp = _int(update, "timestamp", "update")
@@ -126,10 +128,17 @@ def normalize_max(update: dict[str, Any], received_at: int) -> list[Interaction]
         deleted_by = f"max:user:{remover}" if type(remover) is int else None
         return [
             Interaction(
-                platform="max", page=page, action="delete", object_kind="wall", object_id=object_id,
-                item=f"{object_id}:{mid}", seq=0, received_at=received_at, event_id=f"{kind}:{mid}:{stamp}",
+                platform="max",
+                page=page,
+                action="delete",
+                object_kind="wall",
+                object_id=object_id,
+                item=f"{object_id}:{mid}",
+                seq=0,
+                received_at=received_at,
+                event_id=f"{kind}:{mid}:{stamp}",
                 deleted_by=deleted_by,
-            )  # fmt: skip
+            )
         ]
 
     where = "update.message"
@@ -156,10 +165,20 @@ def normalize_max(update: dict[str, Any], received_at: int) -> list[Interaction]
         reply_to_author = page if linked_sender is None else _person(linked_sender, where + ".link.sender")
     return [
         Interaction(
-            platform="max", page=page, action="new" if kind == "message_created" else "edit",
-            object_kind=object_kind, object_id=object_id, item=item, seq=seq, received_at=received_at,  # type: ignore[arg-type]
-            event_id=f"{kind}:{mid}:{stamp}", created_at=created_ms // 1000, author=author or page,
+            platform="max",
+            page=page,
+            action="new" if kind == "message_created" else "edit",
+            object_kind=object_kind,
+            object_id=object_id,
+            item=item,
+            seq=seq,
+            received_at=received_at,  # type: ignore[arg-type]
+            event_id=f"{kind}:{mid}:{stamp}",
+            created_at=created_ms // 1000,
+            author=author or page,
             thread_root=None if object_kind == "dm" else thread_root,
-            reply_to_item=reply_to_item, reply_to_author=reply_to_author, text=text,
-        )  # fmt: skip
+            reply_to_item=reply_to_item,
+            reply_to_author=reply_to_author,
+            text=text,
+        )
     ]

@@ -101,7 +101,11 @@ def _channel_of_copy(copy: dict[str, Any]) -> int | None:
         (copy.get("forward_origin") or {}).get("chat") if type(copy.get("forward_origin")) is dict else None,
         copy.get("forward_from_chat"),
     ):
-        if type(candidate) is dict and type(candidate.get("id")) is int and candidate.get("type", "channel") == "channel":
+        if (
+            type(candidate) is dict
+            and type(candidate.get("id")) is int
+            and candidate.get("type", "channel") == "channel"
+        ):
             return candidate["id"]
     return None
 
@@ -216,9 +220,20 @@ def normalize_tg(update: dict[str, Any], received_at: int, links: Mapping[int, i
         thread_root = post_thread
     return [
         Interaction(
-            platform="tg", page=page, action=action, object_kind="wall", object_id=object_id, item=item,  # type: ignore[arg-type]
-            seq=message_id, received_at=int(received_at), event_id=f"tg:{update_id}", created_at=date,
-            author=author, thread_root=thread_root, reply_to_item=reply_to_item, reply_to_author=reply_to_author,
+            platform="tg",
+            page=page,
+            action=action,
+            object_kind="wall",
+            object_id=object_id,
+            item=item,  # type: ignore[arg-type]
+            seq=message_id,
+            received_at=int(received_at),
+            event_id=f"tg:{update_id}",
+            created_at=date,
+            author=author,
+            thread_root=thread_root,
+            reply_to_item=reply_to_item,
+            reply_to_author=reply_to_author,
             text=text,
-        )  # fmt: skip
+        )
     ]

@@ -139,10 +139,25 @@ def normalize_vk(body: Any, received_at: int | float) -> list[Interaction]:  # J
 # Records are built positionally (about twice as fast as keywords on the replay path); this guard
 # fails at import, not silently, should the field order of Interaction ever change.
 _FIELDS = (
-    "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
-    "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
+    "platform",
+    "page",
+    "action",
+    "object_kind",
+    "object_id",
+    "item",
+    "seq",
+    "received_at",
+    "event_id",
+    "created_at",
+    "author",
+    "thread_root",
+    "reply_to_item",
+    "reply_to_author",
+    "deleted_by",
+    "admin_author",
+    "text",
     "attachments",
-)  # fmt: skip
+)
 if INTERACTION_FIELDS != _FIELDS:  # pragma: no cover
     raise ImportError("otklik.agents.ingest.vk: Interaction's fields changed; update the positional calls")
 
@@ -171,9 +186,24 @@ def _comment(
             raise NormalizeError(f"{event}: object.deleter_id: missing (and no object.user_id)")
         deleted_by = author_id(deleter) if deleter else None
         return Interaction(
-            "vk", page, "delete", kind, object_id, item, comment_id, received_at, event_id,  # type: ignore[arg-type]
-            None, None, None, None, None, deleted_by, None, "",
-        )  # fmt: skip
+            "vk",
+            page,
+            "delete",
+            kind,
+            object_id,
+            item,
+            comment_id,
+            received_at,
+            event_id,  # type: ignore[arg-type]
+            None,
+            None,
+            None,
+            None,
+            None,
+            deleted_by,
+            None,
+            "",
+        )
 
     from_id: Any = obj.get("from_id")  # JSON: checked below, then an int
     if type(from_id) is not int or from_id == 0:
@@ -215,9 +245,25 @@ def _comment(
     author = author_id(from_id)
     # A restore or edit carries the item's original time (edits change no times).
     return Interaction(
-        "vk", page, action, kind, object_id, item, comment_id, received_at, event_id,  # type: ignore[arg-type]
-        date, author, thread_root, reply_to_item, reply_to_author, None, None, text, attached,
-    )  # fmt: skip
+        "vk",
+        page,
+        action,
+        kind,
+        object_id,
+        item,
+        comment_id,
+        received_at,
+        event_id,  # type: ignore[arg-type]
+        date,
+        author,
+        thread_root,
+        reply_to_item,
+        reply_to_author,
+        None,
+        None,
+        text,
+        attached,
+    )
 
 
 def _message(
@@ -277,7 +323,23 @@ def _message(
     object_id = f"{page}:dm:{_decimal(peer_id)}"
     return [
         Interaction(
-            "vk", page, action, "dm", object_id, f"{object_id}:{_decimal(cmid)}", cmid, received_at, event_id,  # type: ignore[arg-type]
-            date, author, None, None, None, None, admin_author, text, attached,
-        )  # fmt: skip
+            "vk",
+            page,
+            action,
+            "dm",
+            object_id,
+            f"{object_id}:{_decimal(cmid)}",
+            cmid,
+            received_at,
+            event_id,  # type: ignore[arg-type]
+            date,
+            author,
+            None,
+            None,
+            None,
+            None,
+            admin_author,
+            text,
+            attached,
+        )
     ]

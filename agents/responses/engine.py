@@ -107,8 +107,12 @@ _ANSWER: Final = 0
 _DELETE: Final = 1
 _RESTORE: Final = 2
 _CLOSED_CODES: Final[dict[str, int]] = {
-    "answered": 0, "moderated": 1, "withdrawn": 2, "expired": 3, "no_answer_needed": 4,
-}  # fmt: skip
+    "answered": 0,
+    "moderated": 1,
+    "withdrawn": 2,
+    "expired": 3,
+    "no_answer_needed": 4,
+}
 _CLOSED_NAMES: Final = {v: k for k, v in _CLOSED_CODES.items()}
 
 
@@ -141,23 +145,23 @@ class _Item:
     """An open (or tentatively closed) item: slotted, a few hundred bytes with its strings."""
 
     __slots__ = (
+        "answers",
+        "author",
+        "block",
+        "created_at",
+        "due",
+        "excluded",
         "item",
+        "life",
         "object_id",
         "object_kind",
-        "author",
-        "created_at",
-        "seq",
-        "thread_root",
         "received_at",
-        "due",
         "reopened_at",
         "reported",
-        "answers",
-        "life",
-        "tentative",
+        "seq",
         "settle_at",
-        "block",
-        "excluded",
+        "tentative",
+        "thread_root",
     )
 
     def __init__(
@@ -203,7 +207,7 @@ class _Item:
 class _Block:
     """Up to :data:`_BLOCK` consecutive open items of a page and their cached JSON rows (None: stale)."""
 
-    __slots__ = ("items", "blob")
+    __slots__ = ("blob", "items")
 
     def __init__(self) -> None:
         self.items: list[_Item] = []
@@ -230,9 +234,20 @@ def _row(it: _Item) -> list[Any]:
     if thread_root == item:
         thread_root = 0  # type: ignore[assignment]
     row = [
-        item, object_id, it.object_kind, it.author, it.created_at, it.seq, thread_root,
-        it.received_at - it.created_at, -1, it.reopened_at, 1 if it.reported else 0, it.answers, it.life,
-    ]  # fmt: skip
+        item,
+        object_id,
+        it.object_kind,
+        it.author,
+        it.created_at,
+        it.seq,
+        thread_root,
+        it.received_at - it.created_at,
+        -1,
+        it.reopened_at,
+        1 if it.reported else 0,
+        it.answers,
+        it.life,
+    ]
     if it.excluded is not None:
         row.append(it.excluded)
     return row
@@ -400,9 +415,25 @@ _NATIVE: Final = not __file__.endswith(".py")
 
 # Interaction's fields in declaration order, as astuple gives them (checked by a unit test).
 _InteractionTuple = tuple[
-    str, str, str, str, str, str, int, int, str | None, int | None, str | None, str | None,
-    str | None, str | None, str | None, str | None, str, int,
-]  # fmt: skip
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    int,
+    int,
+    str | None,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str,
+    int,
+]
 
 
 class _Event:
@@ -410,11 +441,25 @@ class _Event:
     ever built compiled: its layout is mypyc's)."""
 
     def __init__(
-        self, page: str, action: str, object_kind: str, object_id: str, item: str, seq: int, received_at: int,
-        event_id: str | None, created_at: int | None, author: str | None, thread_root: str | None,
-        reply_to_item: str | None, reply_to_author: str | None, deleted_by: str | None,
-        admin_author: str | None, text: str, attachments: int,
-    ) -> None:  # fmt: skip
+        self,
+        page: str,
+        action: str,
+        object_kind: str,
+        object_id: str,
+        item: str,
+        seq: int,
+        received_at: int,
+        event_id: str | None,
+        created_at: int | None,
+        author: str | None,
+        thread_root: str | None,
+        reply_to_item: str | None,
+        reply_to_author: str | None,
+        deleted_by: str | None,
+        admin_author: str | None,
+        text: str,
+        attachments: int,
+    ) -> None:
         self.page = page
         self.action = action
         self.object_kind = object_kind
@@ -438,11 +483,45 @@ def _event(ia: Interaction) -> _Event:
     """``ia`` as the engine reads it: a native copy when compiled, else the Interaction itself."""
     if not _NATIVE:
         return ia  # type: ignore[return-value]  # the same field names, read as attributes
-    (_, page, action, object_kind, object_id, item, seq, received_at, event_id, created_at, author, thread_root,
-     reply_to_item, reply_to_author, deleted_by, admin_author, text, attachments) = cast(
-        _InteractionTuple, astuple(ia))  # fmt: skip
-    return _Event(page, action, object_kind, object_id, item, seq, received_at, event_id, created_at, author,
-                  thread_root, reply_to_item, reply_to_author, deleted_by, admin_author, text, attachments)  # fmt: skip
+    (
+        _,
+        page,
+        action,
+        object_kind,
+        object_id,
+        item,
+        seq,
+        received_at,
+        event_id,
+        created_at,
+        author,
+        thread_root,
+        reply_to_item,
+        reply_to_author,
+        deleted_by,
+        admin_author,
+        text,
+        attachments,
+    ) = cast(_InteractionTuple, astuple(ia))
+    return _Event(
+        page,
+        action,
+        object_kind,
+        object_id,
+        item,
+        seq,
+        received_at,
+        event_id,
+        created_at,
+        author,
+        thread_root,
+        reply_to_item,
+        reply_to_author,
+        deleted_by,
+        admin_author,
+        text,
+        attachments,
+    )
 
 
 def _answers(reply: _Reply, it: _Item, page: str) -> bool:
@@ -607,9 +686,21 @@ def _override_extra(correction: list[Any]) -> dict[str, Any]:
 
 
 _RECORD_FIELDS = (
-    "item", "page", "kind", "author", "created_at", "outcome", "closed_at", "latency_s", "business_latency_s",
-    "deadline", "breached", "responder", "reason", "extra",
-)  # fmt: skip
+    "item",
+    "page",
+    "kind",
+    "author",
+    "created_at",
+    "outcome",
+    "closed_at",
+    "latency_s",
+    "business_latency_s",
+    "deadline",
+    "breached",
+    "responder",
+    "reason",
+    "extra",
+)
 if ResponseRecord.__slots__ != _RECORD_FIELDS:  # pragma: no cover
     raise ImportError("otklik.agents.responses.engine: ResponseRecord's fields changed; update ResponseEngine._record")
 
@@ -1067,9 +1158,21 @@ class ResponseEngine:
                 # already passed when it was deleted, which is this same comparison.
                 breached = (business if deadline.working else latency) > deadline.seconds
         return self._make_record(  # type: ignore[no-any-return]
-            it.item, page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, outcome,
-            closed_at, latency, business, deadline.text, bool(breached), responder, reason, extra or {},
-        )  # fmt: skip
+            it.item,
+            page,
+            KIND_OF_OBJECT[it.object_kind],
+            it.author,
+            it.created_at,
+            outcome,
+            closed_at,
+            latency,
+            business,
+            deadline.text,
+            bool(breached),
+            responder,
+            reason,
+            extra or {},
+        )
 
     @staticmethod
     def _due(it: _Item, cfg: PageConfigLike) -> int:
@@ -1129,8 +1232,18 @@ class ResponseEngine:
             if it.answers:
                 first = min(it.answers)
                 extra["replied_at"], extra["replied_by"] = first[0], first[2]
-            out.append(self._record(state.page, it, outcome, closed_at, cfg, breached=False, extra=extra,  # type: ignore[arg-type]
-                               reason=it.excluded))
+            out.append(
+                self._record(
+                    state.page,
+                    it,
+                    outcome,
+                    closed_at,
+                    cfg,
+                    breached=False,
+                    extra=extra,  # type: ignore[arg-type]
+                    reason=it.excluded,
+                )
+            )
             it.reported = True
             it.block.blob = None
             self._dirty.add(state.page)

@@ -43,22 +43,78 @@ STRIP_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)  # a str.transl
 # Only applied inside words that already contain Cyrillic, where the intent is unambiguous.
 _LOOKALIKE = str.maketrans(
     {
-        "a": "а", "b": "б", "c": "с", "e": "е", "k": "к", "m": "м", "n": "п", "o": "о",
-        "p": "р", "r": "г", "t": "т", "u": "и", "x": "х", "y": "у", "h": "н", "i": "и",
-        "0": "о", "3": "з", "4": "ч", "6": "б", "1": "и", "@": "а", "$": "с",
+        "a": "а",
+        "b": "б",
+        "c": "с",
+        "e": "е",
+        "k": "к",
+        "m": "м",
+        "n": "п",
+        "o": "о",
+        "p": "р",
+        "r": "г",
+        "t": "т",
+        "u": "и",
+        "x": "х",
+        "y": "у",
+        "h": "н",
+        "i": "и",
+        "0": "о",
+        "3": "з",
+        "4": "ч",
+        "6": "б",
+        "1": "и",
+        "@": "а",
+        "$": "с",
     }
 )
 
 # Phonetic transliteration of Latin-only words, longest sequences first.
 _TRANSLIT_MULTI = (
-    ("shch", "щ"), ("sch", "щ"), ("zh", "ж"), ("kh", "х"), ("ch", "ч"), ("sh", "ш"), ("ts", "ц"),
-    ("yu", "ю"), ("ju", "ю"), ("ya", "я"), ("ja", "я"), ("yo", "е"), ("jo", "е"), ("ye", "е"),
+    ("shch", "щ"),
+    ("sch", "щ"),
+    ("zh", "ж"),
+    ("kh", "х"),
+    ("ch", "ч"),
+    ("sh", "ш"),
+    ("ts", "ц"),
+    ("yu", "ю"),
+    ("ju", "ю"),
+    ("ya", "я"),
+    ("ja", "я"),
+    ("yo", "е"),
+    ("jo", "е"),
+    ("ye", "е"),
     ("je", "е"),
 )
 _TRANSLIT_SINGLE = {
-    "a": "а", "b": "б", "v": "в", "g": "г", "d": "д", "e": "е", "z": "з", "i": "и", "j": "й",
-    "k": "к", "l": "л", "m": "м", "n": "н", "o": "о", "p": "п", "r": "р", "s": "с", "t": "т",
-    "u": "у", "f": "ф", "h": "х", "c": "ц", "w": "в", "x": "кс", "q": "к", "'": "ь", "’": "ь",
+    "a": "а",
+    "b": "б",
+    "v": "в",
+    "g": "г",
+    "d": "д",
+    "e": "е",
+    "z": "з",
+    "i": "и",
+    "j": "й",
+    "k": "к",
+    "l": "л",
+    "m": "м",
+    "n": "н",
+    "o": "о",
+    "p": "п",
+    "r": "р",
+    "s": "с",
+    "t": "т",
+    "u": "у",
+    "f": "ф",
+    "h": "х",
+    "c": "ц",
+    "w": "в",
+    "x": "кс",
+    "q": "к",
+    "'": "ь",
+    "’": "ь",
 }
 _VOWELS_LATIN = frozenset("aeiouy")
 
@@ -139,7 +195,7 @@ class Tokens:
 
 def _chunk_words(chunk: str) -> tuple[list[str], str | None]:
     """Split one whitespace-free chunk into words and, when it had inner separators, the joined word."""
-    chunk = chunk.strip(_SEPARATORS + "\"«»()[]{}<>!?;…—–")
+    chunk = chunk.strip(_SEPARATORS + '"«»()[]{}<>!?;…—–')
     if not chunk or not _WORD_CHARS.search(chunk):
         return [], None
     if _HAS_CYRILLIC.search(chunk):

@@ -193,13 +193,11 @@ _QUESTION_WORDS = _lex(
 # Repetition and duration: "опять", "третий день", "до сих пор", "так и не".
 _PERSISTENCE = _lex(
     "опять снова уже еще ещё наконец сих пор теперь вновь обещали обещаете обещания",
-    "трет втор четверт пят очередн день дня дней недел месяц сутк суток час ждал жду ждем ждать "
-    "постоянн вечно всегда",
+    "трет втор четверт пят очередн день дня дней недел месяц сутк суток час ждал жду ждем ждать постоянн вечно всегда",
 )
 # Problems of the places otklik watches: housing and utilities, roads and transport, schools, clinics.
 _PROBLEM = _lex(
-    "вода воды воду водой свет света светом газ газа дорога дороги дорогу дороге дорогам дорогами "
-    "дорогах боль болит",
+    "вода воды воду водой свет света светом газ газа дорога дороги дорогу дороге дорогам дорогами дорогах боль болит",
     "ям выбоин луж грязь грязн мусор свалк снег сугроб гололед налед сосульк холод мерзн замерз "
     "отключ отопл батаре канализ прорыв прорвал затоп течет теч протек авари слома сломан разбит "
     "разруш развал обвал дыр трещин крыш плесен грибок вон запах шум крыс тарака собак клещ "
@@ -373,13 +371,13 @@ def _external_moderation(text: str) -> str | None:
             from otklik.agents.text import moderation  # lazy: another engineer's module, maybe not ready
 
             _detector_labels = moderation.default_detector().labels
-        except Exception:  # noqa: BLE001 - absent or broken: fall back to our own check
+        except Exception:
             _detector_labels = None
     if _detector_labels is None:
         return None
     try:
         labels = [str(label).lower() for label in _detector_labels(text) or ()]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     # "flood" (content-free text: "хахаха", ")))))") is what triage already judges as a reaction.
     labels = [label for label in labels if label not in _IGNORED_LABELS]
@@ -463,9 +461,7 @@ def _is_negation(word: str) -> bool:
 
 
 def _is_known(word: str) -> bool:
-    return (
-        word in _THANKS or word in _PRAISE or word in _FILLER or word in _PRAISE_OBJECTS or word in _ACK
-    )
+    return word in _THANKS or word in _PRAISE or word in _FILLER or word in _PRAISE_OBJECTS or word in _ACK
 
 
 def _word_features(word: str) -> int:
@@ -867,7 +863,7 @@ def triage_lines(lines: Iterable[bytes | str]) -> Iterator[str]:
             continue
         addressed_to = record.get("addressed_to")
         if addressed_to not in _ADDRESSEES:
-            yield _error(number, "'addressed_to' must be \"page\", \"citizen\" or null")
+            yield _error(number, '\'addressed_to\' must be "page", "citizen" or null')
             continue
         has_attachments = record.get("has_attachments", False)
         if not isinstance(has_attachments, bool):
@@ -875,7 +871,7 @@ def triage_lines(lines: Iterable[bytes | str]) -> Iterator[str]:
             continue
         try:
             decision = triage(text, addressed_to, has_attachments)
-        except Exception as exc:  # noqa: BLE001 - one bad line must not stop a batch
+        except Exception as exc:
             yield _error(number, f"triage failed ({type(exc).__name__}: {exc})")
             continue
         yield orjson.dumps({"id": item_id, "needs_answer": decision.needs_answer, "reason": decision.reason}).decode()

@@ -199,7 +199,9 @@ def register_agents(otk: OtklikApp) -> None:
 
     if "responses" in settings.agents:
         responses_state = otk.responses_state = PageStateMirror(
-            app, "pages", settings.partitions,
+            app,
+            "pages",
+            settings.partitions,
             lambda: ResponseEngine(
                 page_config, late_window_s=settings.late_window_s, retention_s=settings.retention_s, triage=decide
             ),
@@ -250,17 +252,28 @@ def register_agents(otk: OtklikApp) -> None:
                     except (OverrideError, ValueError) as exc:
                         await dead_letter(event, "overrides", f"not a correction: {exc}")
                         continue
-                    held = engine.override(correction.page, correction.item, correction.needs_answer,
-                                           correction.by, int(correction.requested_at), correction.note)
-                    log.info("correction of %s by %s: needs_answer=%s (%s)", correction.item, correction.by,
-                             correction.needs_answer, "applied" if held else "kept until the item arrives")
+                    held = engine.override(
+                        correction.page,
+                        correction.item,
+                        correction.needs_answer,
+                        correction.by,
+                        int(correction.requested_at),
+                        correction.note,
+                    )
+                    log.info(
+                        "correction of %s by %s: needs_answer=%s (%s)",
+                        correction.item,
+                        correction.by,
+                        correction.needs_answer,
+                        "applied" if held else "kept until the item arrives",
+                    )
                 responses_state.save()
 
         metrics.watch_engine(lambda: responses_state.core)
 
     if "moderation" in settings.agents:
-        from otklik.agents.text.moderation import default_detector
         from otklik.agents.moderation_watch import ModerationWatch
+        from otklik.agents.text.moderation import default_detector
 
         detector = default_detector()
         moderation_state = otk.moderation_state = PageStateMirror(

@@ -50,7 +50,9 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
             rules.append({"record": due, "expr": f"sum by ({labels}) (increase({spec['due']}[{window}]))"})
             rules.append({"record": bad, "expr": f"sum by ({labels}) (increase({spec['bad']}[{window}]))"})
             # No ratio where nothing was due: "no data" rather than a division by zero.
-            rules.append({"record": f"{prefix}:otklik_items_breach_ratio:ratio{window}", "expr": f"{bad} / ({due} > 0)"})
+            rules.append(
+                {"record": f"{prefix}:otklik_items_breach_ratio:ratio{window}", "expr": f"{bad} / ({due} > 0)"}
+            )
         name = level["name"].capitalize()
         for alert in spec["alerts"]:
             parts = []

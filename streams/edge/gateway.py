@@ -46,9 +46,17 @@ log = logging.getLogger("otklik.gateway")
 
 # The closed set of reasons a request is refused: the only values of the `reason` label.
 REASONS = (
-    "empty_body", "too_large", "not_json", "not_object", "bad_envelope",
-    "unknown_community", "not_configured", "missing_secret", "bad_secret", "kafka_unavailable",
-)  # fmt: skip
+    "empty_body",
+    "too_large",
+    "not_json",
+    "not_object",
+    "bad_envelope",
+    "unknown_community",
+    "not_configured",
+    "missing_secret",
+    "bad_secret",
+    "kafka_unavailable",
+)
 
 TG_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_SECRET_HEADER = "X-Max-Bot-Api-Secret"
@@ -174,8 +182,15 @@ def _show(value: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def decode_object(raw: bytes) -> dict[str, Any]:
@@ -331,9 +346,10 @@ class GatewayMetrics:
             registry=registry,
         )
         self.inflight = Gauge(
-            "otklik_gateway_inflight_produces", "Bodies handed to the producer and not yet acknowledged.",
+            "otklik_gateway_inflight_produces",
+            "Bodies handed to the producer and not yet acknowledged.",
             registry=registry,
-        )  # fmt: skip
+        )
         self.kafka_ready = Gauge(
             "otklik_gateway_kafka_ready", "1 while the gateway's Kafka producer is connected.", registry=registry
         )
@@ -409,7 +425,12 @@ class Gateway:
             try:
                 await producer.start()
             except Exception as exc:
-                log.warning("Kafka at %s is not reachable (%s); retrying in %.1fs", self.config.bootstrap, type(exc).__name__, delay)
+                log.warning(
+                    "Kafka at %s is not reachable (%s); retrying in %.1fs",
+                    self.config.bootstrap,
+                    type(exc).__name__,
+                    delay,
+                )
                 try:
                     await producer.stop()
                 except Exception:
@@ -453,7 +474,9 @@ class Gateway:
                 if community.secret and given is not None and not _secret_matches(given, community.secret):
                     raise Rejection(403, "bad_secret", f"forbidden: wrong secret for community {group_id}")
                 if not community.confirmation:
-                    raise Rejection(403, "not_configured", f"forbidden: no confirmation string configured for community {group_id}")
+                    raise Rejection(
+                        403, "not_configured", f"forbidden: no confirmation string configured for community {group_id}"
+                    )
                 self._count("vk", source, "confirmation")
                 return web.Response(text=community.confirmation, content_type="text/plain")
             if not community.secret:
@@ -495,15 +518,21 @@ class Gateway:
 
     async def health(self, _request: web.Request) -> web.Response:
         ready = self._producer is not None
-        data = {"status": "ok" if ready else "kafka_unavailable", "kafka": ready, "inflight": len(self._inflight),
-                "remembered_events": len(self.seen)}  # fmt: skip
+        data = {
+            "status": "ok" if ready else "kafka_unavailable",
+            "kafka": ready,
+            "inflight": len(self._inflight),
+            "remembered_events": len(self.seen),
+        }
         return web.json_response(data, status=200 if ready else 503)
 
     # -- internals ---------------------------------------------------------------------------------
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self.config.max_body
-        too_large = Rejection(413, "too_large", f"payload too large: the body exceeds {limit} bytes (OTKLIK_GATEWAY_MAX_BODY)")
+        too_large = Rejection(
+            413, "too_large", f"payload too large: the body exceeds {limit} bytes (OTKLIK_GATEWAY_MAX_BODY)"
+        )
         if request.content_length is not None and request.content_length > limit:
             raise too_large
         chunks = []
@@ -522,18 +551,24 @@ class Gateway:
         return web.Response(status=rejection.status, text=rejection.text, headers=headers)
 
     def _unavailable(self, platform: str, source: str, why: str) -> web.Response:
-        return self._refuse(platform, source, Rejection(503, "kafka_unavailable", f"service unavailable: {why}; retry later"))
+        return self._refuse(
+            platform, source, Rejection(503, "kafka_unavailable", f"service unavailable: {why}; retry later")
+        )
 
     def _count(self, platform: str, source: str, outcome: str) -> None:
         child = self._outcomes.get((platform, source, outcome))
         if child is None:
-            child = self._outcomes[(platform, source, outcome)] = self.metrics.requests.labels(platform, source, outcome)
+            child = self._outcomes[(platform, source, outcome)] = self.metrics.requests.labels(
+                platform, source, outcome
+            )
         child.inc()
 
     def _last_event(self, platform: str, source: str, community: str) -> Any:
         child = self._last_events.get((platform, source, community))
         if child is None:
-            child = self._last_events[(platform, source, community)] = self.metrics.last_event.labels(platform, source, community)
+            child = self._last_events[(platform, source, community)] = self.metrics.last_event.labels(
+                platform, source, community
+            )
         return child
 
     def _ok(self, platform: str, source: str, outcome: str) -> web.Response:
@@ -657,7 +692,10 @@ def gateway_command(host: str | None, port: int | None) -> None:
         secrets = load_secrets()
     except (GatewayConfigError, SecretsError) as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     click.echo(
         f"otklik gateway: http://{config.host}:{config.port} (/vk/callback, /tg/webhook, /max/webhook), "
         f"{len(secrets.vk)} VK communities, producing to {config.topic} on {config.bootstrap}",

@@ -113,9 +113,11 @@ class StateFile:
         except FileNotFoundError:
             return None
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise LongPollError(f"state file {self.path}: unreadable ({type(exc).__name__}); fix or remove it") from None
+            raise LongPollError(
+                f"state file {self.path}: unreadable ({type(exc).__name__}); fix or remove it"
+            ) from None
         if not isinstance(data, dict) or data.get("group_id") != self.group_id or not isinstance(data.get("ts"), str):
-            raise LongPollError(f"state file {self.path}: expected {{\"group_id\": {self.group_id}, \"ts\": \"...\"}}")
+            raise LongPollError(f'state file {self.path}: expected {{"group_id": {self.group_id}, "ts": "..."}}')
         return data["ts"]
 
     def save(self, ts: str) -> None:
@@ -215,26 +217,35 @@ class LongPollSource:
                 ts = str(new_ts)
                 self.state.save(ts)  # only now: every update before it is in Kafka
                 delay = self.config.backoff_s
-            except (LongPollError, aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            except (TimeoutError, LongPollError, aiohttp.ClientError, orjson.JSONDecodeError, OSError) as exc:
                 log.warning("group %s: %s; retrying in %.1fs", self.group_id, _describe(exc), delay)
                 if await _unless_stopped(self._sleep(delay * (0.8 + 0.4 * random.random())), stop) is STOPPED:
                     return
                 delay = min(delay * 2, self.config.max_backoff_s)
             except Exception as exc:  # Kafka refused the batch: nothing saved, the same ts is polled again
-                log.warning("group %s: producing failed (%s); retrying in %.1fs", self.group_id, type(exc).__name__, delay)
+                log.warning(
+                    "group %s: producing failed (%s); retrying in %.1fs", self.group_id, type(exc).__name__, delay
+                )
                 if await _unless_stopped(self._sleep(delay), stop) is STOPPED:
                     return
                 delay = min(delay * 2, self.config.max_backoff_s)
 
-    async def _recover(self, failed: Any, answer: dict[str, Any], key: str, server: str, ts: str) -> tuple[str, str, str]:
+    async def _recover(
+        self, failed: Any, answer: dict[str, Any], key: str, server: str, ts: str
+    ) -> tuple[str, str, str]:
         """(key, server, ts) to go on with after a ``failed`` answer."""
         if failed == 1:
             new_ts = answer.get("ts")
             if new_ts in (None, ""):
                 raise LongPollError("a_check: failed 1 without a new ts")
             self.lost_notices += 1
-            log.error("group %s: VK's event history moved past ts %s (failed 1): continuing from %s; "
-                      "events in between were not delivered", self.group_id, ts, new_ts)  # fmt: skip
+            log.error(
+                "group %s: VK's event history moved past ts %s (failed 1): continuing from %s; "
+                "events in between were not delivered",
+                self.group_id,
+                ts,
+                new_ts,
+            )
             self.state.save(str(new_ts))
             return key, server, str(new_ts)
         if failed == 2:  # the key expired: a new one, and our ts stays
@@ -290,7 +301,11 @@ def _describe(exc: BaseException) -> str:
 
 
 async def run_sources(
-    group_ids: Sequence[int], tokens: Mapping[int, str], config: LongPollConfig, stop: asyncio.Event, sink: Sink | None = None
+    group_ids: Sequence[int],
+    tokens: Mapping[int, str],
+    config: LongPollConfig,
+    stop: asyncio.Event,
+    sink: Sink | None = None,
 ) -> list[LongPollSource]:
     """Run one loop per community until ``stop`` is set; return the sources (for their counters)."""
     own_sink = sink is None
@@ -309,7 +324,9 @@ async def run_sources(
 
 @click.command("longpoll")
 @click.option("--group", "groups", type=int, multiple=True, required=True, help="A VK group id (repeat for several).")
-@click.option("--wait", type=click.IntRange(1, 90), default=25, show_default=True, help="Seconds VK may hold a request.")
+@click.option(
+    "--wait", type=click.IntRange(1, 90), default=25, show_default=True, help="Seconds VK may hold a request."
+)
 def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
     """Poll VK's Bots Long Poll for communities without a public URL, into otklik.raw.
 
@@ -327,14 +344,22 @@ def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
         if group <= 0:
             raise click.ClickException(f"--group {group}: a VK group id is positive")
         if community is None or not community.token:
-            raise click.ClickException(f"--group {group}: no token (set OTKLIK_VK_{group}_TOKEN or vk.{group}.token in the secrets file)")
+            raise click.ClickException(
+                f"--group {group}: no token (set OTKLIK_VK_{group}_TOKEN or vk.{group}.token in the secrets file)"
+            )
         tokens[group] = community.token
         try:
             StateFile(config.state_dir, group).load()
         except LongPollError as exc:
             raise click.ClickException(str(exc)) from None
-    logging.basicConfig(level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    click.echo(f"otklik longpoll: groups {', '.join(map(str, groups))} via {config.api_url}, producing to {config.topic}", err=True)
+    logging.basicConfig(
+        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    click.echo(
+        f"otklik longpoll: groups {', '.join(map(str, groups))} via {config.api_url}, producing to {config.topic}",
+        err=True,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

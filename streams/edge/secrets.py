@@ -120,7 +120,11 @@ def _read_file(path: Path) -> tuple[dict[int, dict[str, str]], str | None, str |
             data = yaml.safe_load(text)
     except Exception as exc:  # the parser's message may quote a line holding a secret: give its position only
         mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else (f" at line {exc.lineno}" if hasattr(exc, "lineno") else "")
+        at = (
+            f" at line {mark.line + 1}"
+            if mark is not None
+            else (f" at line {exc.lineno}" if hasattr(exc, "lineno") else "")
+        )
         raise SecretsError(f"{where}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}{at}") from None
     if data is None:
         data = {}

@@ -178,9 +178,7 @@ def compose(alertname: str, status: str, facts: PageFacts, backlog: Backlog) -> 
     else:
         lines.append(f"На странице {name} есть сообщения, ждущие ответа.")
     if backlog.oldest_age_s is not None:
-        lines.append(
-            f"Самое старое ждёт {format_duration(backlog.oldest_age_s)} {kind}из {deadline} (срок ответа)."
-        )
+        lines.append(f"Самое старое ждёт {format_duration(backlog.oldest_age_s)} {kind}из {deadline} (срок ответа).")
     if alertname == NEAR:
         subject = f"{name}: скоро истекает срок ответа"
         lines.append("Срок ответа скоро истечёт.")
@@ -278,11 +276,21 @@ def plan(payload: Mapping[str, Any], page_config: Callable[[str], Any], now: int
         for channel, address, name in _contacts(config, audience):
             notices.append(
                 Notice(
-                    key=key, group_key=group_key, page=page, alertname=alertname, status=status, audience=audience,
-                    channel=channel, address=address, name=name, not_before=not_before, queued_at=now,
-                    episode=episode, deadline_ratio=ratio,
+                    key=key,
+                    group_key=group_key,
+                    page=page,
+                    alertname=alertname,
+                    status=status,
+                    audience=audience,
+                    channel=channel,
+                    address=address,
+                    name=name,
+                    not_before=not_before,
+                    queued_at=now,
+                    episode=episode,
+                    deadline_ratio=ratio,
                 )
-            )  # fmt: skip
+            )
     return notices
 
 
@@ -362,10 +370,16 @@ class Journal:
 
     def finish(self, notice: Notice, event: str, at: float, **details: Any) -> None:
         record: dict[str, Any] = {
-            "event": event, "at": round(at, 3), "id": notice.dedupe_id(), "page": notice.page,
-            "alertname": notice.alertname, "status": notice.status, "channel": notice.channel,
-            "address": notice.address, **details,
-        }  # fmt: skip
+            "event": event,
+            "at": round(at, 3),
+            "id": notice.dedupe_id(),
+            "page": notice.page,
+            "alertname": notice.alertname,
+            "status": notice.status,
+            "channel": notice.channel,
+            "address": notice.address,
+            **details,
+        }
         if event == "sent" and notice.status == "firing":
             record["firing_of"] = [notice.group_key, notice.page, notice.alertname, notice.episode]
         self._write(record)
@@ -376,10 +390,14 @@ class Journal:
 
     def pending_firing(self, notice: Notice) -> list[Pending]:
         return [
-            p for p in self.pending.values()
-            if p.notice.status == "firing" and p.notice.page == notice.page and p.notice.alertname == notice.alertname
-            and p.notice.group_key == notice.group_key and p.notice.episode == notice.episode
-        ]  # fmt: skip
+            p
+            for p in self.pending.values()
+            if p.notice.status == "firing"
+            and p.notice.page == notice.page
+            and p.notice.alertname == notice.alertname
+            and p.notice.group_key == notice.group_key
+            and p.notice.episode == notice.episode
+        ]
 
 
 # ---- settings ------------------------------------------------------------------------------------
@@ -413,16 +431,27 @@ class NotifierSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> NotifierSettings:
         env = os.environ if env is None else env
         names = {
-            "host": "OTKLIK_NOTIFIER_HOST", "port": "OTKLIK_NOTIFIER_PORT", "registry": "OTKLIK_REGISTRY",
-            "worker_url": "OTKLIK_WORKER_URL", "data_dir": "OTKLIK_NOTIFIER_DATA_DIR",
-            "dedupe_window_s": "OTKLIK_NOTIFIER_DEDUPE_WINDOW", "max_attempts": "OTKLIK_NOTIFIER_MAX_ATTEMPTS",
-            "backoff_s": "OTKLIK_NOTIFIER_BACKOFF", "max_backoff_s": "OTKLIK_NOTIFIER_MAX_BACKOFF",
-            "smtp_host": "OTKLIK_SMTP_HOST", "smtp_port": "OTKLIK_SMTP_PORT", "smtp_from": "OTKLIK_SMTP_FROM",
-            "smtp_user": "OTKLIK_SMTP_USER", "smtp_password": "OTKLIK_SMTP_PASSWORD",
-            "smtp_starttls": "OTKLIK_SMTP_STARTTLS", "smtp_ssl": "OTKLIK_SMTP_SSL",
-            "telegram_token": "OTKLIK_TELEGRAM_TOKEN", "telegram_api": "OTKLIK_TELEGRAM_API",
-            "max_token": "OTKLIK_MAX_TOKEN", "max_api": "OTKLIK_MAX_API",
-        }  # fmt: skip
+            "host": "OTKLIK_NOTIFIER_HOST",
+            "port": "OTKLIK_NOTIFIER_PORT",
+            "registry": "OTKLIK_REGISTRY",
+            "worker_url": "OTKLIK_WORKER_URL",
+            "data_dir": "OTKLIK_NOTIFIER_DATA_DIR",
+            "dedupe_window_s": "OTKLIK_NOTIFIER_DEDUPE_WINDOW",
+            "max_attempts": "OTKLIK_NOTIFIER_MAX_ATTEMPTS",
+            "backoff_s": "OTKLIK_NOTIFIER_BACKOFF",
+            "max_backoff_s": "OTKLIK_NOTIFIER_MAX_BACKOFF",
+            "smtp_host": "OTKLIK_SMTP_HOST",
+            "smtp_port": "OTKLIK_SMTP_PORT",
+            "smtp_from": "OTKLIK_SMTP_FROM",
+            "smtp_user": "OTKLIK_SMTP_USER",
+            "smtp_password": "OTKLIK_SMTP_PASSWORD",
+            "smtp_starttls": "OTKLIK_SMTP_STARTTLS",
+            "smtp_ssl": "OTKLIK_SMTP_SSL",
+            "telegram_token": "OTKLIK_TELEGRAM_TOKEN",
+            "telegram_api": "OTKLIK_TELEGRAM_API",
+            "max_token": "OTKLIK_MAX_TOKEN",
+            "max_api": "OTKLIK_MAX_API",
+        }
         values: dict[str, Any] = {}
         defaults = cls()
         for attr, name in names.items():
@@ -450,9 +479,14 @@ class NotifierSettings:
         out: dict[str, Sender] = {}
         if self.smtp_host:
             out["email"] = SmtpSender(
-                self.smtp_host, self.smtp_port, self.smtp_from, user=self.smtp_user, password=self.smtp_password,
-                starttls=self.smtp_starttls, use_ssl=self.smtp_ssl,
-            )  # fmt: skip
+                self.smtp_host,
+                self.smtp_port,
+                self.smtp_from,
+                user=self.smtp_user,
+                password=self.smtp_password,
+                starttls=self.smtp_starttls,
+                use_ssl=self.smtp_ssl,
+            )
         if self.telegram_token:
             out["telegram"] = TelegramSender(self.telegram_token, self.telegram_api)
         if self.max_token:
@@ -491,13 +525,16 @@ class Notifier:
             registry=self.metrics,
         )
         self.webhooks = Counter(
-            "otklik_notifier_webhooks_total", "Alertmanager webhooks received, by status.", ["status"],
+            "otklik_notifier_webhooks_total",
+            "Alertmanager webhooks received, by status.",
+            ["status"],
             registry=self.metrics,
-        )  # fmt: skip
+        )
         self.pending_gauge = Gauge(
-            "otklik_notifier_pending_notices", "Notices queued and not yet delivered (held or retrying).",
+            "otklik_notifier_pending_notices",
+            "Notices queued and not yet delivered (held or retrying).",
             registry=self.metrics,
-        )  # fmt: skip
+        )
         self.pending_gauge.set_function(lambda: len(self.journal.pending))
         self._http: ClientSession | None = None
         self._wake = asyncio.Event()
@@ -525,7 +562,9 @@ class Notifier:
                         dropped += 1
                     continue
             if notice.channel not in self.senders:
-                log.warning("no %s sender configured: %s not notified about %s", notice.channel, notice.address, notice.page)
+                log.warning(
+                    "no %s sender configured: %s not notified about %s", notice.channel, notice.address, notice.page
+                )
                 self.notices.labels(notice.channel, "no_sender").inc()
                 continue
             if self.journal.queue(notice):
@@ -591,8 +630,14 @@ class Notifier:
             delay = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (pending.attempts - 1))
             delay = max(delay * random.uniform(0.8, 1.2), exc.retry_after or 0.0)  # jitter; honour the server
             pending.next_attempt = self.clock() + delay
-            log.warning("%s to %s failed (attempt %d), retry in %.1fs: %s", notice.channel, notice.address,
-                        pending.attempts, delay, exc)  # fmt: skip
+            log.warning(
+                "%s to %s failed (attempt %d), retry in %.1fs: %s",
+                notice.channel,
+                notice.address,
+                pending.attempts,
+                delay,
+                exc,
+            )
             return
         except PermanentError as exc:
             self.journal.finish(notice, "failed", self.clock(), reason=str(exc), attempts=pending.attempts)
@@ -601,14 +646,21 @@ class Notifier:
             return
         self.journal.finish(notice, "sent", self.clock(), subject=message.subject, attempts=pending.attempts)
         self.notices.labels(notice.channel, "sent").inc()
-        log.info("sent %s %s about %s to %s (%s)", notice.alertname, notice.status, notice.page, notice.address,
-                 notice.channel)  # fmt: skip
+        log.info(
+            "sent %s %s about %s to %s (%s)",
+            notice.alertname,
+            notice.status,
+            notice.page,
+            notice.address,
+            notice.channel,
+        )
 
     def due(self) -> list[Pending]:
         now = self.clock()
         return sorted(
             (
-                p for p in self.journal.pending.values()
+                p
+                for p in self.journal.pending.values()
                 if p.notice.not_before <= now and p.next_attempt <= now and not p.in_flight
             ),
             key=lambda p: (p.notice.not_before, p.notice.queued_at),
@@ -635,7 +687,7 @@ class Notifier:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ---- the web app ---------------------------------------------------------------------------------
@@ -654,9 +706,14 @@ class Notifier:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"status": "ok", "pending": len(self.journal.pending), "channels": sorted(self.senders),
-             "registry": self.watcher.registry.source, "registry_error": self.watcher.last_error}
-        )  # fmt: skip
+            {
+                "status": "ok",
+                "pending": len(self.journal.pending),
+                "channels": sorted(self.senders),
+                "registry": self.watcher.registry.source,
+                "registry_error": self.watcher.last_error,
+            }
+        )
 
     async def _start(self, app: web.Application) -> None:
         if self.background:
@@ -678,11 +735,21 @@ class Notifier:
 @click.command("notifier")
 @click.option("--host", default=None, help="Address to listen on [env OTKLIK_NOTIFIER_HOST, 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port of the webhook [env OTKLIK_NOTIFIER_PORT, 9095].")
-@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Page registry YAML [env OTKLIK_REGISTRY].")  # fmt: skip
-@click.option("--worker-url", default=None, help="The worker's read API [env OTKLIK_WORKER_URL, http://127.0.0.1:6066].")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where deliveries.jsonl is kept [env OTKLIK_NOTIFIER_DATA_DIR, .run/notifier].")  # fmt: skip
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Page registry YAML [env OTKLIK_REGISTRY].",
+)
+@click.option(
+    "--worker-url", default=None, help="The worker's read API [env OTKLIK_WORKER_URL, http://127.0.0.1:6066]."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where deliveries.jsonl is kept [env OTKLIK_NOTIFIER_DATA_DIR, .run/notifier].",
+)
 def notifier_command(
     host: str | None, port: int | None, registry: Path | None, worker_url: str | None, data_dir: Path | None
 ) -> None:
@@ -694,8 +761,10 @@ def notifier_command(
     OTKLIK_MAX_TOKEN is set. What was sent to whom is recorded in DATA_DIR/deliveries.jsonl."""
     from otklik.schemas.registry import RegistryError
 
-    logging.basicConfig(level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = NotifierSettings.from_env(
         host=host, port=port, registry=registry, worker_url=worker_url, data_dir=data_dir
     )
@@ -706,6 +775,7 @@ def notifier_command(
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if not notifier.senders:
-        log.warning("no channel configured (OTKLIK_SMTP_HOST, OTKLIK_TELEGRAM_TOKEN, OTKLIK_MAX_TOKEN): nothing will be sent")
+        log.warning(
+            "no channel configured (OTKLIK_SMTP_HOST, OTKLIK_TELEGRAM_TOKEN, OTKLIK_MAX_TOKEN): nothing will be sent"
+        )
     web.run_app(notifier.app(), host=settings.host, port=settings.port, print=None, handle_signals=True)
-

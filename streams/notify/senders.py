@@ -150,7 +150,7 @@ class _HttpSender:
                 except ValueError:
                     body = None
                 return resp.status, body, dict(resp.headers)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientError(f"{self.channel}: {type(exc).__name__}: {exc}") from exc
 
     def _judge(self, status: int, body: Any, headers: dict[str, str], retry_after: float | None) -> None:
@@ -202,7 +202,7 @@ class MaxSender(_HttpSender):
 
     async def send(self, address: str, message: Message) -> None:
         if address.startswith("chat:"):
-            params = {"chat_id": address[len("chat:"):]}
+            params = {"chat_id": address[len("chat:") :]}
         else:
             params = {"user_id": address}
         status, body, headers = await self._post(

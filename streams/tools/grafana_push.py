@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import click
 
-__all__ = ["Change", "DEFAULT_DASHBOARD_DIR", "GrafanaTarget", "grafana_command", "push", "datasource_model"]
+__all__ = ["DEFAULT_DASHBOARD_DIR", "Change", "GrafanaTarget", "datasource_model", "grafana_command", "push"]
 
 Action = Literal["created", "updated", "unchanged"]
 
@@ -162,8 +162,14 @@ def grafana_command() -> None:
 
 
 @grafana_command.command("generate")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DASHBOARD_DIR,
-              show_default=True, help="Folder for the dashboard JSON files.")  # fmt: skip
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DASHBOARD_DIR,
+    show_default=True,
+    help="Folder for the dashboard JSON files.",
+)
 def generate_command(out_dir: Path) -> None:
     """Write every dashboard to OUT/<uid>.json (what Grafana's file provisioning reads)."""
     from otklik.streams.tools.grafana_dashboards import write_dashboards
@@ -174,10 +180,19 @@ def generate_command(out_dir: Path) -> None:
 
 @grafana_command.command("push")
 @click.option("--url", required=True, envvar="OTKLIK_GRAFANA_URL", help="Grafana's base URL [env OTKLIK_GRAFANA_URL].")
-@click.option("--token", required=True, envvar="OTKLIK_GRAFANA_TOKEN",
-              help="A service-account token with rights on folders, datasources and dashboards [env OTKLIK_GRAFANA_TOKEN].")
-@click.option("--prometheus-url", default=DEFAULT_PROMETHEUS_URL, show_default=True, envvar="OTKLIK_PROMETHEUS_URL",
-              help="The Prometheus URL as Grafana's server sees it [env OTKLIK_PROMETHEUS_URL].")
+@click.option(
+    "--token",
+    required=True,
+    envvar="OTKLIK_GRAFANA_TOKEN",
+    help="A service-account token with rights on folders, datasources and dashboards [env OTKLIK_GRAFANA_TOKEN].",
+)
+@click.option(
+    "--prometheus-url",
+    default=DEFAULT_PROMETHEUS_URL,
+    show_default=True,
+    envvar="OTKLIK_PROMETHEUS_URL",
+    help="The Prometheus URL as Grafana's server sees it [env OTKLIK_PROMETHEUS_URL].",
+)
 @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds per HTTP request.")
 def push_command(url: str, token: str, prometheus_url: str, timeout: float) -> None:
     """Create or update the otklik folder, datasource and dashboards; print what changed."""

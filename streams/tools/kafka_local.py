@@ -97,8 +97,13 @@ class LocalKafka:
             return self.lib_dir
         self.lib_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            "mvn", "-q", "-B", "-f", str(DEPLOY_KAFKA / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(DEPLOY_KAFKA / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
             f"-DoutputDirectory={self.lib_dir}",
         ]
         print(f"fetching Apache Kafka {kafka_version()} from Maven Central into {self.lib_dir} ...", file=sys.stderr)
@@ -107,7 +112,9 @@ class LocalKafka:
         except FileNotFoundError as exc:
             raise KafkaError("Maven (mvn) is not installed: it fetches Kafka from Maven Central") from exc
         if done.returncode != 0:
-            raise KafkaError(f"Maven could not fetch Kafka (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+            raise KafkaError(
+                f"Maven could not fetch Kafka (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
         if not any(self.lib_dir.glob(f"kafka_2.13-{kafka_version()}.jar")):
             raise KafkaError(f"Maven finished but {self.lib_dir} holds no kafka_2.13-{kafka_version()}.jar")
         marker.touch()
@@ -154,13 +161,21 @@ class LocalKafka:
             log = open(self.log_file, "ab")
             proc = subprocess.Popen(
                 [
-                    "java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                    "java",
+                    f"-Xmx{self.heap}",
+                    f"-Xms{self.heap}",
+                    "-XX:+UseG1GC",
                     "-Djava.awt.headless=true",
                     f"-Dlog4j2.configurationFile={DEPLOY_KAFKA / 'log4j2.yaml'}",
                     f"-Dkafka.logs.dir={self.run_dir}",
-                    "-cp", f"{lib}/*", "kafka.Kafka", str(self.config_file),
+                    "-cp",
+                    f"{lib}/*",
+                    "kafka.Kafka",
+                    str(self.config_file),
                 ],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in a terminal must not kill it mid-write; `stop` does
             )
             log.close()
@@ -187,7 +202,10 @@ class LocalKafka:
         if pid is None:
             return False, f"Kafka is not running (port {self.port})"
         ready = self.accepts_connections()
-        return ready, f"Kafka running (pid {pid}) on {self.bootstrap}{'' if ready else ', not accepting connections yet'}"
+        return (
+            ready,
+            f"Kafka running (pid {pid}) on {self.bootstrap}{'' if ready else ', not accepting connections yet'}",
+        )
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -213,11 +231,22 @@ class LocalKafka:
         cluster_id = new_cluster_id()
         done = subprocess.run(
             [
-                "java", "-Xmx256m", f"-Dlog4j2.configurationFile={DEPLOY_KAFKA / 'log4j2.yaml'}",
-                "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
-                "-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted",
+                "java",
+                "-Xmx256m",
+                f"-Dlog4j2.configurationFile={DEPLOY_KAFKA / 'log4j2.yaml'}",
+                "-cp",
+                f"{lib}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+                "--ignore-formatted",
             ],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise KafkaError(f"formatting {self.data_dir} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")

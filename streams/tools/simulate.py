@@ -43,7 +43,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from datetime import time as dtime
 from functools import lru_cache
 from itertools import accumulate
@@ -159,6 +159,7 @@ def working_seconds_between(a: float, b: float, tz_name: str) -> float:
 # Places and institutions. Municipalities are real places; institutions are generic names from
 # templates; people are never named (contacts are role addresses at example.org).
 
+
 @dataclass(frozen=True)
 class _Region:
     name: str
@@ -169,7 +170,9 @@ class _Region:
 
 REGIONS: tuple[_Region, ...] = (
     _Region(
-        "Новосибирская область", "Asia/Novosibirsk", 0.6,
+        "Новосибирская область",
+        "Asia/Novosibirsk",
+        0.6,
         (
             ("Бердск", "г. Бердска"),
             ("Искитим", "г. Искитима"),
@@ -179,7 +182,9 @@ REGIONS: tuple[_Region, ...] = (
         ),
     ),
     _Region(
-        "Тульская область", "Europe/Moscow", 0.3,
+        "Тульская область",
+        "Europe/Moscow",
+        0.3,
         (("Тула", "г. Тулы"), ("Алексин", "г. Алексина"), ("Новомосковск", "г. Новомосковска")),
     ),
     _Region("Омская область", "Asia/Omsk", 0.1, (("Омск", "г. Омска"), ("Тара", "г. Тары"))),
@@ -380,6 +385,7 @@ def _text(rng: random.Random, templates: tuple[str, ...]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Scripts: what happens around one citizen's initiative, planned at once.
 
+
 @dataclass(slots=True, eq=False)
 class _Node:
     """One comment or message. ``id`` and ``date`` are given when it is created (popped)."""
@@ -410,8 +416,30 @@ _DM_SHARE = 0.2  # share of initiatives that are direct messages
 # Citizens write mostly in the day and the evening, by the page's local time (relative activity
 # by hour, 0 to 23). Initiatives are thinned by it, so nights are quiet and mornings start a queue.
 _HOURLY_ACTIVITY = (
-    0.25, 0.12, 0.07, 0.05, 0.05, 0.1, 0.3, 0.6, 0.9, 1.2, 1.35, 1.4,
-    1.4, 1.4, 1.4, 1.4, 1.45, 1.5, 1.6, 1.7, 1.7, 1.5, 1.1, 0.6,
+    0.25,
+    0.12,
+    0.07,
+    0.05,
+    0.05,
+    0.1,
+    0.3,
+    0.6,
+    0.9,
+    1.2,
+    1.35,
+    1.4,
+    1.4,
+    1.4,
+    1.4,
+    1.4,
+    1.45,
+    1.5,
+    1.6,
+    1.7,
+    1.7,
+    1.5,
+    1.1,
+    0.6,
 )
 _PEAK_ACTIVITY = max(_HOURLY_ACTIVITY)
 
@@ -590,13 +618,29 @@ def _plan_messages(rng: random.Random, page: _Page, pages: list[_Page], t0: floa
         script.append((t, "new", _Node("dm", page, citizen, citizen, text), None))
     if page.has_bot:
         # The auto-reply bot answers at once; no admin_author_id, so it answers nothing by itself.
-        script.append((t0 + rng.uniform(1.0, 6.0), "new", _Node("dm", page, citizen, -page.group_id, rng.choice(_BOT_REPLIES)), None))
+        script.append(
+            (
+                t0 + rng.uniform(1.0, 6.0),
+                "new",
+                _Node("dm", page, citizen, -page.group_id, rng.choice(_BOT_REPLIES)),
+                None,
+            )
+        )
     if rng.random() < 1.0 - 0.7 * page.ignore_p:
         answered_at = max(_reply_time(rng, page, t0), t + 1.0)
-        reply = _Node("dm", page, citizen, -page.group_id, rng.choice(_PAGE_REPLIES), admin_author=rng.choice(page.admins))
+        reply = _Node(
+            "dm", page, citizen, -page.group_id, rng.choice(_PAGE_REPLIES), admin_author=rng.choice(page.admins)
+        )
         script.append((answered_at, "new", reply, None))
         if rng.random() < 0.3:
-            script.append((answered_at + _minutes(rng, 15.0), "new", _Node("dm", page, citizen, citizen, _text(rng, _THANKS)), None))
+            script.append(
+                (
+                    answered_at + _minutes(rng, 15.0),
+                    "new",
+                    _Node("dm", page, citizen, citizen, _text(rng, _THANKS)),
+                    None,
+                )
+            )
     return script
 
 
@@ -610,7 +654,16 @@ def _plan(rng: random.Random, page: _Page, pages: list[_Page], t0: float) -> lis
 # Bodies exactly as VK's Callback API sends them.
 
 _CLIENT_INFO = {
-    "button_actions": ["text", "vkpay", "open_app", "location", "open_link", "callback", "intent_subscribe", "intent_unsubscribe"],
+    "button_actions": [
+        "text",
+        "vkpay",
+        "open_app",
+        "location",
+        "open_link",
+        "callback",
+        "intent_subscribe",
+        "intent_unsubscribe",
+    ],
     "keyboard": True,
     "inline_keyboard": True,
     "carousel": True,
@@ -649,7 +702,13 @@ def _comment_object(node: _Node, text: str) -> dict[str, Any]:
     return obj
 
 
-_EVENT_PREFIX = {"wall": "wall_reply", "photo": "photo_comment", "video": "video_comment", "market": "market_comment", "board": "board_post"}
+_EVENT_PREFIX = {
+    "wall": "wall_reply",
+    "photo": "photo_comment",
+    "video": "video_comment",
+    "market": "market_comment",
+    "board": "board_post",
+}
 _OBJECT_FIELD = {"wall": "post_id", "photo": "photo_id", "video": "video_id", "market": "item_id"}
 
 
@@ -699,6 +758,7 @@ def _message_object(node: _Node, page: _Page) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # The generator.
+
 
 def _delivery_delay(rng: random.Random) -> float:
     """VK delivers within a second or two; sometimes a few seconds later; rarely up to a minute."""
@@ -770,7 +830,10 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
         page = node.page
         if node.kind == "dm":
             if node.author > 0:
-                event_type, obj = "message_new", {"message": _message_object(node, page), "client_info": dict(_CLIENT_INFO)}
+                event_type, obj = (
+                    "message_new",
+                    {"message": _message_object(node, page), "client_info": dict(_CLIENT_INFO)},
+                )
             else:
                 event_type, obj = "message_reply", _message_object(node, page)
         else:
@@ -829,6 +892,7 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
 # ---------------------------------------------------------------------------------------------
 # The registry of the simulated pages.
 
+
 def registry_mapping(cfg: SimConfig) -> dict[str, Any]:
     """The page registry (the YAML's content) describing the pages :func:`generate` simulates."""
     entries: list[dict[str, Any]] = []
@@ -863,6 +927,7 @@ def write_registry(cfg: SimConfig, path: str | Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Edges: JSON Lines and Kafka.
+
 
 def write_jsonl(events: Iterable[tuple[int, dict[str, Any]]], path_or_file: str | Path | IO[Any]) -> int:
     """Writes ``{"received_at": ..., "body": ...}`` lines (the replay format); returns the count.
@@ -961,7 +1026,7 @@ def _parse_start(value: str | None) -> int | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither unix seconds nor an ISO 8601 date-time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # a bare date-time is UTC
+        moment = moment.replace(tzinfo=UTC)  # a bare date-time is UTC
     return int(moment.timestamp())
 
 
@@ -971,7 +1036,7 @@ def _parse_start(value: str | None) -> int | None:
         "Simulate VK Callback API traffic (API 5.199) of N official pages: citizens' comments, threads, "
         "page replies after realistic working-hours delays, deletions, edits, direct messages and "
         "redelivered duplicates. Deterministic for a seed.\n\n"
-        "With --out FILE it writes JSON Lines {\"received_at\", \"body\"} (the format of `otklik replay`; "
+        'With --out FILE it writes JSON Lines {"received_at", "body"} (the format of `otklik replay`; '
         "'-' is stdout). Otherwise it sends to Kafka (--bootstrap, default from OTKLIK_KAFKA_BROKER or "
         "127.0.0.1:9092) paced to the simulated clock, dates moved onto the real clock (--speed runs "
         "faster); --fast sends as fast as possible with the simulated times. --duration 0 runs until "
@@ -979,19 +1044,57 @@ def _parse_start(value: str | None) -> int | None:
         "simulated pages and their administrators."
     ),
 )
-@click.option("--pages", type=click.IntRange(min=1), default=50, show_default=True, help="Number of simulated communities.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Events per simulated second, on average.")
-@click.option("--duration", type=click.FloatRange(min=0), default=600.0, show_default=True, help="Simulated seconds; 0 = forever (realtime Kafka only).")
-@click.option("--seed", type=int, default=1, show_default=True, help="Random seed: the same seed and start give the same stream.")
-@click.option("--start", "start_text", default=None, help="Start of the simulated clock: unix seconds or ISO 8601 (default: now).")
+@click.option(
+    "--pages", type=click.IntRange(min=1), default=50, show_default=True, help="Number of simulated communities."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Events per simulated second, on average.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Simulated seconds; 0 = forever (realtime Kafka only).",
+)
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Random seed: the same seed and start give the same stream."
+)
+@click.option(
+    "--start", "start_text", default=None, help="Start of the simulated clock: unix seconds or ISO 8601 (default: now)."
+)
 @click.option("--out", "out_path", default=None, help="Write JSON Lines to FILE ('-' for stdout) instead of Kafka.")
-@click.option("--bootstrap", default=None, help="Kafka bootstrap HOST:PORT (default: OTKLIK_KAFKA_BROKER or 127.0.0.1:9092).")
+@click.option(
+    "--bootstrap", default=None, help="Kafka bootstrap HOST:PORT (default: OTKLIK_KAFKA_BROKER or 127.0.0.1:9092)."
+)
 @click.option("--topic", default="otklik.raw", show_default=True, help="Kafka topic.")
 @click.option("--fast", is_flag=True, help="Kafka: send as fast as possible with the simulated times.")
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Realtime Kafka: simulated seconds per real second.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Realtime Kafka: simulated seconds per real second.",
+)
 @click.option("--registry-out", default=None, help="Also write the simulated pages' registry (YAML) to FILE.")
-@click.option("--duplicate-rate", type=click.FloatRange(min=0, max=1, max_open=True), default=0.01, show_default=True, help="Share of bodies delivered twice.")
-@click.option("--first-group-id", type=click.IntRange(min=1), default=200000001, show_default=True, help="Group id of the first page.")
+@click.option(
+    "--duplicate-rate",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="Share of bodies delivered twice.",
+)
+@click.option(
+    "--first-group-id",
+    type=click.IntRange(min=1),
+    default=200000001,
+    show_default=True,
+    help="Group id of the first page.",
+)
 def simulate_command(
     pages: int,
     rate: float,
@@ -1012,8 +1115,13 @@ def simulate_command(
     if duration == 0 and (out_path is not None or fast):
         raise click.UsageError("--duration 0 (forever) works only when sending to Kafka in real time")
     cfg = SimConfig(
-        pages=pages, rate=rate, duration=duration, seed=seed, start=_parse_start(start_text),
-        duplicate_rate=duplicate_rate, first_group_id=first_group_id,
+        pages=pages,
+        rate=rate,
+        duration=duration,
+        seed=seed,
+        start=_parse_start(start_text),
+        duplicate_rate=duplicate_rate,
+        first_group_id=first_group_id,
     )
     if cfg.start is None:
         cfg.start = resolve_start(cfg)  # fixed once, so the registry and stream agree on "now"

@@ -15,9 +15,9 @@ import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otklik.agents import NATIVE_STATUS
+from otklik.streams.settings import TOPIC_NAMES, Settings
 from otklik.streams.worker.fast_delivery import install_fast_delivery
 from otklik.streams.worker.metrics import PipelineMetrics
-from otklik.streams.settings import TOPIC_NAMES, Settings
 
 log = logging.getLogger("otklik")
 

@@ -29,9 +29,7 @@ def _waits_on(coro: object, event: object) -> bool:
     """Is ``coro`` an unstarted ``event.wait()``?"""
     frame = getattr(coro, "cr_frame", None)
     return (
-        frame is not None
-        and getattr(coro, "__qualname__", "") == "Event.wait"
-        and frame.f_locals.get("self") is event
+        frame is not None and getattr(coro, "__qualname__", "") == "Event.wait" and frame.f_locals.get("self") is event
     )
 
 
@@ -49,7 +47,7 @@ async def _carry_on(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
             else:
                 awaiting._asyncio_future_blocking = False  # what a task does with a future it is given
                 await asyncio.wait([awaiting])
-        except BaseException as exc:  # noqa: BLE001 - cancellation (or an error) goes into the coroutine
+        except BaseException as exc:
             try:
                 awaiting = coro.throw(exc)
             except StopIteration as stop:

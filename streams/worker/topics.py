@@ -14,7 +14,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from otklik.streams.settings import TOPIC_NAMES, Settings
 
-
 # Corrections are an audit trail: kept forever.
 TOPIC_CONFIGS = {TOPIC_NAMES["overrides"]: {"retention.ms": "-1"}}
 
@@ -29,10 +28,17 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         missing = [name for name in wanted if name not in existing]
         if missing:
             try:
-                await admin.create_topics([
-                    NewTopic(name, settings.partitions, settings.replicas, topic_configs=TOPIC_CONFIGS.get(name[len(settings.topic_prefix):], {}))
-                    for name in missing
-                ])
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            settings.partitions,
+                            settings.replicas,
+                            topic_configs=TOPIC_CONFIGS.get(name[len(settings.topic_prefix) :], {}),
+                        )
+                        for name in missing
+                    ]
+                )
             except TopicAlreadyExistsError:  # another worker won the race: fine
                 pass
         return missing

@@ -137,10 +137,16 @@ def prometheus(services, tmp_path: Path) -> Callable[..., Service]:
         path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         return services(
             "prometheus",
-            [_binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            port, "/-/ready",
-        )  # fmt: skip
+            [
+                _binary("prometheus"),
+                f"--config.file={path}",
+                f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            port,
+            "/-/ready",
+        )
 
     return start
 
@@ -153,11 +159,17 @@ def alertmanager(services, tmp_path: Path) -> Callable[..., Service]:
         path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         return services(
             "alertmanager",
-            [_binary("prometheus-alertmanager"), f"--config.file={path}",
-             f"--storage.path={tmp_path / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--cluster.listen-address=", "--log.level=warn"],
-            port, "/-/ready",
-        )  # fmt: skip
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={path}",
+                f"--storage.path={tmp_path / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            port,
+            "/-/ready",
+        )
 
     return start
 
@@ -204,10 +216,15 @@ def smtp() -> Iterator[SmtpSink]:
             mail = message_from_bytes(envelope.content, policy=default_policy)
             body = mail.get_body(preferencelist=("plain", "html"))
             with sink.lock:
-                sink.mails.append(Mail(
-                    time.time(), envelope.mail_from, list(envelope.rcpt_tos),
-                    str(make_header(decode_header(mail["Subject"] or ""))), body.get_content() if body else "",
-                ))  # fmt: skip
+                sink.mails.append(
+                    Mail(
+                        time.time(),
+                        envelope.mail_from,
+                        list(envelope.rcpt_tos),
+                        str(make_header(decode_header(mail["Subject"] or ""))),
+                        body.get_content() if body else "",
+                    )
+                )
             return "250 OK"
 
     controller = Controller(Handler(), hostname=sink.host, port=sink.port)
@@ -226,10 +243,14 @@ def notifier(services, tmp_path: Path) -> Callable[..., Service]:
         port = free_port()
         env = dict(os.environ)
         env.update(
-            OTKLIK_REGISTRY=str(registry), OTKLIK_WORKER_URL=worker_url, OTKLIK_NOTIFIER_PORT=str(port),
-            OTKLIK_NOTIFIER_DATA_DIR=str(tmp_path / "notifier"), OTKLIK_SMTP_HOST=smtp.host,
-            OTKLIK_SMTP_PORT=str(smtp.port), OTKLIK_SMTP_FROM="otklik@example.ru",
-        )  # fmt: skip
+            OTKLIK_REGISTRY=str(registry),
+            OTKLIK_WORKER_URL=worker_url,
+            OTKLIK_NOTIFIER_PORT=str(port),
+            OTKLIK_NOTIFIER_DATA_DIR=str(tmp_path / "notifier"),
+            OTKLIK_SMTP_HOST=smtp.host,
+            OTKLIK_SMTP_PORT=str(smtp.port),
+            OTKLIK_SMTP_FROM="otklik@example.ru",
+        )
         argv = [str(Path(sys.executable).parent / "otklik"), "notifier"]
         return services("notifier", argv, port, "/health", env=env)
 

@@ -46,9 +46,21 @@ pages:
 
 
 def comment(group: int, cid: int, date: int, from_id: int, **extra: object) -> bytes:
-    body = {"type": "wall_reply_new", "group_id": group, "event_id": f"e{group}-{cid}", "v": "5.199",
-            "object": {"id": cid, "from_id": from_id, "date": date, "text": "Когда починят крышу?", "post_id": 88,
-                       "owner_id": -group, **extra}}  # fmt: skip
+    body = {
+        "type": "wall_reply_new",
+        "group_id": group,
+        "event_id": f"e{group}-{cid}",
+        "v": "5.199",
+        "object": {
+            "id": cid,
+            "from_id": from_id,
+            "date": date,
+            "text": "Когда починят крышу?",
+            "post_id": 88,
+            "owner_id": -group,
+            **extra,
+        },
+    }
     return RawEnvelope("vk", "vk-callback", time.time(), body).to_json()
 
 
@@ -59,10 +71,14 @@ def chain(tmp_path: Path, worker_factory, kafka, prometheus, alertmanager, notif
     worker.start()
     note = notifier(registry, worker.web, smtp)
     am = alertmanager(alertmanager_config(note.url + "/alertmanager", f"{smtp.host}:{smtp.port}", fast=not shipped))
-    prom = prometheus(prometheus_config(
-        worker.web.removeprefix("http://"), note.url.removeprefix("http://"), am.url.removeprefix("http://"),
-        None if shipped else "1s",
-    ))  # fmt: skip
+    prom = prometheus(
+        prometheus_config(
+            worker.web.removeprefix("http://"),
+            note.url.removeprefix("http://"),
+            am.url.removeprefix("http://"),
+            None if shipped else "1s",
+        )
+    )
     return worker, note, am, prom
 
 
@@ -83,10 +99,16 @@ def scenario(tmp_path, worker_factory, kafka, prometheus, alertmanager, notifier
     )
     wait_target_up(prom)
     created = int(time.time())
-    run(produce(kafka, worker.topic("otklik.raw"), [
-        (f"vk:{LATE}".encode(), comment(LATE, 1024, created, 5001)),
-        (f"vk:{CALM}".encode(), comment(CALM, 77, created, 5002)),
-    ]))  # fmt: skip
+    run(
+        produce(
+            kafka,
+            worker.topic("otklik.raw"),
+            [
+                (f"vk:{LATE}".encode(), comment(LATE, 1024, created, 5001)),
+                (f"vk:{CALM}".encode(), comment(CALM, 77, created, 5002)),
+            ],
+        )
+    )
     due = created + 60
 
     passed = smtp.wait_for(lambda m: "срок ответа прошёл" in m.subject, timeout=150)
@@ -96,10 +118,26 @@ def scenario(tmp_path, worker_factory, kafka, prometheus, alertmanager, notifier
     )
     latency = passed.received_at - due
     # The page answers the comment.
-    run(produce(kafka, worker.topic("otklik.raw"), [
-        (f"vk:{LATE}".encode(), comment(LATE, 1100, int(time.time()), -LATE, reply_to_comment=1024,
-                                        reply_to_user=5001, parents_stack=[1024])),
-    ]))  # fmt: skip
+    run(
+        produce(
+            kafka,
+            worker.topic("otklik.raw"),
+            [
+                (
+                    f"vk:{LATE}".encode(),
+                    comment(
+                        LATE,
+                        1100,
+                        int(time.time()),
+                        -LATE,
+                        reply_to_comment=1024,
+                        reply_to_user=5001,
+                        parents_stack=[1024],
+                    ),
+                ),
+            ],
+        )
+    )
 
     assert passed.rcpt_tos == ["admin-school@example.ru"]
     assert passed.subject == "«Школа № 7»: срок ответа прошёл"

@@ -49,9 +49,21 @@ pages:
 
 
 def comment(group: int, cid: int, date: int, from_id: int, **extra: object) -> bytes:
-    body = {"type": "wall_reply_new", "group_id": group, "event_id": f"e{group}-{cid}", "v": "5.199",
-            "object": {"id": cid, "from_id": from_id, "date": date, "text": "Когда будет ответ?", "post_id": 7,
-                       "owner_id": -group, **extra}}  # fmt: skip
+    body = {
+        "type": "wall_reply_new",
+        "group_id": group,
+        "event_id": f"e{group}-{cid}",
+        "v": "5.199",
+        "object": {
+            "id": cid,
+            "from_id": from_id,
+            "date": date,
+            "text": "Когда будет ответ?",
+            "post_id": 7,
+            "owner_id": -group,
+            **extra,
+        },
+    }
     return RawEnvelope("vk", "vk-callback", time.time(), body).to_json()
 
 
@@ -59,7 +71,10 @@ def answered_pair(group: int, cid: int, citizen: int, asked: int, answered: int)
     key = f"vk:{group}".encode()
     return [
         (key, comment(group, cid, asked, citizen)),
-        (key, comment(group, cid + 1, answered, -group, reply_to_comment=cid, reply_to_user=citizen, parents_stack=[cid])),
+        (
+            key,
+            comment(group, cid + 1, answered, -group, reply_to_comment=cid, reply_to_user=citizen, parents_stack=[cid]),
+        ),
     ]
 
 
@@ -76,8 +91,12 @@ def backfill_last_week(data_dir: Path, now: float) -> None:
     source = data_dir.parent / "last-week.om"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     promtool = shutil.which("promtool") or pytest.fail("promtool is not installed: run `make deb-packages`")
-    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -117,10 +136,16 @@ def test_every_region_overview_query_returns_data(tmp_path, worker_factory, kafk
     now = int(time.time())
     # The first answered item creates the municipality's series; the later ones change them while
     # Prometheus watches, which is what increase() needs.
-    run(produce(kafka, worker.topic("otklik.raw"), [
-        *answered_pair(FAST, 100, 5001, now - 600, now - 300),
-        (f"vk:{LATE}".encode(), comment(LATE, 500, now, 5003)),
-    ]))  # fmt: skip
+    run(
+        produce(
+            kafka,
+            worker.topic("otklik.raw"),
+            [
+                *answered_pair(FAST, 100, 5001, now - 600, now - 300),
+                (f"vk:{LATE}".encode(), comment(LATE, 500, now, 5003)),
+            ],
+        )
+    )
     wait_for(prom, "otklik_items_due_total", 60, "first answer counted")
     time.sleep(3)  # a few scrapes with the first values
     later = int(time.time())
@@ -140,7 +165,9 @@ def test_every_region_overview_query_returns_data(tmp_path, worker_factory, kafk
         results[(q.panel, q.ref)] = result
         if not result:
             empty.append((q.panel, q.ref, expr))
-    assert empty == [], "queries of the region overview without data:\n" + json.dumps(empty, ensure_ascii=False, indent=1)
+    assert empty == [], "queries of the region overview without data:\n" + json.dumps(
+        empty, ensure_ascii=False, indent=1
+    )
 
     def value(panel: str, ref: str = "A") -> float:
         return float(results[(panel, ref)][0]["value"][1])

@@ -8,7 +8,6 @@ starts a broker of its own (own ports, own data folder) and stops and restarts t
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 import uuid
@@ -57,9 +56,15 @@ def vk_event(event_id: str, group: int = GROUP, secret: str | None = SECRET, **o
         "group_id": group,
         "event_id": event_id,
         "v": "5.199",
-        "object": {"id": 17, "from_id": 5001, "date": 1764000000, "text": "Когда починят?", "post_id": 88,
-                   "owner_id": -group},
-    }  # fmt: skip
+        "object": {
+            "id": 17,
+            "from_id": 5001,
+            "date": 1764000000,
+            "text": "Когда починят?",
+            "post_id": 88,
+            "owner_id": -group,
+        },
+    }
     if secret is not None:
         body["secret"] = secret
     body.update(over)
@@ -82,8 +87,9 @@ async def start_gateway(bootstrap: str, prefix: str, **config) -> Running:
     settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=2)
     await ensure_topics(settings)
     port = free_port()
-    cfg = GatewayConfig(port=port, bootstrap=bootstrap, topic=settings.topic("raw"),
-                        tg_links={DISCUSSION: CHANNEL}, **config)  # fmt: skip
+    cfg = GatewayConfig(
+        port=port, bootstrap=bootstrap, topic=settings.topic("raw"), tg_links={DISCUSSION: CHANNEL}, **config
+    )
     gateway = Gateway(cfg, secrets())
     runner = web.AppRunner(gateway.app(), access_log=None)
     await runner.setup()
@@ -96,8 +102,9 @@ async def read_topic(bootstrap: str, topic: str) -> list:
     """Every record of the topic, up to its end offsets at the time of the call (exact, no waiting)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -144,8 +151,9 @@ async def test_confirmation_secrets_redelivery_and_exactly_once(gw: Running):
         assert (status, text) == (200, CONFIRMATION) and headers["Content-Type"].startswith("text/plain")
         status, text, _ = await post(s, gw.url + "/vk/callback", {"type": "confirmation", "group_id": 31337})
         assert status == 403 and "31337" in text and CONFIRMATION not in text
-        status, _, _ = await post(s, gw.url + "/vk/callback",
-                                  {"type": "confirmation", "group_id": GROUP, "secret": "nope"})  # fmt: skip
+        status, _, _ = await post(
+            s, gw.url + "/vk/callback", {"type": "confirmation", "group_id": GROUP, "secret": "nope"}
+        )
         assert status == 403
 
         # Wrong, missing and unconfigured secrets: 403, and never the secret in the answer.
@@ -171,8 +179,11 @@ async def test_confirmation_secrets_redelivery_and_exactly_once(gw: Running):
         status, text, _ = await post(s, gw.url + "/vk/callback", vk_event("e-3", type="future_event_type"))
         assert (status, text) == (200, "ok")
         # Lenient about the content type VK sends.
-        async with s.post(gw.url + "/vk/callback", data=orjson.dumps(vk_event("e-4")),
-                          headers={"Content-Type": "text/plain; charset=cp1251"}) as resp:  # fmt: skip
+        async with s.post(
+            gw.url + "/vk/callback",
+            data=orjson.dumps(vk_event("e-4")),
+            headers={"Content-Type": "text/plain; charset=cp1251"},
+        ) as resp:
             assert resp.status == 200 and await resp.text() == "ok"
 
         async with s.get(gw.url + "/metrics") as resp:
@@ -198,9 +209,17 @@ async def test_confirmation_secrets_redelivery_and_exactly_once(gw: Running):
     assert value(r'^otklik_gateway_requests_total\{outcome="accepted",platform="vk",source="vk-callback"\} (\S+)') == 4
     assert value(r'^otklik_gateway_requests_total\{outcome="duplicate",platform="vk",source="vk-callback"\} (\S+)') == 9
     assert value(r'^otklik_gateway_rejected_total\{platform="vk",reason="bad_secret",source="vk-callback"\} (\S+)') == 2
-    assert value(r'^otklik_gateway_rejected_total\{platform="vk",reason="missing_secret",source="vk-callback"\} (\S+)') == 1
-    assert value(r'^otklik_gateway_rejected_total\{platform="vk",reason="unknown_community",source="vk-callback"\} (\S+)') == 2
-    stamp = value(r'^otklik_connector_last_event_timestamp_seconds\{community="vk:200100",platform="vk",source="vk-callback"\} (\S+)')
+    assert (
+        value(r'^otklik_gateway_rejected_total\{platform="vk",reason="missing_secret",source="vk-callback"\} (\S+)')
+        == 1
+    )
+    assert (
+        value(r'^otklik_gateway_rejected_total\{platform="vk",reason="unknown_community",source="vk-callback"\} (\S+)')
+        == 2
+    )
+    stamp = value(
+        r'^otklik_connector_last_event_timestamp_seconds\{community="vk:200100",platform="vk",source="vk-callback"\} (\S+)'
+    )
     assert abs(stamp - time.time()) < 120
     assert value(r'^otklik_gateway_produce_seconds_count\{platform="vk"\} (\S+)') == 4
     assert "5001" not in metrics and SECRET not in metrics  # no user ids, no secrets
@@ -291,6 +310,7 @@ async def test_fifty_kinds_of_malformed_body_each_get_a_clear_4xx_and_the_gatewa
         for index, (body, status, fragment) in enumerate(MALFORMED):
             got, text, _ = await post(s, gw.url + "/vk/callback", body)
             assert (got, fragment in text) == (status, True), f"case {index}: {got} {text[:200]!r}"
+
         # A body over the limit sent chunked (no Content-Length) is cut off while streaming.
         async def chunks():
             for _ in range(40):
@@ -319,8 +339,16 @@ async def test_fifty_kinds_of_malformed_body_each_get_a_clear_4xx_and_the_gatewa
     records = await read_topic(gw.bootstrap, gw.topic)
     assert [orjson.loads(r.value)["body"]["event_id"] for r in records] == ["e-after"]
     reasons = set(re.findall(r'^otklik_gateway_rejected_total\{[^}]*reason="([a-z_]+)"', metrics, re.M))
-    assert {"empty_body", "not_json", "not_object", "bad_envelope", "too_large", "bad_secret", "missing_secret",
-            "unknown_community"} <= reasons  # fmt: skip
+    assert {
+        "empty_body",
+        "not_json",
+        "not_object",
+        "bad_envelope",
+        "too_large",
+        "bad_secret",
+        "missing_secret",
+        "unknown_community",
+    } <= reasons
 
 
 async def test_telegram_and_max_webhooks_check_their_headers_and_key_by_page(gw: Running):
@@ -332,7 +360,9 @@ async def test_telegram_and_max_webhooks_check_their_headers_and_key_by_page(gw:
             got, text, _ = await post(s, gw.url + "/tg/webhook", tg_comment, headers)
             assert got == status and TG_TOKEN not in text
         for _ in range(2):  # Telegram redelivers an update it got no 200 for: once in Kafka
-            got, text, _ = await post(s, gw.url + "/tg/webhook", tg_comment, {"X-Telegram-Bot-Api-Secret-Token": TG_TOKEN})
+            got, text, _ = await post(
+                s, gw.url + "/tg/webhook", tg_comment, {"X-Telegram-Bot-Api-Secret-Token": TG_TOKEN}
+            )
             assert (got, text) == (200, "ok")
         for headers in ({}, {"X-Max-Bot-Api-Secret": "wrong_secret"}):
             got, _, _ = await post(s, gw.url + "/max/webhook", max_update, headers)
@@ -353,8 +383,13 @@ async def test_telegram_and_max_webhooks_check_their_headers_and_key_by_page(gw:
 async def test_broker_down_means_503_with_retry_after_and_the_redelivery_lands_once(kafka: str, tmp_path: Path):
     from otklik.streams.tools.kafka_local import LocalKafka
 
-    broker = LocalKafka(port=free_port(), controller_port=free_port(), data_dir=tmp_path / "kafka" / "data",
-                        heap="256m", cache_dir=LocalKafka.from_env().cache_dir)  # fmt: skip
+    broker = LocalKafka(
+        port=free_port(),
+        controller_port=free_port(),
+        data_dir=tmp_path / "kafka" / "data",
+        heap="256m",
+        cache_dir=LocalKafka.from_env().cache_dir,
+    )
     await asyncio.to_thread(broker.start)
     running = None
     try:
@@ -375,8 +410,9 @@ async def test_broker_down_means_503_with_retry_after_and_the_redelivery_lands_o
             attempt = 0
             while True:
                 attempt += 1
-                status, text, headers = await post(s, running.url + "/vk/callback", vk_event("during"),
-                                                   {"X-Retry-Counter": str(attempt)})  # fmt: skip
+                status, text, headers = await post(
+                    s, running.url + "/vk/callback", vk_event("during"), {"X-Retry-Counter": str(attempt)}
+                )
                 if status == 200:
                     assert text == "ok"
                     break
@@ -405,15 +441,26 @@ def test_secrets_from_yaml_json_and_environment(tmp_path: Path):
     from otklik.streams.edge.secrets import load_secrets
 
     yaml_file = tmp_path / "secrets.yaml"
-    yaml_file.write_text('vk:\n  "200100": {secret: "file-secret", confirmation: "c0nf"}\ntelegram: {secret_token: tg_tok}\n'
-                         "max: {secret: max_sec_1}\n")  # fmt: skip
-    loaded = load_secrets({"OTKLIK_SECRETS_FILE": str(yaml_file), "OTKLIK_VK_200100_SECRET": "env-secret",
-                           "OTKLIK_VK_300300_TOKEN": "vk1.a.QWERTY"})  # fmt: skip
+    yaml_file.write_text(
+        'vk:\n  "200100": {secret: "file-secret", confirmation: "c0nf"}\ntelegram: {secret_token: tg_tok}\n'
+        "max: {secret: max_sec_1}\n"
+    )
+    loaded = load_secrets(
+        {
+            "OTKLIK_SECRETS_FILE": str(yaml_file),
+            "OTKLIK_VK_200100_SECRET": "env-secret",
+            "OTKLIK_VK_300300_TOKEN": "vk1.a.QWERTY",
+        }
+    )
     assert loaded.community(200100).secret == "env-secret"  # the environment wins
     assert loaded.community(200100).confirmation == "c0nf"
     assert loaded.community(300300).token == "vk1.a.QWERTY" and loaded.community(300300).secret is None
     assert (loaded.tg_secret_token, loaded.max_secret) == ("tg_tok", "max_sec_1")
-    assert "env-secret" not in repr(loaded) and "c0nf" not in repr(loaded.vk) and "QWERTY" not in repr(loaded.community(300300))
+    assert (
+        "env-secret" not in repr(loaded)
+        and "c0nf" not in repr(loaded.vk)
+        and "QWERTY" not in repr(loaded.community(300300))
+    )
     json_file = tmp_path / "secrets.json"
     json_file.write_text('{"vk": {"200100": {"secret": "j"}}}')
     assert load_secrets({"OTKLIK_SECRETS_FILE": str(json_file)}).community(200100).secret == "j"

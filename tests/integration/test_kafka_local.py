@@ -99,9 +99,12 @@ def test_with_ci_a_test_whose_broker_cannot_start_fails_not_skips(own_broker_env
     env = dict(own_broker_env, CI="true")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             "tests/integration/test_worker_spine.py"],
-            env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_worker_spine.py"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
         )
     finally:
         blocker.close()

@@ -52,11 +52,22 @@ class FakeVk:
     def add(self, n: int) -> None:
         for _ in range(n):
             number = len(self.events) + 1
-            self.events.append({
-                "type": "wall_reply_new", "group_id": GROUP, "event_id": f"lp-{number:04d}", "v": "5.199",
-                "object": {"id": number, "from_id": 7000 + number, "date": 1764000000 + number, "text": f"вопрос {number}",
-                           "post_id": 88, "owner_id": -GROUP},
-            })  # fmt: skip
+            self.events.append(
+                {
+                    "type": "wall_reply_new",
+                    "group_id": GROUP,
+                    "event_id": f"lp-{number:04d}",
+                    "v": "5.199",
+                    "object": {
+                        "id": number,
+                        "from_id": 7000 + number,
+                        "date": 1764000000 + number,
+                        "text": f"вопрос {number}",
+                        "post_id": 88,
+                        "owner_id": -GROUP,
+                    },
+                }
+            )
         self.changed.set()
 
     async def get_server(self, request: web.Request) -> web.Response:
@@ -89,7 +100,7 @@ class FakeVk:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), deadline - time.monotonic())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
         updates = self.events[ts - 1 : ts - 1 + self.batch]
         return web.json_response({"ts": str(ts + len(updates)), "updates": updates})
@@ -154,8 +165,15 @@ async def setup(kafka: str, tmp_path: Path):
     await ensure_topics(settings)
     sink = KafkaSink(kafka, settings.topic("raw"))
     await sink.start()
-    config = LongPollConfig(api_url=vk.url + "/method", wait_s=1, state_dir=tmp_path / "state", bootstrap=kafka,
-                            topic=settings.topic("raw"), backoff_s=0.05, max_backoff_s=0.2)  # fmt: skip
+    config = LongPollConfig(
+        api_url=vk.url + "/method",
+        wait_s=1,
+        state_dir=tmp_path / "state",
+        bootstrap=kafka,
+        topic=settings.topic("raw"),
+        backoff_s=0.05,
+        max_backoff_s=0.2,
+    )
     yield vk, config, sink, kafka
     await sink.stop()
     await runner.cleanup()

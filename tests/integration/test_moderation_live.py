@@ -42,12 +42,22 @@ def test_offensive_items_are_labelled_timed_and_overdue_ones_reported(worker_fac
     worker.start()
     now = int(time.time())
     records = [
-        raw("wall_reply_new", "a1", comment(1, 9001, "Вы там совсем охуели, трубу третий день не чинят", now - 30), now - 30),
+        raw(
+            "wall_reply_new",
+            "a1",
+            comment(1, 9001, "Вы там совсем охуели, трубу третий день не чинят", now - 30),
+            now - 30,
+        ),
         raw("wall_reply_new", "a2", comment(2, 9002, "Когда починят трубу на Садовой?", now - 20), now - 20),
         raw("wall_reply_new", "a3", comment(3, -GROUP, "Напишите, пожалуйста, в личные сообщения", now - 10), now - 10),
         raw("wall_reply_new", "a4", comment(4, 9004, "Идиоты, а не коммунальщики", now - 200), now - 200),
         raw("wall_reply_delete", "d1", {"id": 1, "owner_id": -GROUP, "post_id": 5, "deleter_id": ADMIN}, now),
-        raw("wall_reply_new", "a1", comment(1, 9001, "Вы там совсем охуели, трубу третий день не чинят", now - 30), now + 1),
+        raw(
+            "wall_reply_new",
+            "a1",
+            comment(1, 9001, "Вы там совсем охуели, трубу третий день не чинят", now - 30),
+            now + 1,
+        ),
     ]
     run(produce(kafka, worker.topic("otklik.raw"), records))
     out = run(consume(kafka, worker.topic("otklik.moderation"), expect=5, timeout=60))

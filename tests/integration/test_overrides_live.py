@@ -32,8 +32,13 @@ pages:
 
 
 def body(cid: int, text: str, date: int) -> dict:
-    return {"type": "wall_reply_new", "group_id": G, "event_id": f"e{cid}", "v": "5.199",
-            "object": {"id": cid, "from_id": 9000 + cid, "date": date, "text": text, "post_id": 4, "owner_id": -G}}
+    return {
+        "type": "wall_reply_new",
+        "group_id": G,
+        "event_id": f"e{cid}",
+        "v": "5.199",
+        "object": {"id": cid, "from_id": 9000 + cid, "date": date, "text": text, "post_id": 4, "owner_id": -G},
+    }
 
 
 def item(cid: int) -> str:
@@ -61,8 +66,13 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
         (created + 2, body(3, "Ок", created + 2)),
     ]
     key = f"vk:{G}".encode()
-    run(produce(kafka, worker.topic("otklik.raw"),
-                [(key, RawEnvelope("vk", "test", float(t), b).to_json()) for t, b in events]))
+    run(
+        produce(
+            kafka,
+            worker.topic("otklik.raw"),
+            [(key, RawEnvelope("vk", "test", float(t), b).to_json()) for t, b in events],
+        )
+    )
     first = latest(run(consume(kafka, worker.topic("otklik.responses"), expect=3, timeout=60)))
     assert (first[item(1)]["outcome"], first[item(1)]["reason"]) == ("no_answer_needed", "gratitude")
     assert (first[item(3)]["outcome"], first[item(3)]["reason"]) == ("no_answer_needed", "acknowledgement")
@@ -72,20 +82,28 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
     worker.stop()
     worker.start()
     request = urllib.request.Request(
-        worker.web + f"/api/items/{item(1)}/override", method="POST",
+        worker.web + f"/api/items/{item(1)}/override",
+        method="POST",
         data=json.dumps({"needs_answer": True, "by": "Петрова (ЦУР)", "note": "это жалоба с сарказмом"}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 202
-    bad = urllib.request.Request(worker.web + f"/api/items/{item(1)}/override", method="POST",
-                                 data=b'{"needs_answer": "maybe"}', headers={"Content-Type": "application/json"})
+    bad = urllib.request.Request(
+        worker.web + f"/api/items/{item(1)}/override",
+        method="POST",
+        data=b'{"needs_answer": "maybe"}',
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(bad, timeout=10)
     assert refused.value.code == 400 and b"needs_answer" in refused.value.read()
     done = subprocess.run(
         [OTKLIK, "override", item(2), "--needs-answer", "no", "--by", "Сидоров", "--note", "спам-бот"],
-        env=worker.env, capture_output=True, text=True, timeout=60,
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     records = run(consume(kafka, worker.topic("otklik.responses"), expect=5, timeout=60))
@@ -98,7 +116,11 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
     # Another restart, and a redelivery of the first comment: the correction still holds.
     worker.stop()
     worker.start()
-    run(produce(kafka, worker.topic("otklik.raw"), [(key, RawEnvelope("vk", "test", time.time(), events[0][1]).to_json())]))
+    run(
+        produce(
+            kafka, worker.topic("otklik.raw"), [(key, RawEnvelope("vk", "test", time.time(), events[0][1]).to_json())]
+        )
+    )
     time.sleep(3)
     with urllib.request.urlopen(worker.web + f"/api/pages/vk:{G}/open-items", timeout=10) as resp:
         open_items = [i["item"] for i in json.loads(resp.read())["items"]]
@@ -108,8 +130,12 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
     corrections = [orjson.loads(m.value) for m in run(consume(kafka, worker.topic("otklik.overrides"), expect=2))]
     lines = [orjson.dumps({"received_at": t, "body": b}) for t, b in events]
     lines += [orjson.dumps({"received_at": int(c["requested_at"]), "override": c}) for c in corrections]
-    replayed = {r["item"]: r for r in run_replay(lines, Registry.from_mapping(yaml.safe_load(REGISTRY)),
-                                                  now=int(time.time()), late_window_s=2)}
+    replayed = {
+        r["item"]: r
+        for r in run_replay(
+            lines, Registry.from_mapping(yaml.safe_load(REGISTRY)), now=int(time.time()), late_window_s=2
+        )
+    }
     for i in (1, 2, 3):
         assert replayed[item(i)]["outcome"] == after.get(item(i), first[item(i)])["outcome"], i
         assert replayed[item(i)]["reason"] == after.get(item(i), first[item(i)])["reason"], i

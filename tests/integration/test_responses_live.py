@@ -54,25 +54,81 @@ def scenario(now: int, seed: int = 7) -> tuple[list[tuple[int, dict]], dict[str,
                 item = f"vk:{group}:wall:{post}:{cid}"
                 fate = rnd.choice(["answered", "answered", "admin", "overdue", "withdrawn", "moderated"])
                 created = now - (7200 if fate == "overdue" else 600) + k
-                events.append((created, body("wall_reply_new", group, f"n{n}", {
-                    "id": cid, "from_id": 9000 + n, "date": created, "text": "Когда уберут снег во дворе?",
-                    "post_id": post, "owner_id": -group})))
+                events.append(
+                    (
+                        created,
+                        body(
+                            "wall_reply_new",
+                            group,
+                            f"n{n}",
+                            {
+                                "id": cid,
+                                "from_id": 9000 + n,
+                                "date": created,
+                                "text": "Когда уберут снег во дворе?",
+                                "post_id": post,
+                                "owner_id": -group,
+                            },
+                        ),
+                    )
+                )
                 if fate in ("answered", "admin"):
                     author = -group if fate == "answered" else ADMIN
                     if fate == "admin" and group != GROUPS[0]:
                         author = -group
-                    events.append((created + 120, body("wall_reply_new", group, f"r{n}", {
-                        "id": cid + 50, "from_id": author, "date": created + 120, "text": "Ответили в личные сообщения",
-                        "post_id": post, "owner_id": -group, "reply_to_comment": cid, "reply_to_user": 9000 + n,
-                        "parents_stack": [cid]})))
+                    events.append(
+                        (
+                            created + 120,
+                            body(
+                                "wall_reply_new",
+                                group,
+                                f"r{n}",
+                                {
+                                    "id": cid + 50,
+                                    "from_id": author,
+                                    "date": created + 120,
+                                    "text": "Ответили в личные сообщения",
+                                    "post_id": post,
+                                    "owner_id": -group,
+                                    "reply_to_comment": cid,
+                                    "reply_to_user": 9000 + n,
+                                    "parents_stack": [cid],
+                                },
+                            ),
+                        )
+                    )
                     expected[item] = "answered"
                 elif fate == "withdrawn":
-                    events.append((created + 60, body("wall_reply_delete", group, f"d{n}", {
-                        "id": cid, "owner_id": -group, "post_id": post, "deleter_id": 9000 + n, "user_id": 9000 + n})))
+                    events.append(
+                        (
+                            created + 60,
+                            body(
+                                "wall_reply_delete",
+                                group,
+                                f"d{n}",
+                                {
+                                    "id": cid,
+                                    "owner_id": -group,
+                                    "post_id": post,
+                                    "deleter_id": 9000 + n,
+                                    "user_id": 9000 + n,
+                                },
+                            ),
+                        )
+                    )
                     expected[item] = "withdrawn"
                 elif fate == "moderated":
-                    events.append((created + 60, body("wall_reply_delete", group, f"d{n}", {
-                        "id": cid, "owner_id": -group, "post_id": post, "deleter_id": ADMIN})))
+                    events.append(
+                        (
+                            created + 60,
+                            body(
+                                "wall_reply_delete",
+                                group,
+                                f"d{n}",
+                                {"id": cid, "owner_id": -group, "post_id": post, "deleter_id": ADMIN},
+                            ),
+                        )
+                    )
                     expected[item] = "moderated"
                 else:
                     expected[item] = "open"

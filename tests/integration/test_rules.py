@@ -84,18 +84,30 @@ def test_amtool_check_config() -> None:
 def test_amtool_routes(case: dict) -> None:
     labels = [f"{k}={v}" for k, v in case["labels"].items()]
     result = run(
-        tool("amtool"), "config", "routes", "test", f"--config.file={AM / 'alertmanager.yml'}",
-        f"--verify.receivers={','.join(case['receivers'])}", *labels,
-    )  # fmt: skip
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={AM / 'alertmanager.yml'}",
+        f"--verify.receivers={','.join(case['receivers'])}",
+        *labels,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_amtool_routes_test_catches_a_wrong_receiver() -> None:
     """The route cases above could not pass by accident: a wrong expectation fails."""
     result = run(
-        tool("amtool"), "config", "routes", "test", f"--config.file={AM / 'alertmanager.yml'}",
-        "--verify.receivers=notifier", "alertname=OtklikWorkerDown", "audience=operations", "severity=critical",
-    )  # fmt: skip
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={AM / 'alertmanager.yml'}",
+        "--verify.receivers=notifier",
+        "alertname=OtklikWorkerDown",
+        "audience=operations",
+        "severity=critical",
+    )
     assert result.returncode != 0
 
 

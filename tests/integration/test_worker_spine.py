@@ -45,7 +45,9 @@ def test_raw_records_reach_interactions_and_bad_ones_go_to_dead_letters(worker_f
     n = 40
     records = [raw(comment_body(i, now - 100 + i), now) for i in range(n // 2)]
     records.append((b"vk:200000777", b"\xff\xfe not json at all"))  # undecodable
-    records.append((b"vk:200000777", orjson.dumps({"platform": "vk", "received_at": now, "body": {"type": "wall_reply_new"}})))
+    records.append(
+        (b"vk:200000777", orjson.dumps({"platform": "vk", "received_at": now, "body": {"type": "wall_reply_new"}}))
+    )
     records += [raw(comment_body(i, now - 100 + i), now) for i in range(n // 2, n)]
     run(produce(kafka, worker.topic("otklik.raw"), records))
 

@@ -40,7 +40,9 @@ def day_total(clock: WorkingClock, d: date) -> int:
 
 
 def test_parse_schedule_days_spans_lists_and_merging() -> None:
-    s = parse_schedule({"mon-thu": "09:00-18:00", "fri": ["14:00-16:45", "09:00-13:00"], "sat": "10:00-12:00, 12:00-14:00"})
+    s = parse_schedule(
+        {"mon-thu": "09:00-18:00", "fri": ["14:00-16:45", "09:00-13:00"], "sat": "10:00-12:00, 12:00-14:00"}
+    )
     assert s[0] == s[3] == ((540, 1080),)
     assert s[4] == ((540, 780), (840, 1005))  # sorted
     assert s[5] == ((600, 840),)  # adjacent ranges merge
@@ -243,7 +245,9 @@ def test_deadline_parse(text: str, seconds: int, working: bool, canonical: str) 
     assert Deadline.parse(deadline.text) == deadline
 
 
-@pytest.mark.parametrize("text", ["8 hours", "8h", "working", "8h business", "0h working", "h working", "8x working", "", "-1h working"])
+@pytest.mark.parametrize(
+    "text", ["8 hours", "8h", "working", "8h business", "0h working", "h working", "8x working", "", "-1h working"]
+)
 def test_deadline_parse_errors(text: str) -> None:
     with pytest.raises(ValueError, match="deadline"):
         Deadline.parse(text)
@@ -266,7 +270,13 @@ def test_deadline_due_at_and_elapsed_by_kind() -> None:
 LUNCH = parse_schedule({"mon-fri": ["08:00-12:00", "13:00-17:00"], "sat": "09:00-13:00"})
 CLOCKS = [
     moscow,
-    WorkingClock(VLADIVOSTOK, LUNCH, RUSSIA, extra_holidays=frozenset({date(2025, 6, 6)}), short_days=frozenset({date(2025, 6, 5)})),
+    WorkingClock(
+        VLADIVOSTOK,
+        LUNCH,
+        RUSSIA,
+        extra_holidays=frozenset({date(2025, 6, 6)}),
+        short_days=frozenset({date(2025, 6, 5)}),
+    ),
     WorkingClock("America/New_York", OFFICE, None),  # a zone with DST
     WorkingClock("Europe/Berlin", Schedule.always(), RUSSIA),  # 23- and 25-hour days, with holidays
 ]
@@ -288,7 +298,9 @@ def reference_working_seconds(clock: WorkingClock, a: int, b: int) -> int:
             day0 = datetime(d.year, d.month, d.day, tzinfo=zone)
             start = int((day0.replace(hour=s // 60, minute=s % 60)).timestamp())
             end_day = d + timedelta(days=e // 1440)
-            end = int(datetime(end_day.year, end_day.month, end_day.day, (e % 1440) // 60, e % 60, tzinfo=zone).timestamp())
+            end = int(
+                datetime(end_day.year, end_day.month, end_day.day, (e % 1440) // 60, e % 60, tzinfo=zone).timestamp()
+            )
             total += max(0, min(end, b) - max(start, a))
         d += timedelta(days=1)
     return total
@@ -325,7 +337,11 @@ def test_no_working_time_on_a_day_off(day: date) -> None:
 
 
 @LAWS
-@given(a=instants, span=spans, zone=st.sampled_from(["Europe/Moscow", "Europe/Berlin", "America/New_York", "Asia/Kamchatka"]))
+@given(
+    a=instants,
+    span=spans,
+    zone=st.sampled_from(["Europe/Moscow", "Europe/Berlin", "America/New_York", "Asia/Kamchatka"]),
+)
 def test_a_24_7_schedule_without_calendar_is_wall_time(a: int, span: int, zone: str) -> None:
     clock = WorkingClock(zone, Schedule.always(), None)
     assert clock.working_seconds(a, a + span) == span

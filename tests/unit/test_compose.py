@@ -60,7 +60,9 @@ def bind_sources(compose: dict[str, Any]) -> list[tuple[str, Path, str]]:
     return out
 
 
-def test_compose_validates_against_the_compose_specification(compose: dict[str, Any], validator: jsonschema.Draft7Validator) -> None:
+def test_compose_validates_against_the_compose_specification(
+    compose: dict[str, Any], validator: jsonschema.Draft7Validator
+) -> None:
     errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose)]
     assert errors == []
 
@@ -94,9 +96,11 @@ def test_every_mounted_config_file_exists_in_the_repository(compose: dict[str, A
     for service, path, _ in mounts:
         assert REPO in path.parents, f"{service} mounts {path}, outside the repository"
     required_env = [
-        entry["path"] for service in compose["services"].values() for entry in service.get("env_file", [])
+        entry["path"]
+        for service in compose["services"].values()
+        for entry in service.get("env_file", [])
         if isinstance(entry, dict) and entry.get("required", True)
-    ]  # fmt: skip
+    ]
     assert all((DEPLOY / p).exists() for p in required_env), required_env
 
 
@@ -106,7 +110,10 @@ def test_build_context_and_dockerfile_exist(compose: dict[str, Any]) -> None:
     dockerfile = context / build["dockerfile"]
     assert context == REPO and dockerfile.exists()
     text = dockerfile.read_text(encoding="utf-8")
-    assert text.splitlines()[[line.startswith("FROM") for line in text.splitlines()].index(True)] == "FROM python:3.11-slim"
+    assert (
+        text.splitlines()[[line.startswith("FROM") for line in text.splitlines()].index(True)]
+        == "FROM python:3.11-slim"
+    )
     for line in text.splitlines():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
@@ -123,7 +130,9 @@ def test_prometheus_finds_its_rules_and_grafana_its_dashboards_inside_the_contai
         assert list(host_dir.glob(container_glob.name)), f"no rule files match {pattern}"
     assert mounts[("alertmanager", "/etc/alertmanager/alertmanager.yml")].name == "alertmanager.yml"
 
-    providers = yaml.safe_load(mounts[("grafana", "/etc/grafana/provisioning/dashboards")].joinpath("otklik.yaml").read_text(encoding="utf-8"))
+    providers = yaml.safe_load(
+        mounts[("grafana", "/etc/grafana/provisioning/dashboards")].joinpath("otklik.yaml").read_text(encoding="utf-8")
+    )
     dashboards_in_container = providers["providers"][0]["options"]["path"]
     host_dir = mounts[("grafana", dashboards_in_container)]
     assert sorted(p.name for p in host_dir.glob("*.json")) == sorted(
@@ -151,7 +160,9 @@ def test_ports_of_the_stack_match_the_shipped_configs(compose: dict[str, Any]) -
     assert any(arg == f"--web.listen-address={alert_target}" for arg in services["alertmanager"]["command"])
     alertmanager = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8")
     assert f"127.0.0.1:{services['notifier']['environment']['OTKLIK_NOTIFIER_PORT']}/alertmanager" in alertmanager
-    datasources = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "otklik.yaml").read_text(encoding="utf-8"))
+    datasources = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "otklik.yaml").read_text(encoding="utf-8")
+    )
     prom_listen = next(a for a in services["prometheus"]["command"] if a.startswith("--web.listen-address="))
     assert datasources["datasources"][0]["url"] == "http://" + prom_listen.split("=", 1)[1]
     assert all(s.get("network_mode") == "host" for s in services.values())

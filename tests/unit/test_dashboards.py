@@ -52,8 +52,12 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 
 def test_stable_uids_russian_titles_and_unique_panel_ids(models: dict[str, dict]) -> None:
     assert set(models) == {
-        "otklik-region-overview", "otklik-drilldown", "otklik-page", "otklik-moderation", "otklik-health"
-    }  # fmt: skip
+        "otklik-region-overview",
+        "otklik-drilldown",
+        "otklik-page",
+        "otklik-moderation",
+        "otklik-health",
+    }
     for uid, model in models.items():
         assert model["uid"] == uid
         assert re.search("[А-Яа-я]", model["title"]), model["title"]
@@ -107,9 +111,14 @@ def test_provisioning_names_the_same_datasource_and_folder() -> None:
 def promtool_check(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool is not installed: run `make deb-packages`"
-    rules = {"groups": [{"name": "dashboards", "rules": [
-        {"record": f"otklik:dashboard_query_{i}", "expr": expr} for i, expr in enumerate(exprs)
-    ]}]}  # fmt: skip
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [{"record": f"otklik:dashboard_query_{i}", "expr": expr} for i, expr in enumerate(exprs)],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-queries.rules.yml"
     path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
     return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
@@ -135,8 +144,13 @@ def test_promtool_check_rejects_a_broken_query(tmp_path: Path) -> None:
 
 def exported_names(registry: CollectorRegistry) -> set[str]:
     """Sample names a registry exports (the metric families' names plus their type's suffixes)."""
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-                "summary": ("_count", "_sum", "_created"), "gauge": ("",), "info": ("_info",)}  # fmt: skip
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("_count", "_sum", "_created"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
@@ -179,8 +193,12 @@ def recorded_names() -> set[str]:
 
 def test_exported_names_are_read_from_the_real_registries(tmp_path: Path) -> None:
     worker = worker_names()
-    assert {"otklik_items_due_total", "otklik_page_open_items", "otklik_consumer_lag_records",
-            "otklik_municipality_response_working_seconds_bucket"} <= worker  # fmt: skip
+    assert {
+        "otklik_items_due_total",
+        "otklik_page_open_items",
+        "otklik_consumer_lag_records",
+        "otklik_municipality_response_working_seconds_bucket",
+    } <= worker
     assert "otklik_gateway_requests_total" in gateway_names()
     assert "otklik_notifier_notices_total" in notifier_names(tmp_path)
     assert "platform:otklik_last_event_timestamp_seconds:max1d" in recorded_names()
@@ -200,7 +218,11 @@ def test_every_metric_a_panel_uses_exists(models: dict[str, dict], tmp_path: Pat
 def test_every_worker_metric_family_appears_on_some_dashboard(models: dict[str, dict]) -> None:
     used = {name for q in all_queries(models) for name in gd.metric_names(q.expr)}
     # the worker's per-platform gauge is read through its recording rule, which survives restarts
-    used |= {"otklik_last_event_timestamp_seconds"} if "platform:otklik_last_event_timestamp_seconds:max1d" in used else set()
+    used |= (
+        {"otklik_last_event_timestamp_seconds"}
+        if "platform:otklik_last_event_timestamp_seconds:max1d" in used
+        else set()
+    )
     families = {re.sub(r"_(bucket|count|sum|created)$", "", n) for n in worker_names() if not n.endswith("_created")}
     unused = {f for f in families if not any(u == f or u.startswith(f + "_") for u in used)}
     # otklik_items_breached_open_total is the unlabelled total of otklik_items_breached_total.
@@ -212,7 +234,7 @@ def test_every_worker_metric_family_appears_on_some_dashboard(models: dict[str, 
     [
         ('sum by (le) (increase(a_bucket{le="28800.0", x=~"$y"}[5m] offset 1w))', {"a_bucket"}),
         ("1 - sum(b_total) / (sum(c_total) > 0)", {"b_total", "c_total"}),
-        ("count(r:m:ratio1d >= 1) or on() (0 * (min(up{job=\"w\"}) == 1))", {"r:m:ratio1d", "up"}),
+        ('count(r:m:ratio1d >= 1) or on() (0 * (min(up{job="w"}) == 1))', {"r:m:ratio1d", "up"}),
         ("histogram_quantile(0.9, sum without (instance) (rate(h_bucket[1m])))", {"h_bucket"}),
         ('x and on (page) topk(20, max by (page) (y{a="by (z)"}))', {"x", "y"}),
         ("time() - 1e3 * vector(2)", set()),

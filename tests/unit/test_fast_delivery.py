@@ -90,11 +90,12 @@ def test_a_suspended_flow_abandons_a_waiting_delivery_as_before() -> None:
             await asyncio.sleep(0.01)
             consumer.suspend_flow.set()
 
-        asyncio.ensure_future(rebalance())
+        rebalancing = asyncio.ensure_future(rebalance())
         result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
         await asyncio.sleep(0.01)  # let the cancellation reach the delivery
         assert result.results == [True]  # the winner is the suspend event's wait()
         assert seen == ["cancelled"]
+        await rebalancing
         assert queue.qsize() == 1 and queue.get_nowait() == 0  # nothing was put
         assert not queue._putters  # type: ignore[attr-defined]  # the waiting putter was removed
 

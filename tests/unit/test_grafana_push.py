@@ -74,7 +74,9 @@ class OpenApi:
         validator = jsonschema.Draft7Validator(document)
         return [f"{'/'.join(map(str, e.path)) or '<body>'}: {e.message}" for e in validator.iter_errors(value)]
 
-    def check_request(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> list[str]:
+    def check_request(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> list[str]:
         found = self.operation(method, path)
         if found is None:
             return [f"{method} {path}: no such operation in Grafana's OpenAPI description"]
@@ -169,7 +171,9 @@ class FakeGrafana:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         self.requests.append(Request(request.method, request.path, body))
-        self.problems += self.openapi.check_request(request.method, request.path, dict(request.query), dict(request.headers), body)
+        self.problems += self.openapi.check_request(
+            request.method, request.path, dict(request.query), dict(request.headers), body
+        )
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             response: web.StreamResponse = web.json_response({"message": "Unauthorized"}, status=401)
         else:
@@ -178,7 +182,9 @@ class FakeGrafana:
             except web.HTTPNotFound:
                 response = web.json_response({"message": "Not found"}, status=404)
         if isinstance(response, web.Response) and response.body is not None:
-            self.problems += self.openapi.check_response(request.method, request.path, response.status, json.loads(response.body))
+            self.problems += self.openapi.check_response(
+                request.method, request.path, response.status, json.loads(response.body)
+            )
         return response
 
     @staticmethod
@@ -193,7 +199,13 @@ class FakeGrafana:
         body = await request.json()
         if body.get("uid") in self.folders:
             return web.json_response({"message": "a folder with the same uid already exists"}, status=409)
-        folder = {"id": self._id(), "uid": body["uid"], "title": body["title"], "version": 1, "url": f"/dashboards/f/{body['uid']}/"}
+        folder = {
+            "id": self._id(),
+            "uid": body["uid"],
+            "title": body["title"],
+            "version": 1,
+            "url": f"/dashboards/f/{body['uid']}/",
+        }
         self.folders[folder["uid"]] = folder
         return web.json_response(folder)
 
@@ -211,8 +223,19 @@ class FakeGrafana:
 
     def _stored_datasource(self, body: dict[str, Any], ident: int) -> dict[str, Any]:
         # What Grafana returns: the fields sent, plus its own.
-        return {"id": ident, "orgId": 1, "readOnly": False, "basicAuth": False, "database": "", "user": "",
-                "withCredentials": False, "secureJsonFields": {}, "version": 1, "typeLogoUrl": "", **body}  # fmt: skip
+        return {
+            "id": ident,
+            "orgId": 1,
+            "readOnly": False,
+            "basicAuth": False,
+            "database": "",
+            "user": "",
+            "withCredentials": False,
+            "secureJsonFields": {},
+            "version": 1,
+            "typeLogoUrl": "",
+            **body,
+        }
 
     async def create_datasource(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -229,15 +252,23 @@ class FakeGrafana:
         ds = self._stored_datasource(await request.json(), old["id"])
         ds["version"] = old["version"] + 1
         self.datasources[ds["uid"]] = ds
-        return web.json_response({"datasource": ds, "id": ds["id"], "message": "Datasource updated", "name": ds["name"]})
+        return web.json_response(
+            {"datasource": ds, "id": ds["id"], "message": "Datasource updated", "name": ds["name"]}
+        )
 
     async def get_dashboard(self, request: web.Request) -> web.Response:
         stored = self.dashboards.get(request.match_info["uid"])
         if stored is None:
             return self.not_found("dashboard")
         folder = self.folders.get(stored["folderUid"], {})
-        meta = {"folderUid": stored["folderUid"], "folderTitle": folder.get("title", "General"), "version": stored["dashboard"]["version"],
-                "slug": stored["dashboard"]["uid"], "url": f"/d/{stored['dashboard']['uid']}", "provisioned": False}  # fmt: skip
+        meta = {
+            "folderUid": stored["folderUid"],
+            "folderTitle": folder.get("title", "General"),
+            "version": stored["dashboard"]["version"],
+            "slug": stored["dashboard"]["uid"],
+            "url": f"/d/{stored['dashboard']['uid']}",
+            "provisioned": False,
+        }
         return web.json_response({"dashboard": stored["dashboard"], "meta": meta})
 
     async def save_dashboard(self, request: web.Request) -> web.Response:
@@ -246,15 +277,27 @@ class FakeGrafana:
         uid = model.get("uid")
         old = self.dashboards.get(uid)
         if old is not None and not body.get("overwrite"):
-            return web.json_response({"message": "The dashboard has been changed by someone else", "status": "version-mismatch"}, status=412)
+            return web.json_response(
+                {"message": "The dashboard has been changed by someone else", "status": "version-mismatch"}, status=412
+            )
         folder_uid = body.get("folderUid", "")
         if folder_uid and folder_uid not in self.folders:
             return web.json_response({"message": "folder not found"}, status=400)
         model["id"] = old["dashboard"]["id"] if old else self._id()
         model["version"] = old["dashboard"]["version"] + 1 if old else 1
         self.dashboards[uid] = {"dashboard": model, "folderUid": folder_uid}
-        return web.json_response({"id": model["id"], "uid": uid, "url": f"/d/{uid}", "status": "success",
-                                  "version": model["version"], "slug": uid, "title": uid, "folderUid": folder_uid})  # fmt: skip
+        return web.json_response(
+            {
+                "id": model["id"],
+                "uid": uid,
+                "url": f"/d/{uid}",
+                "status": "success",
+                "version": model["version"],
+                "slug": uid,
+                "title": uid,
+                "folderUid": folder_uid,
+            }
+        )
 
 
 @pytest.fixture
@@ -289,11 +332,17 @@ def run_push(grafana: FakeGrafana) -> list[Any]:
 # ---- the tests -------------------------------------------------------------------------------------
 
 
-def test_first_push_creates_folder_datasource_and_dashboards_then_a_second_changes_nothing(grafana: FakeGrafana) -> None:
+def test_first_push_creates_folder_datasource_and_dashboards_then_a_second_changes_nothing(
+    grafana: FakeGrafana,
+) -> None:
     first = run_push(grafana)
     assert grafana.problems == []
     expected_dashboards = set(build_dashboards())
-    assert {(c.kind, c.action) for c in first} == {("folder", "created"), ("datasource", "created"), ("dashboard", "created")}
+    assert {(c.kind, c.action) for c in first} == {
+        ("folder", "created"),
+        ("datasource", "created"),
+        ("dashboard", "created"),
+    }
     assert {c.uid for c in first if c.kind == "dashboard"} == expected_dashboards
     assert grafana.folders[FOLDER_UID]["title"] == FOLDER_TITLE
     assert grafana.datasources[DATASOURCE_UID]["type"] == "prometheus"
@@ -323,8 +372,12 @@ def test_push_updates_only_what_differs_and_moves_a_dashboard_back_into_its_fold
     changes = run_push(grafana)
     assert grafana.problems == []
     changed = {(c.kind, c.uid) for c in changes if c.action == "updated"}
-    assert changed == {("folder", FOLDER_UID), ("datasource", DATASOURCE_UID), ("dashboard", "otklik-page"),
-                       ("dashboard", "otklik-health")}  # fmt: skip
+    assert changed == {
+        ("folder", FOLDER_UID),
+        ("datasource", DATASOURCE_UID),
+        ("dashboard", "otklik-page"),
+        ("dashboard", "otklik-health"),
+    }
     assert all(c.action == "unchanged" for c in changes if (c.kind, c.uid) not in changed)
     assert grafana.dashboards["otklik-page"]["dashboard"]["title"] == "Отклик: страница"
     assert grafana.dashboards["otklik-health"]["folderUid"] == FOLDER_UID
@@ -354,9 +407,18 @@ def test_cli_push_reports_what_it_did_and_refuses_a_bad_token(grafana: FakeGrafa
 def test_the_checker_refuses_requests_grafana_would_not_understand(openapi: OpenApi) -> None:
     # Without these refusals the checks above would prove nothing.
     auth = {"Authorization": "Bearer x"}
-    assert openapi.check_request("POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "folderUid": "x", "overwrite": True}) == []
-    assert openapi.check_request("POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "folderUID": "x"})  # misspelt key
-    assert openapi.check_request("POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "overwrite": "yes"})  # wrong type
+    assert (
+        openapi.check_request(
+            "POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "folderUid": "x", "overwrite": True}
+        )
+        == []
+    )
+    assert openapi.check_request(
+        "POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "folderUID": "x"}
+    )  # misspelt key
+    assert openapi.check_request(
+        "POST", "/api/dashboards/db", {}, auth, {"dashboard": {}, "overwrite": "yes"}
+    )  # wrong type
     assert openapi.check_request("POST", "/api/dashboards/db", {}, {}, {"dashboard": {}})  # no credentials
     assert openapi.check_request("PUT", "/api/dashboards/db", {}, auth, {"dashboard": {}})  # no such operation
     assert openapi.check_request("GET", "/api/folders/otklik", {"recursive": "1"}, auth, None)  # undeclared parameter

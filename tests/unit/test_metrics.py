@@ -30,19 +30,36 @@ def registry(pages: list[dict[str, Any]], **defaults: Any) -> Registry:
 def comment(page: str, n: int, created: int, author: int = 9001) -> Interaction:
     group = page.split(":")[1]
     return Interaction(
-        platform="vk", page=page, action="new", object_kind="wall", object_id=f"{page}:wall:1",
-        item=f"{page}:wall:1:{n}", seq=n, received_at=created, event_id=f"e{n}", created_at=created,
-        author=f"vk:user:{author}", thread_root=f"vk:{group}:wall:1:{n}",
-    )  # fmt: skip
+        platform="vk",
+        page=page,
+        action="new",
+        object_kind="wall",
+        object_id=f"{page}:wall:1",
+        item=f"{page}:wall:1:{n}",
+        seq=n,
+        received_at=created,
+        event_id=f"e{n}",
+        created_at=created,
+        author=f"vk:user:{author}",
+        thread_root=f"vk:{group}:wall:1:{n}",
+    )
 
 
 def record(page: str, outcome: str, *, breached: bool = False, business: int | None = 60) -> ResponseRecord:
     closed = None if outcome == "open" else NOW
     return ResponseRecord(
-        item=f"{page}:wall:1:1", page=page, kind="comment", author="vk:user:9001", created_at=NOW - 100,
-        outcome=outcome, closed_at=closed, latency_s=None if closed is None else 100,  # type: ignore[arg-type]
-        business_latency_s=None if outcome == "open" else business, deadline="8h working", breached=breached,
-    )  # fmt: skip
+        item=f"{page}:wall:1:1",
+        page=page,
+        kind="comment",
+        author="vk:user:9001",
+        created_at=NOW - 100,
+        outcome=outcome,
+        closed_at=closed,
+        latency_s=None if closed is None else 100,  # type: ignore[arg-type]
+        business_latency_s=None if outcome == "open" else business,
+        deadline="8h working",
+        breached=breached,
+    )
 
 
 class TP(NamedTuple):  # the shape of faust's TP
@@ -107,8 +124,14 @@ def test_closures_count_as_due_only_when_judged_in_time(outcome: str, breached: 
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["answered", "moderated", "withdrawn", "expired", "no_answer_needed"]),
-                          st.booleans()), max_size=30))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["answered", "moderated", "withdrawn", "expired", "no_answer_needed"]), st.booleans()
+        ),
+        max_size=30,
+    )
+)
 def test_breached_never_exceeds_due_and_each_item_is_due_at_most_once(fates: list[tuple[str, bool]]) -> None:
     """Each item: possibly an open-at-deadline record, then its final record (breached iff reported)."""
     reg = CollectorRegistry()
@@ -147,7 +170,7 @@ def test_latency_is_observed_in_working_seconds_for_answered_items_only_in_three
     assert value(reg, "otklik_sector_response_working_seconds_count", sector="health") == 2
     assert value(reg, "otklik_platform_response_working_seconds_count", platform="vk") == 2
     # Three histograms, not their cross product: no series carries both sector and municipality.
-    for (name, labels) in samples(reg):
+    for name, labels in samples(reg):
         keys = {k for k, _ in labels}
         assert not ({"sector", "municipality"} <= keys or {"sector", "platform"} <= keys), name
 
@@ -171,8 +194,13 @@ def test_backlog_is_computed_at_scrape_time_and_only_for_pages_with_open_items()
     reg = CollectorRegistry()
     m = PipelineMetrics(reg, clock=lambda: NOW)  # the scrape happens at NOW, however slow the run
     m.watch_engine(lambda: engine)
-    page1 = {"page": "vk:1", "platform": "vk", "region": "unknown", "municipality": "Бердск",
-             "timezone": "Europe/Moscow"}  # fmt: skip
+    page1 = {
+        "page": "vk:1",
+        "platform": "vk",
+        "region": "unknown",
+        "municipality": "Бердск",
+        "timezone": "Europe/Moscow",
+    }
     assert value(reg, "otklik_page_open_items", **page1) == 2
     first = value(reg, "otklik_page_oldest_deadline_ratio", **page1)
     assert first == pytest.approx(0.5, abs=0.01)
@@ -190,8 +218,13 @@ def test_ratio_grows_between_scrapes_without_any_event() -> None:
     engine.process(comment("vk:1", 1, NOW - H))
     reg = CollectorRegistry()
     PipelineMetrics(reg).watch_engine(lambda: engine)
-    labels = {"page": "vk:1", "platform": "vk", "region": "unknown", "municipality": "unknown",
-              "timezone": "Europe/Moscow"}  # fmt: skip
+    labels = {
+        "page": "vk:1",
+        "platform": "vk",
+        "region": "unknown",
+        "municipality": "unknown",
+        "timezone": "Europe/Moscow",
+    }
     before = value(reg, "otklik_page_oldest_deadline_ratio", **labels)
     time.sleep(1.1)
     after = value(reg, "otklik_page_oldest_deadline_ratio", **labels)
@@ -205,8 +238,13 @@ def test_recently_active_page_keeps_a_zero_backlog_series_for_an_hour_then_none(
     engine = ResponseEngine(registry([{"id": "vk:5"}]).page, late_window_s=0)
     m.watch_engine(lambda: engine)
     m.observe_response(record("vk:5", "answered"), engine._page_config("vk:5"))
-    labels = {"page": "vk:5", "platform": "vk", "region": "unknown", "municipality": "unknown",
-              "timezone": "Europe/Moscow"}  # fmt: skip
+    labels = {
+        "page": "vk:5",
+        "platform": "vk",
+        "region": "unknown",
+        "municipality": "unknown",
+        "timezone": "Europe/Moscow",
+    }
     assert value(reg, "otklik_page_open_items", **labels) == 0
     assert value(reg, "otklik_page_oldest_deadline_ratio", **labels) is None
     clock[0] += 3599
@@ -246,10 +284,15 @@ def test_series_for_5000_pages_with_200_holding_open_items_stay_within_3000() ->
     with a closure in the last hour, every histogram label value observed: the worker's series."""
     municipalities = [f"Муниципалитет {i}" for i in range(45)]
     pages = [
-        {"id": f"vk:{100000 + i}", "municipality": municipalities[i % 45], "sector": SECTORS[i % 7],
-         "region": "Новосибирская область", "deadline": "8h working"}
+        {
+            "id": f"vk:{100000 + i}",
+            "municipality": municipalities[i % 45],
+            "sector": SECTORS[i % 7],
+            "region": "Новосибирская область",
+            "deadline": "8h working",
+        }
         for i in range(5000)
-    ]  # fmt: skip
+    ]
     reg_pages = registry(pages)
     engine = ResponseEngine(reg_pages.page, late_window_s=0)
     for i in range(200):
@@ -268,7 +311,12 @@ def test_series_for_5000_pages_with_200_holding_open_items_stay_within_3000() ->
     for outcome in ("answered", "moderated", "withdrawn", "expired", "no_answer_needed"):
         for breached in (False, True):
             m.observe_response(record("vk:100001", outcome, breached=breached), reg_pages.page("vk:100001"))
-    for platform, source in (("vk", "vk-callback"), ("vk", "vk-longpoll"), ("tg", "tg-webhook"), ("max", "max-webhook")):
+    for platform, source in (
+        ("vk", "vk-callback"),
+        ("vk", "vk-longpoll"),
+        ("tg", "tg-webhook"),
+        ("max", "max-webhook"),
+    ):
         m.observe_envelope(platform, source, NOW)
         m.raw_records.labels(platform).inc()
         m.interactions.labels(platform, "new").inc()
@@ -299,6 +347,9 @@ def test_a_normalize_batch_tally_lands_in_the_counters_and_gauges():
     assert value("otklik_raw_records_total", {"platform": "unknown"}) == 1
     assert value("otklik_interactions_total", {"platform": "vk", "action": "new"}) == 2
     assert value("otklik_interactions_total", {"platform": "vk", "action": "delete"}) == 1
-    assert value("otklik_connector_last_event_timestamp_seconds", {"platform": "vk", "source": "vk-callback"}) == 1764230400.0
+    assert (
+        value("otklik_connector_last_event_timestamp_seconds", {"platform": "vk", "source": "vk-callback"})
+        == 1764230400.0
+    )
     assert value("otklik_agent_records_total", {"agent": "normalize"}) == 6
     assert metrics.processed == {"normalize": 6}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otklik.agents.text.moderation import default_detector
 from otklik.agents.moderation_watch import ModerationWatch, is_deflection
+from otklik.agents.text.moderation import default_detector
 from otklik.schemas.records import Interaction
 from otklik.schemas.registry import Registry
 
@@ -25,19 +25,43 @@ REGISTRY = Registry.from_mapping(
 )
 
 
-def comment(cid: int, text: str, author: str = "vk:user:900", at: int = T0, action: str = "new",
-            page: str = PAGE, received: int | None = None) -> Interaction:
+def comment(
+    cid: int,
+    text: str,
+    author: str = "vk:user:900",
+    at: int = T0,
+    action: str = "new",
+    page: str = PAGE,
+    received: int | None = None,
+) -> Interaction:
     return Interaction(
-        platform="vk", page=page, action=action, object_kind="wall", object_id=f"{page}:wall:1",
-        item=f"{page}:wall:1:{cid}", seq=cid, received_at=received or at, event_id=f"e{cid}{action}{at}",
-        created_at=at, author=author, thread_root=f"{page}:wall:1:{cid}", text=text,
+        platform="vk",
+        page=page,
+        action=action,
+        object_kind="wall",
+        object_id=f"{page}:wall:1",
+        item=f"{page}:wall:1:{cid}",
+        seq=cid,
+        received_at=received or at,
+        event_id=f"e{cid}{action}{at}",
+        created_at=at,
+        author=author,
+        thread_root=f"{page}:wall:1:{cid}",
+        text=text,
     )
 
 
 def deletion(cid: int, by: str, received: int, page: str = PAGE) -> Interaction:
     return Interaction(
-        platform="vk", page=page, action="delete", object_kind="wall", object_id=f"{page}:wall:1",
-        item=f"{page}:wall:1:{cid}", seq=cid, received_at=received, event_id=f"d{cid}{received}",
+        platform="vk",
+        page=page,
+        action="delete",
+        object_kind="wall",
+        object_id=f"{page}:wall:1",
+        item=f"{page}:wall:1:{cid}",
+        seq=cid,
+        received_at=received,
+        event_id=f"d{cid}{received}",
         deleted_by=by,
     )
 
@@ -97,8 +121,9 @@ def test_author_deleting_their_own_text_and_editing_it_clean(watch):
     [removed] = watch.process(deletion(6, "vk:user:77", T0 + 100))
     assert removed.deleted_by == "author"
     watch.process(comment(7, "Дебилы в администрации", author="vk:user:78"))
-    [edited] = watch.process(comment(7, "В администрации не отвечают", author="vk:user:78", action="edit",
-                                     received=T0 + 300))
+    [edited] = watch.process(
+        comment(7, "В администрации не отвечают", author="vk:user:78", action="edit", received=T0 + 300)
+    )
     assert edited.kind == "removed" and edited.deleted_by == "author" and edited.extra == {"how": "edited"}
     assert edited.visible_s == 300
 
@@ -120,7 +145,9 @@ def test_redelivery_changes_nothing(watch):
 def test_page_replies_are_labelled_too_and_deflections_flagged(watch):
     [deflect] = watch.process(comment(9, "Здравствуйте! Напишите, пожалуйста, в личные сообщения.", author=PAGE))
     assert deflect.kind == "deflection" and deflect.role == "page"
-    assert watch.process(comment(10, "Напишите в ЛС, а трубу заменят до пятницы 28 ноября по графику", author=PAGE)) == []
+    assert (
+        watch.process(comment(10, "Напишите в ЛС, а трубу заменят до пятницы 28 ноября по графику", author=PAGE)) == []
+    )
     [spam] = watch.process(comment(11, "Заработок от 5000 в день, пиши в телеграм @bestjob", author=ADMIN))
     assert spam.kind == "labelled" and spam.role == "page" and "spam" in spam.labels
 

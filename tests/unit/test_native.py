@@ -15,7 +15,6 @@ import pytest
 
 import otklik.agents as agents
 from otklik.agents import NATIVE_MANIFEST, NATIVE_MODULES, source_digest, stale_native_modules
-
 from tests.conftest import OTKLIK
 
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -69,7 +68,9 @@ def _require_compiled() -> None:
     """`make test` compiles the core first (and installs gcc when missing): a core that is not compiled
     here is a failed or stale build, and fails these tests rather than skipping them."""
     if agents.NATIVE_STATUS != "compiled":
-        pytest.fail(f"the core is not compiled ({agents.NATIVE_STATUS}): run `make venv` or `python build_native.py --strict`")
+        pytest.fail(
+            f"the core is not compiled ({agents.NATIVE_STATUS}): run `make venv` or `python build_native.py --strict`"
+        )
 
 
 def test_the_hot_modules_run_compiled() -> None:
@@ -85,8 +86,27 @@ def test_the_hot_modules_run_compiled() -> None:
 def test_compiled_and_pure_replays_give_the_same_bytes(tmp_path: Path) -> None:
     _require_compiled()
     events, registry = tmp_path / "events.jsonl", tmp_path / "registry.yaml"
-    _run([OTKLIK, "simulate", "--pages", "60", "--rate", "6", "--duration", "14400", "--seed", "3",
-          "--start", "2025-12-30T06:00:00Z", "--out", str(events), "--registry-out", str(registry)], pure=True)  # fmt: skip
+    _run(
+        [
+            OTKLIK,
+            "simulate",
+            "--pages",
+            "60",
+            "--rate",
+            "6",
+            "--duration",
+            "14400",
+            "--seed",
+            "3",
+            "--start",
+            "2025-12-30T06:00:00Z",
+            "--out",
+            str(events),
+            "--registry-out",
+            str(registry),
+        ],
+        pure=True,
+    )
     # A malformed line and a correction too: error reports are part of what must agree.
     with events.open("ab") as out:
         out.write(b'{"received_at": 1767100000, "body": {"type": "wall_reply_new", "group_id": "x"}}\n')
@@ -110,12 +130,48 @@ def test_compiled_and_pure_live_engines_agree() -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        ("vk", "vk:1", "new", "wall", "vk:1:wall:2", "vk:1:wall:2:3", 3, 100, "e1", 99, "vk:user:5",
-         "vk:1:wall:2:3", "vk:1:wall:2:1", "vk:user:6", None, None, "Когда починят?", 2),
-        ("vk", "vk:1", "delete", "dm", "vk:1:dm:7", "vk:1:dm:7:8", 8, 200, None, None, None, None, None, None,
-         "vk:user:9", "vk:user:4", "", 0),
+        (
+            "vk",
+            "vk:1",
+            "new",
+            "wall",
+            "vk:1:wall:2",
+            "vk:1:wall:2:3",
+            3,
+            100,
+            "e1",
+            99,
+            "vk:user:5",
+            "vk:1:wall:2:3",
+            "vk:1:wall:2:1",
+            "vk:user:6",
+            None,
+            None,
+            "Когда починят?",
+            2,
+        ),
+        (
+            "vk",
+            "vk:1",
+            "delete",
+            "dm",
+            "vk:1:dm:7",
+            "vk:1:dm:7:8",
+            8,
+            200,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "vk:user:9",
+            "vk:user:4",
+            "",
+            0,
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_engine_copy_of_an_interaction_has_every_field(fields: tuple[object, ...]) -> None:
     """Compiled, the engine reads a native copy of each Interaction (responses._event): every field but
     the platform, in Interaction's order; a field added to Interaction and not to the copy fails here."""

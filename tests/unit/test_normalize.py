@@ -80,6 +80,7 @@ def _draft03_required(node: Any) -> Any:
 
 def _patch_known_gaps(files: dict[str, dict[str, Any]]) -> None:
     """DOMAIN.md: the schema's known gaps against VK's prose docs, patched in the test's copy only."""
+
     # 1. A community's content has a negative owner id; the schema says minimum 0 for some of them.
     def relax_owner_ids(node: Any) -> None:
         if isinstance(node, dict):
@@ -104,10 +105,7 @@ def _patch_known_gaps(files: dict[str, dict[str, Any]]) -> None:
 
 
 def _load_vk(patched: bool) -> Registry:
-    files = {
-        p.parent.name: _draft03_required(json.loads(p.read_text()))
-        for p in VK_SCHEMA.glob("*/objects.json")
-    }
+    files = {p.parent.name: _draft03_required(json.loads(p.read_text())) for p in VK_SCHEMA.glob("*/objects.json")}
     assert "callback" in files, f"VK's JSON Schema not found in {VK_SCHEMA}: set OTKLIK_VK_SCHEMA to its folder"
     if patched:
         _patch_known_gaps(files)
@@ -363,7 +361,12 @@ MALFORMED = [
     ),
     ("message_new", ("object", "message"), "hi", "message_new: object.message: expected a JSON object"),
     ("message_new_flat_5_80", ("object", "peer_id"), "__delete__", "message_new: object.peer_id: missing"),
-    ("message_reply", ("object", "conversation_message_id"), "__delete__", "message_reply: object.conversation_message_id"),
+    (
+        "message_reply",
+        ("object", "conversation_message_id"),
+        "__delete__",
+        "message_reply: object.conversation_message_id",
+    ),
     ("message_reply", ("object", "admin_author_id"), "7001", "message_reply: object.admin_author_id"),
     ("message_edit", ("object", "date"), "__delete__", "message_edit: object.date: missing"),
 ]
@@ -422,10 +425,25 @@ def test_interaction_records_keep_their_fields_json_and_immutability() -> None:
     body = json.loads((FIXTURES / "wall_reply_new.json").read_text())
     (ia,) = normalize_vk(body, RECEIVED)
     assert INTERACTION_FIELDS == (
-        "platform", "page", "action", "object_kind", "object_id", "item", "seq", "received_at", "event_id",
-        "created_at", "author", "thread_root", "reply_to_item", "reply_to_author", "deleted_by", "admin_author", "text",
+        "platform",
+        "page",
+        "action",
+        "object_kind",
+        "object_id",
+        "item",
+        "seq",
+        "received_at",
+        "event_id",
+        "created_at",
+        "author",
+        "thread_root",
+        "reply_to_item",
+        "reply_to_author",
+        "deleted_by",
+        "admin_author",
+        "text",
         "attachments",
-    )  # fmt: skip
+    )
     data = json.loads(ia.to_json())
     assert list(data) == list(INTERACTION_FIELDS)  # the topic's JSON shape, in field order
     assert data == ia.as_dict() and data["item"] == ia.item and data["received_at"] == RECEIVED
@@ -436,7 +454,13 @@ def test_interaction_records_keep_their_fields_json_and_immutability() -> None:
     with pytest.raises(TypeError):
         Interaction.from_dict({**data, "unknown": 1})
     minimal = Interaction(
-        platform="vk", page="vk:1", action="delete", object_kind="wall", object_id="vk:1:wall:2", item="vk:1:wall:2:3",
-        seq=3, received_at=5,
+        platform="vk",
+        page="vk:1",
+        action="delete",
+        object_kind="wall",
+        object_id="vk:1:wall:2",
+        item="vk:1:wall:2:3",
+        seq=3,
+        received_at=5,
     )
     assert (minimal.event_id, minimal.created_at, minimal.text) == (None, None, "")

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otklik.agents.ingest.envelope import RejectedRecord, to_interactions
-from otklik.agents.ingest.vk import NormalizeError
 from otklik.agents.ingest.max import normalize_max
 from otklik.agents.ingest.max import page_of_update as max_page_of_update
 from otklik.agents.ingest.telegram import links_from_env, normalize_tg, page_of_update, parse_links
+from otklik.agents.ingest.vk import NormalizeError
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction, RawEnvelope, ResponseRecord
 from otklik.schemas.registry import Registry
@@ -89,7 +89,12 @@ def test_a_message_on_behalf_of_the_channel_is_written_by_the_page():
 def test_an_anonymous_group_administrator_writes_as_the_page_and_another_channel_is_not_a_person():
     update = tg("comment")
     update["message"]["sender_chat"] = {"id": GROUP, "title": "обсуждение", "type": "supergroup"}
-    update["message"]["from"] = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+    update["message"]["from"] = {
+        "id": 1087968824,
+        "is_bot": True,
+        "first_name": "Group",
+        "username": "GroupAnonymousBot",
+    }
     assert one(normalize_tg(update, 1)).author == PAGE
     update["message"]["sender_chat"] = {"id": -1003333333333, "title": "Чужой канал", "type": "channel"}
     assert one(normalize_tg(update, 1)).author == "tg:1003333333333"
@@ -134,11 +139,37 @@ def test_links_parse_and_bad_links_are_named():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
-                        ["update_id", "message", "edited_message", "chat", "id", "type", "date", "from",
-                         "message_id", "message_thread_id", "reply_to_message", "is_automatic_forward",
-                         "sender_chat", "text"]), inner, max_size=6), max_leaves=20))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "update_id",
+                        "message",
+                        "edited_message",
+                        "chat",
+                        "id",
+                        "type",
+                        "date",
+                        "from",
+                        "message_id",
+                        "message_thread_id",
+                        "reply_to_message",
+                        "is_automatic_forward",
+                        "sender_chat",
+                        "text",
+                    ]
+                ),
+                inner,
+                max_size=6,
+            )
+        ),
+        max_leaves=20,
+    )
+)
 def test_any_shape_either_normalizes_or_raises_a_normalize_error(update):
     try:
         out = normalize_tg(update, 1, LINKS)
@@ -164,14 +195,22 @@ def test_a_reply_links_the_message_it_answers():
     ia = one(normalize_max(mx("chat_admin_reply"), 1))
     parent = f"{MAX_PAGE}:chat:{MAX_CHAT}:mid.0000000f3b9a1c2d019ac0a1b2c3d4e5"
     assert (ia.author, ia.reply_to_item, ia.reply_to_author, ia.thread_root) == (
-        "max:user:40900", parent, "max:user:40001", parent)
+        "max:user:40900",
+        parent,
+        "max:user:40001",
+        parent,
+    )
 
 
 def test_removal_and_edit():
     removed = one(normalize_max(mx("chat_message_removed"), 1764062001))
     created = one(normalize_max(mx("chat_message_created"), 1))
     assert (removed.action, removed.item, removed.deleted_by, removed.created_at) == (
-        "delete", created.item, "max:user:40900", None)
+        "delete",
+        created.item,
+        "max:user:40900",
+        None,
+    )
     edited = one(normalize_max(mx("chat_message_edited"), 1))
     assert (edited.action, edited.item, edited.created_at) == ("edit", created.item, created.created_at)
 
@@ -182,7 +221,11 @@ def test_a_dialog_with_the_pages_bot():
     assert incoming.object_id == f"{MAX_BOT_PAGE}:dm:40001"
     outgoing = one(normalize_max(mx("dialog_bot_reply"), 1))
     assert (outgoing.page, outgoing.object_id, outgoing.author, outgoing.admin_author) == (
-        MAX_BOT_PAGE, incoming.object_id, MAX_BOT_PAGE, None)
+        MAX_BOT_PAGE,
+        incoming.object_id,
+        MAX_BOT_PAGE,
+        None,
+    )
 
 
 def test_unmeasured_updates_give_nothing_and_bad_ones_name_the_field():
@@ -204,7 +247,10 @@ def test_unmeasured_updates_give_nothing_and_bad_ones_name_the_field():
 
 def test_ingest_dispatches_tg_and_max_and_rejects_with_the_reason(monkeypatch):
     monkeypatch.setenv("OTKLIK_TG_LINKS", "-1009876543210=-1001234567890")
-    assert one(to_interactions(RawEnvelope("tg", "tg-webhook", 1764061201.5, tg("followup_reply_to_own_comment")))).page == PAGE
+    assert (
+        one(to_interactions(RawEnvelope("tg", "tg-webhook", 1764061201.5, tg("followup_reply_to_own_comment")))).page
+        == PAGE
+    )
     assert one(to_interactions(RawEnvelope("max", "max-webhook", 1.0, mx("chat_message_created")))).page == MAX_PAGE
     monkeypatch.setenv("OTKLIK_TG_LINKS", "")
     with pytest.raises(RejectedRecord, match="not linked"):
@@ -212,8 +258,19 @@ def test_ingest_dispatches_tg_and_max_and_rejects_with_the_reason(monkeypatch):
 
 
 def engine_for(page: str, **extra: Any) -> ResponseEngine:
-    reg = Registry.from_mapping({"pages": [{"id": page, "schedule": {"mon-sun": "00:00-24:00"}, "calendar": "none",
-                                            "deadline": "24h calendar", **extra}]})  # fmt: skip
+    reg = Registry.from_mapping(
+        {
+            "pages": [
+                {
+                    "id": page,
+                    "schedule": {"mon-sun": "00:00-24:00"},
+                    "calendar": "none",
+                    "deadline": "24h calendar",
+                    **extra,
+                }
+            ]
+        }
+    )
     return ResponseEngine(reg.page, late_window_s=600)
 
 
@@ -236,13 +293,24 @@ def tg_stream(*names: str) -> list[Interaction]:
 
 def test_telegram_channel_reply_answers_the_citizens_comments_and_not_another_citizens():
     engine = engine_for(PAGE)
-    names = ["post_copy", "comment", "other_citizen_comment", "followup_reply_to_own_comment", "channel_reply",
-             "channel_top_level_comment"]  # fmt: skip
+    names = [
+        "post_copy",
+        "comment",
+        "other_citizen_comment",
+        "followup_reply_to_own_comment",
+        "channel_reply",
+        "channel_top_level_comment",
+    ]
     closed = run(engine, tg_stream(*names), end=1764064900 + 3600)
     # The channel replied to Irina's follow-up: both of her comments under the post are answered.
     for n in (412, 415):
         record = closed[f"{POST}:{n}"]
-        assert (record.outcome, record.responder, record.closed_at, record.breached) == ("answered", PAGE, 1764064800, False)
+        assert (record.outcome, record.responder, record.closed_at, record.breached) == (
+            "answered",
+            PAGE,
+            1764064800,
+            False,
+        )
     assert closed[f"{POST}:412"].latency_s == 1764064800 - 1764061200
     # Pavel's question was in nobody's reply, and the channel's unaddressed comment answers nothing.
     assert f"{POST}:413" not in closed
@@ -253,9 +321,13 @@ def test_telegram_order_of_arrival_within_the_window_does_not_change_the_outcome
     forward = run(engine_for(PAGE), tg_stream("comment", "followup_reply_to_own_comment", "channel_reply"), 1764070000)
     late = tg_stream("channel_reply", "followup_reply_to_own_comment", "comment")
     # Same received_at for all, so the engine sees them within one late window, reply first.
-    late = [Interaction(**{**{f: getattr(ia, f) for f in Interaction.__slots__}, "received_at": 1764064801}) for ia in late]
+    late = [
+        Interaction(**{**{f: getattr(ia, f) for f in Interaction.__slots__}, "received_at": 1764064801}) for ia in late
+    ]
     backward = run(engine_for(PAGE), late, 1764070000)
-    assert {k: (v.outcome, v.closed_at) for k, v in forward.items()} == {k: (v.outcome, v.closed_at) for k, v in backward.items()}
+    assert {k: (v.outcome, v.closed_at) for k, v in forward.items()} == {
+        k: (v.outcome, v.closed_at) for k, v in backward.items()
+    }
     assert len(forward) == 2
 
 

@@ -55,21 +55,40 @@ SATURDAY_NSK = int(datetime(2026, 11, 28, 12, 0, tzinfo=ZoneInfo("Asia/Novosibir
 MONDAY_9_NSK = int(datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo("Asia/Novosibirsk")).timestamp())
 
 
-def payload(status: str, alertname: str, page: str, audience: str = "administrators", *, starts: str = "2026-11-28T05:00:00Z",
-            hold: bool = False, ratio: float = 1.0) -> dict[str, Any]:  # fmt: skip
+def payload(
+    status: str,
+    alertname: str,
+    page: str,
+    audience: str = "administrators",
+    *,
+    starts: str = "2026-11-28T05:00:00Z",
+    hold: bool = False,
+    ratio: float = 1.0,
+) -> dict[str, Any]:
     labels = {"alertname": alertname, "audience": audience, "page": page, "platform": "vk"}
     if hold:
         labels["hold"] = "working_hours"
     return {
-        "version": "4", "status": status, "receiver": "notifier",
+        "version": "4",
+        "status": status,
+        "receiver": "notifier",
         "groupKey": f'{{}}/{{audience="{audience}"}}:{{alertname="{alertname}", page="{page}"}}',
-        "groupLabels": {"alertname": alertname, "page": page}, "commonLabels": labels, "commonAnnotations": {},
-        "externalURL": "http://am", "truncatedAlerts": 0,
-        "alerts": [{
-            "status": status, "labels": labels, "annotations": {"deadline_ratio": str(ratio)},
-            "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z", "fingerprint": f"fp-{page}-{alertname}",
-        }],
-    }  # fmt: skip
+        "groupLabels": {"alertname": alertname, "page": page},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {"deadline_ratio": str(ratio)},
+                "startsAt": starts,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": f"fp-{page}-{alertname}",
+            }
+        ],
+    }
 
 
 @pytest.fixture
@@ -91,9 +110,19 @@ def reg(registry_file: Path) -> Registry:
 
 @pytest.mark.parametrize(
     ("n", "word"),
-    [(1, "сообщение"), (2, "сообщения"), (4, "сообщения"), (5, "сообщений"), (11, "сообщений"), (12, "сообщений"),
-     (21, "сообщение"), (22, "сообщения"), (111, "сообщений"), (0, "сообщений")],
-)  # fmt: skip
+    [
+        (1, "сообщение"),
+        (2, "сообщения"),
+        (4, "сообщения"),
+        (5, "сообщений"),
+        (11, "сообщений"),
+        (12, "сообщений"),
+        (21, "сообщение"),
+        (22, "сообщения"),
+        (111, "сообщений"),
+        (0, "сообщений"),
+    ],
+)
 def test_plural(n: int, word: str) -> None:
     assert plural(n, "сообщение", "сообщения", "сообщений") == word
 
@@ -165,13 +194,16 @@ def test_plan_ignores_unknown_pages_pages_without_contacts_and_operations_alerts
 
 
 def test_notices_that_may_wait_are_held_until_the_pages_next_working_minute(reg: Registry) -> None:
-    held = plan(payload("firing", "OtklikPageDeadlineLongPast", "vk:2", "supervisors", hold=True), reg.get, SATURDAY_NSK)
+    held = plan(
+        payload("firing", "OtklikPageDeadlineLongPast", "vk:2", "supervisors", hold=True), reg.get, SATURDAY_NSK
+    )
     assert [n.not_before for n in held] == [MONDAY_9_NSK]
     resolved = plan(payload("resolved", "OtklikPageDeadlinePassed", "vk:2"), reg.get, SATURDAY_NSK)
     assert [n.not_before for n in resolved] == [MONDAY_9_NSK]
     # A 24/7 page without a calendar is always working: nothing waits.
-    assert [n.not_before for n in plan(payload("resolved", "OtklikPageDeadlinePassed", "vk:1"), reg.get, SATURDAY_NSK)] == [
-        SATURDAY_NSK, SATURDAY_NSK]  # fmt: skip
+    assert [
+        n.not_before for n in plan(payload("resolved", "OtklikPageDeadlinePassed", "vk:1"), reg.get, SATURDAY_NSK)
+    ] == [SATURDAY_NSK, SATURDAY_NSK]
 
 
 # ---- the service with fake channels and a fake worker ---------------------------------------------------
@@ -197,8 +229,15 @@ class FakeSender:
 class World:
     """A notifier on a fake clock, with fake senders and a fake worker read API."""
 
-    def __init__(self, notifier: Notifier, client: TestClient, email: FakeSender, telegram: FakeSender,
-                 clock: list[float], backlog: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        notifier: Notifier,
+        client: TestClient,
+        email: FakeSender,
+        telegram: FakeSender,
+        clock: list[float],
+        backlog: dict[str, Any],
+    ) -> None:
         self.notifier, self.client, self.email, self.telegram = notifier, client, email, telegram
         self.clock, self.backlog = clock, backlog
 
@@ -211,12 +250,25 @@ class World:
         return await self.notifier.run_once()
 
 
-async def make_world(registry_file: Path, data_dir: Path, email_failures: list[Exception] | None = None,
-                     start: float = SATURDAY_NSK) -> AsyncIterator[World]:  # fmt: skip
+async def make_world(
+    registry_file: Path, data_dir: Path, email_failures: list[Exception] | None = None, start: float = SATURDAY_NSK
+) -> AsyncIterator[World]:
     backlog: dict[str, Any] = {
-        "vk:1": {"page": "vk:1", "title": "Школа № 1", "deadline": "8h working", "open_items": 2, "items": [
-            {"item": "vk:1:wall:88:1024", "age_s": 30000, "business_age_s": 30000, "link": "https://vk.com/wall-1_88?reply=1024"}]},
-    }  # fmt: skip
+        "vk:1": {
+            "page": "vk:1",
+            "title": "Школа № 1",
+            "deadline": "8h working",
+            "open_items": 2,
+            "items": [
+                {
+                    "item": "vk:1:wall:88:1024",
+                    "age_s": 30000,
+                    "business_age_s": 30000,
+                    "link": "https://vk.com/wall-1_88?reply=1024",
+                }
+            ],
+        },
+    }
 
     async def read_api(request: web.Request) -> web.Response:
         page = request.match_info["page"]
@@ -230,9 +282,13 @@ async def make_world(registry_file: Path, data_dir: Path, email_failures: list[E
     clock = [float(start)]
     email, telegram = FakeSender("email", email_failures), FakeSender("telegram")
     settings = NotifierSettings(
-        registry=registry_file, worker_url=str(worker_server.make_url("")), data_dir=data_dir,
-        backoff_s=10, max_attempts=3, dedupe_window_s=3600,
-    )  # fmt: skip
+        registry=registry_file,
+        worker_url=str(worker_server.make_url("")),
+        data_dir=data_dir,
+        backoff_s=10,
+        max_attempts=3,
+        dedupe_window_s=3600,
+    )
     notifier = Notifier(settings, {"email": email, "telegram": telegram}, clock=lambda: clock[0], background=False)
     client = TestClient(TestServer(notifier.app()))
     await client.start_server()
@@ -373,7 +429,7 @@ async def test_worker_unreachable_still_sends_with_the_alerts_own_figures(regist
         w.notifier.settings = NotifierSettings(**{**w.notifier.settings.__dict__, "worker_url": "http://127.0.0.1:9"})
         await w.post(payload("firing", "OtklikPageDeadlinePassed", "vk:1", ratio=1.25))
         await w.deliver()
-        (_, message), = w.email.sent
+        ((_, message),) = w.email.sent
         assert "10 ч рабочего времени из 8 ч" in message.text and "Страница: vk:1" in message.text
 
 
@@ -439,12 +495,15 @@ async def test_telegram_sender_posts_send_message_with_its_token() -> None:
     assert seen == [{"chat_id": "123456", "text": "Тема\n\nТекст со ссылкой", "disable_web_page_preview": True}]
 
 
-@pytest.mark.parametrize(("status", "body", "error"), [
-    (429, {"ok": False, "description": "Too Many Requests", "parameters": {"retry_after": 7}}, TransientError),
-    (502, {"ok": False}, TransientError),
-    (400, {"ok": False, "description": "Bad Request: chat not found"}, PermanentError),
-    (403, {"ok": False, "description": "Forbidden: bot was blocked by the user"}, PermanentError),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (429, {"ok": False, "description": "Too Many Requests", "parameters": {"retry_after": 7}}, TransientError),
+        (502, {"ok": False}, TransientError),
+        (400, {"ok": False, "description": "Bad Request: chat not found"}, PermanentError),
+        (403, {"ok": False, "description": "Forbidden: bot was blocked by the user"}, PermanentError),
+    ],
+)
 async def test_telegram_errors_are_sorted_into_transient_and_permanent(status: int, body: dict, error: type) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response(body, status=status)
@@ -539,9 +598,15 @@ async def test_smtp_sender_connection_refused_is_transient() -> None:
 
 def test_settings_from_env() -> None:
     settings = NotifierSettings.from_env(
-        {"OTKLIK_SMTP_HOST": "mail", "OTKLIK_SMTP_PORT": "2525", "OTKLIK_SMTP_FROM": "x@y.ru",
-         "OTKLIK_WORKER_URL": "http://w:6066", "OTKLIK_SMTP_STARTTLS": "true", "OTKLIK_TELEGRAM_TOKEN": "t"}
-    )  # fmt: skip
+        {
+            "OTKLIK_SMTP_HOST": "mail",
+            "OTKLIK_SMTP_PORT": "2525",
+            "OTKLIK_SMTP_FROM": "x@y.ru",
+            "OTKLIK_WORKER_URL": "http://w:6066",
+            "OTKLIK_SMTP_STARTTLS": "true",
+            "OTKLIK_TELEGRAM_TOKEN": "t",
+        }
+    )
     assert (settings.smtp_host, settings.smtp_port, settings.smtp_from) == ("mail", 2525, "x@y.ru")
     assert settings.smtp_starttls is True and settings.worker_url == "http://w:6066"
     assert sorted(settings.senders()) == ["email", "telegram"]

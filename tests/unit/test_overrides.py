@@ -12,7 +12,9 @@ from tests.conftest import OTKLIK
 
 
 def test_a_valid_correction_names_its_page_and_serialises_whole():
-    o = Override.parse({"item": "vk:123456:wall:88:1024", "needs_answer": True, "by": " Иванова ", "note": "Это вопрос"})
+    o = Override.parse(
+        {"item": "vk:123456:wall:88:1024", "needs_answer": True, "by": " Иванова ", "note": "Это вопрос"}
+    )
     assert o.page == "vk:123456" and o.by == "Иванова" and o.requested_at > 0
     assert Override.parse(orjson.loads(o.to_json())) == o
 
@@ -34,6 +36,10 @@ def test_bad_corrections_name_the_field(data, problem):
 
 
 def test_the_cli_refuses_a_bad_item_with_a_clear_message():
-    done = subprocess.run([OTKLIK, "override", "vk:1", "--needs-answer", "no", "--by", "a", "--note", "b"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [OTKLIK, "override", "vk:1", "--needs-answer", "no", "--by", "a", "--note", "b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "is not an item id" in done.stderr

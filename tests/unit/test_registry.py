@@ -35,14 +35,21 @@ def test_the_example_registry_loads() -> None:
     registry = load_registry(EXAMPLE)
     assert registry.source == str(EXAMPLE)
     assert [p.id for p in registry.pages] == [
-        "vk:100001", "vk:100002", "vk:100003", "vk:100004", "vk:100005", "tg:sport_school_7",
+        "vk:100001",
+        "vk:100002",
+        "vk:100003",
+        "vk:100004",
+        "vk:100005",
+        "tg:sport_school_7",
     ]
     flagship = registry.page("vk:100001")
     assert flagship.registered and flagship.title == "Правительство Новосибирской области"
     assert flagship.deadline == Deadline.parse("4h working")
     assert flagship.moderation_deadline == Deadline.parse("1h working")
     assert flagship.administrators == frozenset({"vk:user:5001", "vk:user:5002"})
-    assert flagship.contacts[0] == Contact(name="Ирина Петрова", email="petrova@example.gov.ru", telegram="@petrova_smm")
+    assert flagship.contacts[0] == Contact(
+        name="Ирина Петрова", email="petrova@example.gov.ru", telegram="@petrova_smm"
+    )
     assert flagship.contacts[1].max == "700123"
     assert flagship.timezone == "Asia/Novosibirsk" and flagship.clock.timezone == "Asia/Novosibirsk"
     assert flagship.link == "https://vk.com/club100001"
@@ -80,8 +87,14 @@ def test_digest_tells_whether_the_content_changed(tmp_path: Path) -> None:
     c = load_registry(write(tmp_path, text.replace("deadline: 4h working", "deadline: 2h working"), "c.yaml"))
     assert a.digest == b.digest != c.digest
     assert c.page("vk:100001").deadline.seconds == 2 * 3600
-    assert Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest == Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest
-    assert Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest != Registry.from_mapping({"pages": [{"id": "vk:2"}]}).digest
+    assert (
+        Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest
+        == Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest
+    )
+    assert (
+        Registry.from_mapping({"pages": [{"id": "vk:1"}]}).digest
+        != Registry.from_mapping({"pages": [{"id": "vk:2"}]}).digest
+    )
 
 
 # ---- defaults --------------------------------------------------------------------------------------
@@ -122,7 +135,10 @@ def test_a_page_key_replaces_the_default_whole() -> None:
     assert one.administrators == frozenset({"vk:user:3"})
     assert one.holidays == frozenset()
     assert one.region == "Республика Татарстан"
-    assert two.schedule.to_mapping() == {**{d: ["08:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}, "sat": ["10:00-14:00"]}
+    assert two.schedule.to_mapping() == {
+        **{d: ["08:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "sat": ["10:00-14:00"],
+    }
     assert two.administrators == frozenset({"vk:user:1", "vk:user:2"})
     assert two.holidays == frozenset({date(2025, 6, 6)})
 
@@ -153,33 +169,75 @@ def test_an_empty_registry_measures_every_page_by_the_built_in_defaults() -> Non
 @pytest.mark.parametrize(
     ("page", "expected"),
     [
-        ({"id": "vk:123456", "timezone": "Europe/Mosow"}, "pages[0] (vk:123456): timezone: unknown time zone 'Europe/Mosow'"),
+        (
+            {"id": "vk:123456", "timezone": "Europe/Mosow"},
+            "pages[0] (vk:123456): timezone: unknown time zone 'Europe/Mosow'",
+        ),
         ({"id": "vk:-123456"}, "pages[0] (vk:-123456): id: 'vk:-123456': a VK page id is the positive group id"),
         ({"id": "123456"}, "pages[0] (123456): id: '123456' is not a page id like 'vk:123456'"),
         ({"id": 123456}, "pages[0]: id: 123456 is not a page id"),
         ({"title": "no id"}, "pages[0]: id: is required"),
-        ({"id": "vk:1", "timezon": "Europe/Moscow"}, "pages[0] (vk:1): unknown key 'timezon' (did you mean 'timezone'?)"),
-        ({"id": "vk:1", "schedule": {"mon": "18:00-09:00"}}, "pages[0] (vk:1): schedule: mon: range '18:00-09:00' ends before it starts"),
-        ({"id": "vk:1", "schedule": {"tue": ["09:00-13:00", "12:00-18:00"]}}, "pages[0] (vk:1): schedule: tue: ranges '09:00-13:00' and '12:00-18:00' overlap"),
+        (
+            {"id": "vk:1", "timezon": "Europe/Moscow"},
+            "pages[0] (vk:1): unknown key 'timezon' (did you mean 'timezone'?)",
+        ),
+        (
+            {"id": "vk:1", "schedule": {"mon": "18:00-09:00"}},
+            "pages[0] (vk:1): schedule: mon: range '18:00-09:00' ends before it starts",
+        ),
+        (
+            {"id": "vk:1", "schedule": {"tue": ["09:00-13:00", "12:00-18:00"]}},
+            "pages[0] (vk:1): schedule: tue: ranges '09:00-13:00' and '12:00-18:00' overlap",
+        ),
         ({"id": "vk:1", "schedule": {"wed": "9-18"}}, "pages[0] (vk:1): schedule: wed: bad range '9-18'"),
         ({"id": "vk:1", "calendar": "federal"}, "pages[0] (vk:1): calendar: Input should be 'ru' or 'none'"),
         ({"id": "vk:1", "deadline": "8 hours"}, "pages[0] (vk:1): deadline '8 hours' is not understood"),
-        ({"id": "vk:1", "moderation_deadline": "soon"}, "pages[0] (vk:1): moderation_deadline: deadline 'soon' is not understood"),
-        ({"id": "vk:1", "administrators": ["vk:user:1", "vk:5001"]}, "pages[0] (vk:1): administrators[1]: 'vk:5001' is not a person's author id"),
-        ({"id": "vk:1", "administrators": ["tg:user:5"]}, "pages[0] (vk:1): administrators: 'tg:user:5' is not on this page's platform (vk)"),
-        ({"id": "vk:1", "contacts": [{"name": "Иван"}]}, "pages[0] (vk:1): contacts[0]: a contact needs at least one of email, telegram, max"),
-        ({"id": "vk:1", "contacts": [{"email": "ivan.example.ru"}]}, "pages[0] (vk:1): contacts[0].email: 'ivan.example.ru' is not an e-mail address"),
-        ({"id": "vk:1", "supervisors": [{"emial": "a@b.ru"}]}, "pages[0] (vk:1): supervisors[0]: unknown key 'emial' (did you mean 'email'?)"),
-        ({"id": "vk:1", "contacts": [{"telegram": "ivan petrov"}]}, "pages[0] (vk:1): contacts[0].telegram: 'ivan petrov' is neither"),
-        ({"id": "vk:1", "bot_replies_count": "yes please"}, "pages[0] (vk:1): bot_replies_count: Input should be a valid boolean"),
+        (
+            {"id": "vk:1", "moderation_deadline": "soon"},
+            "pages[0] (vk:1): moderation_deadline: deadline 'soon' is not understood",
+        ),
+        (
+            {"id": "vk:1", "administrators": ["vk:user:1", "vk:5001"]},
+            "pages[0] (vk:1): administrators[1]: 'vk:5001' is not a person's author id",
+        ),
+        (
+            {"id": "vk:1", "administrators": ["tg:user:5"]},
+            "pages[0] (vk:1): administrators: 'tg:user:5' is not on this page's platform (vk)",
+        ),
+        (
+            {"id": "vk:1", "contacts": [{"name": "Иван"}]},
+            "pages[0] (vk:1): contacts[0]: a contact needs at least one of email, telegram, max",
+        ),
+        (
+            {"id": "vk:1", "contacts": [{"email": "ivan.example.ru"}]},
+            "pages[0] (vk:1): contacts[0].email: 'ivan.example.ru' is not an e-mail address",
+        ),
+        (
+            {"id": "vk:1", "supervisors": [{"emial": "a@b.ru"}]},
+            "pages[0] (vk:1): supervisors[0]: unknown key 'emial' (did you mean 'email'?)",
+        ),
+        (
+            {"id": "vk:1", "contacts": [{"telegram": "ivan petrov"}]},
+            "pages[0] (vk:1): contacts[0].telegram: 'ivan petrov' is neither",
+        ),
+        (
+            {"id": "vk:1", "bot_replies_count": "yes please"},
+            "pages[0] (vk:1): bot_replies_count: Input should be a valid boolean",
+        ),
         ({"id": "vk:1", "triage": 1}, "pages[0] (vk:1): triage: Input should be a valid boolean"),
-        ({"id": "vk:1", "holidays": ["2025-13-01"]}, "pages[0] (vk:1): holidays[0]: '2025-13-01' is not a date (YYYY-MM-DD)"),
+        (
+            {"id": "vk:1", "holidays": ["2025-13-01"]},
+            "pages[0] (vk:1): holidays[0]: '2025-13-01' is not a date (YYYY-MM-DD)",
+        ),
         ({"id": "vk:1", "short_days": "2025-06-05"}, "pages[0] (vk:1): short_days: expected a list of dates"),
         ({"id": "vk:1", "sector": "schools"}, "pages[0] (vk:1): sector: Input should be 'education'"),
         ({"id": "vk:1", "region": "  "}, "pages[0] (vk:1): region: is blank"),
         ({"id": "vk:1", "link": "vk.com/club1"}, "pages[0] (vk:1): link: 'vk.com/club1' is not an http(s) URL"),
         ({"id": "vk:1", "title": None}, "pages[0] (vk:1): title: has no value"),
-        ({"id": "vk:1", "calendar": False}, "pages[0] (vk:1): calendar: got False: write 'calendar: ru' or 'calendar: none'"),
+        (
+            {"id": "vk:1", "calendar": False},
+            "pages[0] (vk:1): calendar: got False: write 'calendar: ru' or 'calendar: none'",
+        ),
         ({"id": "vk:1", "administrators": "vk:user:1"}, "pages[0] (vk:1): administrators: Input should be a list"),
     ],
 )
@@ -219,10 +277,20 @@ def test_shape_errors() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     error = error_of(
-        {"pages": [{"id": "vk:1", "timezone": "Nowhere/City"}, {"id": "vk:2"}, {"id": "vk:3", "sector": "?", "deadline": "x"}]}
+        {
+            "pages": [
+                {"id": "vk:1", "timezone": "Nowhere/City"},
+                {"id": "vk:2"},
+                {"id": "vk:3", "sector": "?", "deadline": "x"},
+            ]
+        }
     )
     assert len(error.problems) == 3
-    assert [p.split(":")[0:2] for p in error.problems] == [["pages[0] (vk", "1)"], ["pages[2] (vk", "3)"], ["pages[2] (vk", "3)"]]
+    assert [p.split(":")[0:2] for p in error.problems] == [
+        ["pages[0] (vk", "1)"],
+        ["pages[2] (vk", "3)"],
+        ["pages[2] (vk", "3)"],
+    ]
 
 
 def test_file_errors_carry_the_line_of_the_entry(tmp_path: Path) -> None:
@@ -256,7 +324,9 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_dates_in_yaml_are_read_as_dates_and_bad_ones_are_named(tmp_path: Path) -> None:
-    good = load_registry(write(tmp_path, "pages:\n  - id: vk:1\n    holidays: [2025-06-06, '2025-11-06']\n", "good.yaml"))
+    good = load_registry(
+        write(tmp_path, "pages:\n  - id: vk:1\n    holidays: [2025-06-06, '2025-11-06']\n", "good.yaml")
+    )
     assert good.page("vk:1").holidays == frozenset({date(2025, 6, 6), date(2025, 11, 6)})
     with pytest.raises(RegistryError) as info:
         load_registry(write(tmp_path, "pages:\n  - id: vk:1\n    holidays: [2025-02-30]\n", "bad.yaml"))

@@ -32,24 +32,43 @@ T = at("2025-11-26T10:00")  # a Wednesday
 
 def reg(**page: Any) -> Registry:
     return Registry.from_mapping(
-        {"defaults": {"timezone": "Europe/Moscow"}, "pages": [{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"], **page}]}
+        {
+            "defaults": {"timezone": "Europe/Moscow"},
+            "pages": [{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"], **page}],
+        }
     )
 
 
 _n = 0
 
 
-def comment(cid: int, from_id: int, date: int, parents: tuple[int, ...] = (), event: str = "wall_reply_new", **extra: Any) -> dict[str, Any]:
+def comment(
+    cid: int, from_id: int, date: int, parents: tuple[int, ...] = (), event: str = "wall_reply_new", **extra: Any
+) -> dict[str, Any]:
     global _n
     _n += 1
-    obj = {"id": cid, "from_id": from_id, "date": date, "text": "Когда починят освещение во дворе?", "post_id": 88, "owner_id": -G, "parents_stack": list(parents), **extra}
+    obj = {
+        "id": cid,
+        "from_id": from_id,
+        "date": date,
+        "text": "Когда починят освещение во дворе?",
+        "post_id": 88,
+        "owner_id": -G,
+        "parents_stack": list(parents),
+        **extra,
+    }
     return {"type": event, "group_id": G, "event_id": f"ev{_n}", "v": "5.199", "object": obj}
 
 
 def delete(cid: int, deleter: int) -> dict[str, Any]:
     global _n
     _n += 1
-    return {"type": "wall_reply_delete", "group_id": G, "event_id": f"ev{_n}", "object": {"owner_id": -G, "id": cid, "post_id": 88, "deleter_id": deleter}}
+    return {
+        "type": "wall_reply_delete",
+        "group_id": G,
+        "event_id": f"ev{_n}",
+        "object": {"owner_id": -G, "id": cid, "post_id": 88, "deleter_id": deleter},
+    }
 
 
 def line(body: dict[str, Any], received_at: Any = None) -> bytes:
@@ -90,7 +109,11 @@ def test_rows_have_exactly_the_documented_fields_and_formats() -> None:
     }
     assert still_open["item"] == item(3) and still_open["outcome"] == "open"
     assert (still_open["closed_at"], still_open["latency_s"], still_open["business_latency_s"]) == (None, None, None)
-    assert (still_open["age_s"], still_open["business_age_s"], still_open["breached"]) == (2 * H - 60, 2 * H - 60, False)
+    assert (still_open["age_s"], still_open["business_age_s"], still_open["breached"]) == (
+        2 * H - 60,
+        2 * H - 60,
+        False,
+    )
 
 
 def test_rows_are_ordered_by_creation_time_then_item_id() -> None:
@@ -178,7 +201,9 @@ def test_replay_file(tmp_path: Path) -> None:
     registry = tmp_path / "registry.yaml"
     registry.write_text(f"defaults:\n  timezone: Europe/Moscow\npages:\n  - id: {PAGE}\n    deadline: 4h working\n")
     events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join([line(comment(1, 5001, T)), b"oops", line(comment(2, -G, T + 60, parents=(1,)))]) + b"\n")
+    events.write_bytes(
+        b"\n".join([line(comment(1, 5001, T)), b"oops", line(comment(2, -G, T + 60, parents=(1,)))]) + b"\n"
+    )
     out = tmp_path / "out.jsonl"
     err = io.StringIO()
     counts = replay_file(str(events), str(registry), None, str(out), err=err)
@@ -208,7 +233,13 @@ def _history(seed: int) -> list[tuple[int, bytes]]:
             comments.append((cid, author, t))
         elif roll < 0.85:
             target = rng.choice(comments)
-            body = comment(cid, rng.choice([-G, ADMIN]), t - rng.randint(0, 5), parents=(target[0],), reply_to_user=rng.choice([target[1], None]) or 0)
+            body = comment(
+                cid,
+                rng.choice([-G, ADMIN]),
+                t - rng.randint(0, 5),
+                parents=(target[0],),
+                reply_to_user=rng.choice([target[1], None]) or 0,
+            )
             out.append((t, line(body, t)))
         else:
             target = rng.choice(comments)

@@ -47,12 +47,22 @@ def _plain_replay(
     def keep(records: list[ResponseRecord]) -> None:
         for r in records:
             final[r.item] = {
-                "item": r.item, "page": r.page, "kind": r.kind, "author": r.author,
-                "created_at": _plain_iso(r.created_at), "outcome": r.outcome, "closed_at": _plain_iso(r.closed_at),
-                "latency_s": r.latency_s, "business_latency_s": r.business_latency_s, "age_s": None,
-                "business_age_s": None, "deadline": r.deadline, "breached": r.breached, "responder": r.responder,
+                "item": r.item,
+                "page": r.page,
+                "kind": r.kind,
+                "author": r.author,
+                "created_at": _plain_iso(r.created_at),
+                "outcome": r.outcome,
+                "closed_at": _plain_iso(r.closed_at),
+                "latency_s": r.latency_s,
+                "business_latency_s": r.business_latency_s,
+                "age_s": None,
+                "business_age_s": None,
+                "deadline": r.deadline,
+                "breached": r.breached,
+                "responder": r.responder,
                 "reason": r.reason,
-            }  # fmt: skip
+            }
 
     next_tick = interactions[0].received_at + 3600
     for ia in interactions:
@@ -65,9 +75,18 @@ def _plain_replay(
     keep(engine.tick(now, report_breaches=False))
     for record, age, business in engine.open_records(now):
         row = dict(zip(ROW_FIELDS, (None,) * len(ROW_FIELDS)))
-        row.update(item=record.item, page=record.page, kind=record.kind, author=record.author,
-                   created_at=_plain_iso(record.created_at), outcome="open", age_s=age, business_age_s=business,
-                   deadline=record.deadline, breached=record.breached)  # fmt: skip
+        row.update(
+            item=record.item,
+            page=record.page,
+            kind=record.kind,
+            author=record.author,
+            created_at=_plain_iso(record.created_at),
+            outcome="open",
+            age_s=age,
+            business_age_s=business,
+            deadline=record.deadline,
+            breached=record.breached,
+        )
         final[record.item] = row
     return sorted(final.values(), key=lambda row: (row["created_at"], row["item"]))
 

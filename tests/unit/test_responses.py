@@ -16,7 +16,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -94,15 +93,31 @@ class VK:
         obj = {"owner_id": -self.group, "id": cid, "post_id": post, "deleter_id": deleter}
         return self._env("wall_reply_delete", obj)
 
-    def restore(self, cid: int, from_id: int, date: int, *, post: int = 88, parents: tuple[int, ...] = ()) -> dict[str, Any]:
+    def restore(
+        self, cid: int, from_id: int, date: int, *, post: int = 88, parents: tuple[int, ...] = ()
+    ) -> dict[str, Any]:
         return self.comment(cid, from_id, date, post=post, parents=parents, event="wall_reply_restore")
 
     def board(self, pid: int, from_id: int, date: int, topic: int = 5) -> dict[str, Any]:
-        obj = {"id": pid, "from_id": from_id, "date": date, "text": "…", "topic_id": topic, "topic_owner_id": -self.group}
+        obj = {
+            "id": pid,
+            "from_id": from_id,
+            "date": date,
+            "text": "…",
+            "topic_id": topic,
+            "topic_owner_id": -self.group,
+        }
         return self._env("board_post_new", obj)
 
     def dm(self, cmid: int, peer: int, date: int) -> dict[str, Any]:
-        message = {"id": 0, "date": date, "from_id": peer, "peer_id": peer, "conversation_message_id": cmid, "text": "…"}
+        message = {
+            "id": 0,
+            "date": date,
+            "from_id": peer,
+            "peer_id": peer,
+            "conversation_message_id": cmid,
+            "text": "…",
+        }
         return self._env("message_new", {"message": message, "client_info": {}})
 
     def dm_reply(self, cmid: int, peer: int, date: int, admin: int | None = None) -> dict[str, Any]:
@@ -169,7 +184,13 @@ def test_direct_reply_in_thread_answers() -> None:
     run = Run().send(vk.comment(1, 5001, t))
     run.send(vk.comment(2, -G, t + 1800, parents=(1,), to_comment=1, to_user=5001))
     r = run.final()[item(1)]
-    assert (r.outcome, r.closed_at, r.latency_s, r.business_latency_s, r.breached) == ("answered", t + 1800, 1800, 1800, False)
+    assert (r.outcome, r.closed_at, r.latency_s, r.business_latency_s, r.breached) == (
+        "answered",
+        t + 1800,
+        1800,
+        1800,
+        False,
+    )
     assert r.responder == PAGE and r.kind == "comment" and r.author == "vk:user:5001" and r.deadline == "8h working"
     assert item(2) not in run.final()  # the page's reply is not an item
 
@@ -644,7 +665,15 @@ def _scenario(seed: int) -> list[tuple[dict[str, Any], int]]:
             who = rng.choice([-G, ADMIN])
             style = rng.random()
             if style < 0.4:
-                body = vk.comment(cid, who, t, post=target[3], parents=(target[4] or target[0],), to_comment=target[0], to_user=target[1])
+                body = vk.comment(
+                    cid,
+                    who,
+                    t,
+                    post=target[3],
+                    parents=(target[4] or target[0],),
+                    to_comment=target[0],
+                    to_user=target[1],
+                )
             elif style < 0.7:
                 body = vk.comment(cid, who, t, post=target[3], parents=(target[4] or target[0],))
             elif style < 0.85:
@@ -657,7 +686,9 @@ def _scenario(seed: int) -> list[tuple[dict[str, Any], int]]:
             events.append((vk.delete(target[0], rng.choice([target[1], ADMIN]), post=target[3]), t))
         else:
             target = rng.choice(comments)
-            body = vk.restore(target[0], target[1], target[2], post=target[3], parents=(target[4],) if target[4] else ())
+            body = vk.restore(
+                target[0], target[1], target[2], post=target[3], parents=(target[4],) if target[4] else ()
+            )
             events.append((body, t))
         if rng.random() < 0.1:
             events.append(events[rng.randrange(len(events))])  # a redelivery

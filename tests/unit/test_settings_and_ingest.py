@@ -15,8 +15,9 @@ from tests.conftest import OTKLIK
 def test_settings_defaults_and_overrides_from_env():
     s = Settings.from_env({})
     assert s.bootstrap == "127.0.0.1:9092" and s.web_port == 6066 and s.partitions == 4
-    s = Settings.from_env({"OTKLIK_KAFKA_BROKER": "kafka://a:1;kafka://b:2", "OTKLIK_PARTITIONS": "8",
-                           "OTKLIK_TOPIC_PREFIX": "x."})
+    s = Settings.from_env(
+        {"OTKLIK_KAFKA_BROKER": "kafka://a:1;kafka://b:2", "OTKLIK_PARTITIONS": "8", "OTKLIK_TOPIC_PREFIX": "x."}
+    )
     assert s.bootstrap == "a:1,b:2" and s.partitions == 8 and s.topic("dead_letters") == "x.otklik.dead-letters"
 
 
@@ -78,8 +79,17 @@ def test_events_otklik_does_not_measure_give_no_interactions():
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["worker"], ["kafka"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"], ["simulate"],
-     ["version"], ["replay"]],
+    [
+        [],
+        ["worker"],
+        ["kafka"],
+        ["kafka", "start"],
+        ["kafka", "stop"],
+        ["kafka", "status"],
+        ["simulate"],
+        ["version"],
+        ["replay"],
+    ],
 )
 def test_every_command_has_help(args):
     done = subprocess.run([OTKLIK, *args, "--help"], capture_output=True, text=True, timeout=60)

@@ -59,12 +59,13 @@ def split_type(event_type: str) -> tuple[str, str] | None:
     """'wall_reply_new' -> ('wall', 'new'); None for direct messages."""
     for prefix, kind in COMMENT_PREFIXES.items():
         if event_type.startswith(prefix + "_"):
-            return kind, event_type[len(prefix) + 1:]
+            return kind, event_type[len(prefix) + 1 :]
     return None
 
 
 # ---------------------------------------------------------------------------------------------
 # VK's JSON Schema, with a validator for its draft-03 style `"required": true` properties.
+
 
 def _schema_dir() -> Path:
     candidates = [
@@ -131,7 +132,9 @@ def _registry(patched: bool) -> Registry:
         contents.pop("$schema", None)  # "../schema.json": not a dialect the library knows
         if patched and path.parent.name == "callback":
             _patch_known_gaps(contents)
-        resources.append((f"{SCHEMA_BASE}{path.parent.name}/objects.json", Resource(contents=contents, specification=DRAFT4)))
+        resources.append(
+            (f"{SCHEMA_BASE}{path.parent.name}/objects.json", Resource(contents=contents, specification=DRAFT4))
+        )
     return Registry().with_resources(resources)
 
 
@@ -151,7 +154,9 @@ def _definition_for(event_type: str) -> str:
 class BodyValidator:
     def __init__(self, patched: bool = True) -> None:
         registry = _registry(patched)
-        self._base = VKValidator({"$ref": f"{SCHEMA_BASE}callback/objects.json#/definitions/callback_base"}, registry=registry)
+        self._base = VKValidator(
+            {"$ref": f"{SCHEMA_BASE}callback/objects.json#/definitions/callback_base"}, registry=registry
+        )
         self._registry = registry
         self._by_type: dict[str, Any] = {}
 
@@ -229,6 +234,7 @@ def comments_index(events: list[tuple[int, dict[str, Any]]]) -> dict[tuple[int, 
 # ---------------------------------------------------------------------------------------------
 # Determinism, order, rate.
 
+
 def test_same_seed_gives_the_same_stream_and_another_seed_another() -> None:
     cfg = SimConfig(pages=10, rate=10.0, duration=300.0, seed=42, start=TUESDAY_MORNING)
     first = list(generate(cfg))
@@ -303,6 +309,7 @@ def test_invariants_for_any_seed(seed: int, pages: int, rate: float, hour_offset
 # ---------------------------------------------------------------------------------------------
 # VK's shapes.
 
+
 def test_every_body_validates_against_vk_schema(short, body_validator) -> None:
     assert len(short) > 2500
     for _, body in short:
@@ -327,7 +334,13 @@ def test_unpatched_schema_fails_only_on_the_known_gaps(short) -> None:
     for _, body in short:
         for error in strict.errors(body):
             field = error.path[-1] if error.path else None
-            if error.validator == "minimum" and field in ("deleter_id", "user_id", "owner_id", "photo_owner_id", "topic_owner_id"):
+            if error.validator == "minimum" and field in (
+                "deleter_id",
+                "user_id",
+                "owner_id",
+                "photo_owner_id",
+                "topic_owner_id",
+            ):
                 assert error.instance < 0
                 gaps["negative owner id"] += 1
             elif body["type"].endswith("_delete") and error.message == "'user_id' is a required property":
@@ -344,7 +357,14 @@ def test_the_validator_rejects_malformed_bodies(body_validator) -> None:
         "group_id": 200000001,
         "event_id": "ab" * 20,
         "v": "5.199",
-        "object": {"id": 5, "from_id": 700000001, "date": TUESDAY_MORNING, "text": "ок", "post_id": 3, "owner_id": -200000001},
+        "object": {
+            "id": 5,
+            "from_id": 700000001,
+            "date": TUESDAY_MORNING,
+            "text": "ок",
+            "post_id": 3,
+            "owner_id": -200000001,
+        },
     }
     assert body_validator.errors(good) == []
     no_author = {**good, "object": {k: v for k, v in good["object"].items() if k != "from_id"}}
@@ -352,7 +372,15 @@ def test_the_validator_rejects_malformed_bodies(body_validator) -> None:
     assert body_validator.errors({**good, "event_id": 5})
     assert body_validator.errors({**good, "type": "wall_reply_invented"})
     assert body_validator.errors({k: v for k, v in good.items() if k != "v"})
-    message = {"date": TUESDAY_MORNING, "from_id": 700000001, "id": 1, "version": 1, "conversation_message_id": 1, "peer_id": 700000001, "text": "?"}
+    message = {
+        "date": TUESDAY_MORNING,
+        "from_id": 700000001,
+        "id": 1,
+        "version": 1,
+        "conversation_message_id": 1,
+        "peer_id": 700000001,
+        "text": "?",
+    }
     assert body_validator.errors({**good, "type": "message_new", "object": {"message": message}})  # no "out"
     deletion = {**good, "type": "photo_comment_delete", "object": {"id": 5, "owner_id": -200000001, "photo_id": 7}}
     assert body_validator.errors(deletion)  # says neither who deleted it (deleter_id nor user_id)
@@ -360,6 +388,7 @@ def test_the_validator_rejects_malformed_bodies(body_validator) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The mix.
+
 
 def test_the_mix_contains_every_kind(hour, admins) -> None:
     events = unique_bodies(hour)
@@ -392,9 +421,18 @@ def test_the_mix_contains_every_kind(hour, admins) -> None:
                 kinds["page reply by an administrator"] += 1
             elif author < 0:
                 kinds["comment by another community"] += 1
-            elif obj.get("reply_to_user", 0) > 0 and obj["reply_to_user"] != author and obj["reply_to_user"] not in page_admins:
+            elif (
+                obj.get("reply_to_user", 0) > 0
+                and obj["reply_to_user"] != author
+                and obj["reply_to_user"] not in page_admins
+            ):
                 kinds["citizens talking to each other"] += 1
-            if author == -gid and "reply_to_user" in obj and "reply_to_comment" not in obj and not obj.get("parents_stack"):
+            if (
+                author == -gid
+                and "reply_to_user" in obj
+                and "reply_to_comment" not in obj
+                and not obj.get("parents_stack")
+            ):
                 kinds["top-level page reply addressed to a citizen"] += 1
         elif parsed and parsed[1] == "delete":
             deleter = obj.get("deleter_id", obj.get("user_id"))
@@ -494,7 +532,9 @@ def test_reply_delays_count_working_hours_with_a_long_tail() -> None:
         if target is None or target["from_id"] < 0:
             continue
         # Measured from the citizen's first comment of the thread (the reply may go to a follow-up).
-        item = comments[(gid, parsed[0], obj[OBJECT_FIELD[parsed[0]]], (target.get("parents_stack") or [target["id"]])[0])]
+        item = comments[
+            (gid, parsed[0], obj[OBJECT_FIELD[parsed[0]]], (target.get("parents_stack") or [target["id"]])[0])
+        ]
         if item["from_id"] != target["from_id"] or item["date"] > cfg.start + 3 * 86400:
             continue  # another citizen's thread; or too late in the run for slow replies to be seen
         delays[gid].append(working_seconds_between(item["date"], obj["date"], tz_of[gid]))
@@ -559,7 +599,9 @@ def test_ids_grow_with_time_on_every_object(hour) -> None:
         elif body["type"] in ("message_new", "message_reply"):
             message = obj.get("message", obj)
             message_ids[body["group_id"]].append((message["id"], message["date"]))
-            conversations[(body["group_id"], message["peer_id"])].append((message["conversation_message_id"], message["date"]))
+            conversations[(body["group_id"], message["peer_id"])].append(
+                (message["conversation_message_id"], message["date"])
+            )
     for series in (*comment_ids.values(), *message_ids.values(), *conversations.values()):
         ordered = sorted(series)
         assert len({i for i, _ in ordered}) == len(ordered)  # ids are unique
@@ -603,6 +645,7 @@ def test_references_point_to_earlier_comments_on_the_same_object(hour) -> None:
 # ---------------------------------------------------------------------------------------------
 # The registry.
 
+
 def test_registry_describes_the_simulated_pages(hour, admins) -> None:
     mapping = registry_mapping(HOUR)
     pages = mapping["pages"]
@@ -624,7 +667,13 @@ def test_registry_describes_the_simulated_pages(hour, admins) -> None:
         author = body["object"].get("from_id", 0)
         if 600_000_000 <= author < 700_000_000:  # the simulator's range of administrators' ids
             assert author in admins[body["group_id"]]
-    assert any(any(a == f"vk:user:{b['object'].get('from_id')}" for a in pages[b["group_id"] - HOUR.first_group_id]["administrators"]) for _, b in hour)
+    assert any(
+        any(
+            a == f"vk:user:{b['object'].get('from_id')}"
+            for a in pages[b["group_id"] - HOUR.first_group_id]["administrators"]
+        )
+        for _, b in hour
+    )
 
 
 def test_write_registry_is_readable_yaml_in_russian(tmp_path: Path) -> None:
@@ -638,6 +687,7 @@ def test_write_registry_is_readable_yaml_in_russian(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Edges.
+
 
 def test_write_jsonl_round_trips_to_a_path_and_to_files(tmp_path: Path) -> None:
     events = list(generate(SimConfig(pages=5, rate=5.0, duration=120.0, seed=9, start=TUESDAY_MORNING)))
@@ -654,8 +704,20 @@ def test_write_jsonl_round_trips_to_a_path_and_to_files(tmp_path: Path) -> None:
 
 
 def test_realtime_shift_moves_dates_and_keeps_intervals() -> None:
-    comment = {"type": "wall_reply_new", "group_id": 1, "event_id": "x", "v": "5.199", "object": {"id": 1, "date": 1000}}
-    message = {"type": "message_new", "group_id": 1, "event_id": "y", "v": "5.199", "object": {"message": {"date": 1010}}}
+    comment = {
+        "type": "wall_reply_new",
+        "group_id": 1,
+        "event_id": "x",
+        "v": "5.199",
+        "object": {"id": 1, "date": 1000},
+    }
+    message = {
+        "type": "message_new",
+        "group_id": 1,
+        "event_id": "y",
+        "v": "5.199",
+        "object": {"message": {"date": 1010}},
+    }
     shifted = [_shift_dates(b, lambda d: d + 5_000) for b in (comment, message)]
     assert shifted[0]["object"]["date"] == 6000 and shifted[1]["object"]["message"]["date"] == 6010
     assert comment["object"]["date"] == 1000 and message["object"]["message"]["date"] == 1010  # originals untouched
@@ -688,7 +750,9 @@ class _FakeProducer:
         return future
 
 
-def _produce_with_fake(monkeypatch: pytest.MonkeyPatch, events: list[tuple[int, dict[str, Any]]], **kwargs: Any) -> _FakeProducer:
+def _produce_with_fake(
+    monkeypatch: pytest.MonkeyPatch, events: list[tuple[int, dict[str, Any]]], **kwargs: Any
+) -> _FakeProducer:
     import aiokafka
 
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", _FakeProducer)
@@ -733,7 +797,18 @@ def test_produce_realtime_paces_and_moves_dates_onto_the_real_clock(monkeypatch:
 def test_cli_writes_jsonl_and_registry(tmp_path: Path) -> None:
     runner = CliRunner()
     help_text = runner.invoke(simulate_command, ["--help"]).output
-    for option in ("--pages", "--rate", "--duration", "--seed", "--start", "--out", "--bootstrap", "--fast", "--speed", "--registry-out"):
+    for option in (
+        "--pages",
+        "--rate",
+        "--duration",
+        "--seed",
+        "--start",
+        "--out",
+        "--bootstrap",
+        "--fast",
+        "--speed",
+        "--registry-out",
+    ):
         assert option in help_text
     out, registry = tmp_path / "sim.jsonl", tmp_path / "registry.yaml"
     args = ["--pages", "4", "--rate", "3", "--duration", "120", "--seed", "2", "--start", "2026-03-17T03:00:00+00:00"]
@@ -750,6 +825,7 @@ def test_cli_writes_jsonl_and_registry(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The administrators' working-hours clock.
+
 
 def _nsk(*args: int) -> float:
     return datetime(*args, tzinfo=NSK).timestamp()

@@ -16,12 +16,15 @@ def pipe(command: str, lines: list[bytes]) -> list[dict]:
 
 
 def test_moderate_labels_each_line_and_survives_a_bad_one():
-    out = pipe("moderate", [
-        orjson.dumps({"id": "a", "text": "Когда починят крышу спортзала?"}),
-        b"{broken",
-        orjson.dumps({"id": "b", "text": "Вы там совсем охуели"}),
-        orjson.dumps({"id": 3, "text": "Заработок от 5000 в день без вложений, пиши в телеграм @job"}),
-    ])  # fmt: skip
+    out = pipe(
+        "moderate",
+        [
+            orjson.dumps({"id": "a", "text": "Когда починят крышу спортзала?"}),
+            b"{broken",
+            orjson.dumps({"id": "b", "text": "Вы там совсем охуели"}),
+            orjson.dumps({"id": 3, "text": "Заработок от 5000 в день без вложений, пиши в телеграм @job"}),
+        ],
+    )
     assert out[0] == {"id": "a", "labels": []}
     assert out[1]["id"] is None and "line 2" in out[1]["error"]
     assert out[2] == {"id": "b", "labels": ["obscene"]}
@@ -29,12 +32,15 @@ def test_moderate_labels_each_line_and_survives_a_bad_one():
 
 
 def test_triage_decides_with_a_reason_and_survives_a_bad_line():
-    out = pipe("triage", [
-        orjson.dumps({"id": 1, "text": "Спасибо большое!"}),
-        orjson.dumps({"id": 2, "text": "Опять на Ленина яма на дороге"}),
-        orjson.dumps({"id": 3, "text": "Иван, согласен с вами", "addressed_to": "citizen"}),
-        orjson.dumps({"id": 4, "addressed_to": "page"}),
-    ])  # fmt: skip
+    out = pipe(
+        "triage",
+        [
+            orjson.dumps({"id": 1, "text": "Спасибо большое!"}),
+            orjson.dumps({"id": 2, "text": "Опять на Ленина яма на дороге"}),
+            orjson.dumps({"id": 3, "text": "Иван, согласен с вами", "addressed_to": "citizen"}),
+            orjson.dumps({"id": 4, "addressed_to": "page"}),
+        ],
+    )
     assert out[0] == {"id": 1, "needs_answer": False, "reason": "gratitude"}
     assert out[1]["needs_answer"] is True
     assert out[2] == {"id": 3, "needs_answer": False, "reason": "between_citizens"}

@@ -64,9 +64,23 @@ def test_eval_set_is_large_valid_and_covers_the_hard_cases():
     assert max(keys.values()) == 1, "duplicate rows inflate the rates"
     groups = Counter(r["group"] for r in EVAL)
     for group in (
-        "gratitude", "reaction", "sticker", "acknowledgement", "between_citizens", "question", "complaint",
-        "complaint_statement", "request", "thanks_with_question", "sarcasm", "praise_with_request",
-        "emoji_complaint", "citizen_question_for_page", "offensive", "spam", "attachment_only",
+        "gratitude",
+        "reaction",
+        "sticker",
+        "acknowledgement",
+        "between_citizens",
+        "question",
+        "complaint",
+        "complaint_statement",
+        "request",
+        "thanks_with_question",
+        "sarcasm",
+        "praise_with_request",
+        "emoji_complaint",
+        "citizen_question_for_page",
+        "offensive",
+        "spam",
+        "attachment_only",
     ):
         assert groups[group] >= 1, group
     # Both sides are well represented, so neither rate rests on a handful of texts.
@@ -258,8 +272,16 @@ def test_numbers_of_houses_appeals_hours_and_dates_are_not_phone_numbers():
 
 @pytest.mark.parametrize(
     "text",
-    ["Ха-ха, да уж", "Оля, спасибо, дорогая!", "Мы тоже придём!", "Ты прав", "Круто выглядишь)",
-     "Это моя мама на фото", "Жду тебя в субботу", "Не переживай, всё будет хорошо"],
+    [
+        "Ха-ха, да уж",
+        "Оля, спасибо, дорогая!",
+        "Мы тоже придём!",
+        "Ты прав",
+        "Круто выглядишь)",
+        "Это моя мама на фото",
+        "Жду тебя в субботу",
+        "Не переживай, всё будет хорошо",
+    ],
 )
 def test_chat_between_citizens_needs_no_answer(text):
     assert triage(text, "citizen") == TriageDecision(False, "between_citizens")
@@ -356,7 +378,9 @@ def test_missing_moderation_module_is_tolerated(monkeypatch):
 # --- properties ------------------------------------------------------------------------------------------
 
 # Harmless texts for the page (talk between citizens may legitimately ask one another for things).
-HARMLESS_TEXTS = [r["text"] for r in EVAL if not r["needs_answer"] and r["reason"] != "between_citizens" and r["text"].strip()]
+HARMLESS_TEXTS = [
+    r["text"] for r in EVAL if not r["needs_answer"] and r["reason"] != "between_citizens" and r["text"].strip()
+]
 NEED_CLAUSES = [
     "а когда дадут воду?",
     "но в классе холодно",

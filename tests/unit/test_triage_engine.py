@@ -22,25 +22,47 @@ H = 3600
 
 def registry(**defaults) -> Registry:  # type: ignore[no-untyped-def]
     return Registry.from_mapping(
-        {"defaults": {"timezone": "Europe/Moscow", "deadline": "1h working", **defaults},
-         "pages": [{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"]}]}  # fmt: skip
+        {
+            "defaults": {"timezone": "Europe/Moscow", "deadline": "1h working", **defaults},
+            "pages": [{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"]}],
+        }
     )
 
 
 def comment(cid: int, text: str, at: int, author: int = 9001, **extra) -> bytes:  # type: ignore[no-untyped-def]
     obj = {"id": cid, "from_id": author, "date": at, "text": text, "post_id": 7, "owner_id": -G, **extra}
-    return orjson.dumps({"received_at": at, "body": {"type": "wall_reply_new", "group_id": G,
-                                                     "event_id": f"e{cid}", "v": "5.199", "object": obj}})  # fmt: skip
+    return orjson.dumps(
+        {
+            "received_at": at,
+            "body": {"type": "wall_reply_new", "group_id": G, "event_id": f"e{cid}", "v": "5.199", "object": obj},
+        }
+    )
 
 
 def reply(cid: int, to_cid: int, to_user: int, at: int) -> bytes:
-    return comment(cid, "Здравствуйте! Ямочный ремонт запланирован на май.", at, author=-G,
-                   reply_to_comment=to_cid, reply_to_user=to_user, parents_stack=[to_cid])
+    return comment(
+        cid,
+        "Здравствуйте! Ямочный ремонт запланирован на май.",
+        at,
+        author=-G,
+        reply_to_comment=to_cid,
+        reply_to_user=to_user,
+        parents_stack=[to_cid],
+    )
 
 
 def override(item_cid: int, needs: bool, at: int, by: str = "Петрова (ЦУР)") -> bytes:
-    return orjson.dumps({"received_at": at, "override": {"item": f"{PAGE}:wall:7:{item_cid}", "needs_answer": needs,
-                                                         "by": by, "note": "проверено вручную"}})  # fmt: skip
+    return orjson.dumps(
+        {
+            "received_at": at,
+            "override": {
+                "item": f"{PAGE}:wall:7:{item_cid}",
+                "needs_answer": needs,
+                "by": by,
+                "note": "проверено вручную",
+            },
+        }
+    )
 
 
 def rows(lines: list[bytes], reg: Registry | None = None, now: int | None = None) -> dict[str, dict]:
@@ -48,11 +70,14 @@ def rows(lines: list[bytes], reg: Registry | None = None, now: int | None = None
 
 
 def test_thanks_and_reactions_need_no_answer_with_their_reason_and_are_never_judged():
-    out = rows([
-        comment(1, "Спасибо большое за концерт!", T0),
-        comment(2, "👍👍", T0 + 1),
-        comment(3, "Когда починят дорогу на Садовой?", T0 + 2),
-    ], now=T0 + 5 * H)  # fmt: skip
+    out = rows(
+        [
+            comment(1, "Спасибо большое за концерт!", T0),
+            comment(2, "👍👍", T0 + 1),
+            comment(3, "Когда починят дорогу на Садовой?", T0 + 2),
+        ],
+        now=T0 + 5 * H,
+    )
     assert (out["1"]["outcome"], out["1"]["reason"], out["1"]["breached"]) == ("no_answer_needed", "gratitude", False)
     assert (out["2"]["outcome"], out["2"]["reason"]) == ("no_answer_needed", "reaction")
     assert out["1"]["closed_at"] == out["1"]["created_at"] and out["1"]["business_age_s"] is None
@@ -60,8 +85,10 @@ def test_thanks_and_reactions_need_no_answer_with_their_reason_and_are_never_jud
 
 
 def test_a_bare_photo_is_a_report_not_a_reaction():
-    out = rows([comment(1, "", T0, attachments=[{"type": "photo", "photo": {"id": 1, "owner_id": 9001}}]),
-                comment(2, "", T0)], now=T0 + H // 2)
+    out = rows(
+        [comment(1, "", T0, attachments=[{"type": "photo", "photo": {"id": 1, "owner_id": 9001}}]), comment(2, "", T0)],
+        now=T0 + H // 2,
+    )
     assert out["1"]["outcome"] == "open"
     assert (out["2"]["outcome"], out["2"]["reason"]) == ("no_answer_needed", "reaction")
 
@@ -105,11 +132,22 @@ def test_a_correction_that_arrives_before_its_item_is_applied_when_the_item_come
 def ia(cid: int, text: str, at: int, author: str = "vk:user:9001", reply_to: int | None = None) -> Interaction:
     item = f"{PAGE}:wall:7:{cid}"
     return Interaction(
-        platform="vk", page=PAGE, action="new", object_kind="wall", object_id=f"{PAGE}:wall:7", item=item, seq=cid,
-        received_at=at, event_id=f"e{cid}", created_at=at, author=author,
-        thread_root=f"{PAGE}:wall:7:{reply_to or cid}", reply_to_item=f"{PAGE}:wall:7:{reply_to}" if reply_to else None,
-        reply_to_author="vk:user:9001" if reply_to else None, text=text,
-    )  # fmt: skip
+        platform="vk",
+        page=PAGE,
+        action="new",
+        object_kind="wall",
+        object_id=f"{PAGE}:wall:7",
+        item=item,
+        seq=cid,
+        received_at=at,
+        event_id=f"e{cid}",
+        created_at=at,
+        author=author,
+        thread_root=f"{PAGE}:wall:7:{reply_to or cid}",
+        reply_to_item=f"{PAGE}:wall:7:{reply_to}" if reply_to else None,
+        reply_to_author="vk:user:9001" if reply_to else None,
+        text=text,
+    )
 
 
 def test_the_engine_records_an_excluded_item_once_keeps_it_dormant_and_a_correction_survives_a_restart():
@@ -131,8 +169,12 @@ def test_the_engine_records_an_excluded_item_once_keeps_it_dormant_and_a_correct
     [rejudged] = fresh.tick(T0 + 1000)
     assert (rejudged.outcome, rejudged.closed_at, rejudged.responder) == ("answered", T0 + 200, PAGE)
     assert rejudged.extra["override"] == {
-        "needs_answer": True, "by": "Петрова", "at": T0 + 600, "note": "это вопрос", "previous": "no_answer_needed:gratitude"
-    }  # fmt: skip
+        "needs_answer": True,
+        "by": "Петрова",
+        "at": T0 + 600,
+        "note": "это вопрос",
+        "previous": "no_answer_needed:gratitude",
+    }
     # The correction itself is saved: after another restart the item stays judged.
     again = ResponseEngine(reg.page, late_window_s=60, triage=decide)
     again.load_page(PAGE, fresh.dump_page(PAGE))
@@ -142,20 +184,24 @@ def test_the_engine_records_an_excluded_item_once_keeps_it_dormant_and_a_correct
 def test_replay_keeps_the_records_settled_by_its_hourly_tick():
     # An answer settles after the late window; the next event comes hours later, after a tick: the
     # answered item must still be in the output (it once went missing).
-    out = rows([
-        comment(1, "Когда откроют библиотеку после ремонта?", T0),
-        reply(2, 1, 9001, T0 + 60),
-        comment(3, "Где взять справку для бассейна?", T0 + 3 * H),
-        comment(4, "Когда будет расписание кружков?", T0 + 7 * H),
-    ], now=T0 + 8 * H)  # fmt: skip
+    out = rows(
+        [
+            comment(1, "Когда откроют библиотеку после ремонта?", T0),
+            reply(2, 1, 9001, T0 + 60),
+            comment(3, "Где взять справку для бассейна?", T0 + 3 * H),
+            comment(4, "Когда будет расписание кружков?", T0 + 7 * H),
+        ],
+        now=T0 + 8 * H,
+    )
     assert (out["1"]["outcome"], out["1"]["latency_s"]) == ("answered", 60)
     assert set(out) == {"1", "3", "4"}
 
 
 def test_a_malformed_correction_line_is_reported_with_its_line_and_field():
     errors: list[tuple[int, str]] = []
-    bad = orjson.dumps({"received_at": T0, "override": {"item": f"{PAGE}:wall:7:1", "needs_answer": "maybe",
-                                                        "by": "x", "note": "y"}})  # fmt: skip
+    bad = orjson.dumps(
+        {"received_at": T0, "override": {"item": f"{PAGE}:wall:7:1", "needs_answer": "maybe", "by": "x", "note": "y"}}
+    )
     run_replay([comment(1, "Спасибо!", T0), bad], registry(), on_error=lambda n, reason: errors.append((n, reason)))
     assert len(errors) == 1 and errors[0][0] == 2 and "needs_answer" in errors[0][1]
 
