@@ -57,7 +57,9 @@ def stale_native_modules(package_dir: Path = _HERE) -> list[str]:
         built = json.loads((package_dir / NATIVE_MANIFEST).read_text())["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return compiled
-    return [m for m in NATIVE_MODULES if m not in compiled or built.get(m) != source_digest(module_path(package_dir, m))]
+    return [
+        m for m in NATIVE_MODULES if m not in compiled or built.get(m) != source_digest(module_path(package_dir, m))
+    ]
 
 
 class _SourceOnly:
@@ -80,8 +82,7 @@ def _native_status() -> str:
     if stale:
         sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
         logging.getLogger(__name__).warning(
-            "%s changed since it was compiled; running the pure-Python modules "
-            "(`make native` compiles them again)",
+            "%s changed since it was compiled; running the pure-Python modules (`make native` compiles them again)",
             ", ".join(str(module_path(Path("agents"), m)) for m in stale),
         )
         return "stale: " + ", ".join(stale)

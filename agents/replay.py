@@ -266,7 +266,7 @@ def run_replay(
 ) -> list[dict[str, Any]]:
     """Replay event lines; one row per item, ordered by creation time then item id.
 
-    ``registry`` is anything with ``page(page_id) -> PageConfig`` (a :class:`~otklik.schemas.registry.Registry`).
+    ``registry`` is anything with ``page(page_id) -> PageConfig`` (a :class:`~otklik.agents.registry.Registry`).
     ``now`` (unix seconds) is when open items' ages are measured; by default the last event's time.
     Malformed lines are passed to ``on_error(line_number, reason)`` and skipped.
     ``triage`` is what the live worker uses (:func:`otklik.agents.text.triage.decide`); None judges every item.
@@ -405,7 +405,7 @@ def replay_file(
 ) -> dict[str, int]:
     """The CLI edge: read ``path`` (JSON Lines), load the registry, write rows as JSON Lines to ``out``
     (a path, a binary stream, or stdout), report malformed lines to ``err`` (stderr). Returns counts."""
-    from otklik.schemas.registry import load_registry
+    from otklik.agents.registry import load_registry
 
     err = err if err is not None else sys.stderr
     registry = load_registry(registry_path)

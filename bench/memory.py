@@ -12,9 +12,9 @@ import os
 import statistics
 import time
 
+from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction
-from otklik.schemas.registry import Registry
 
 OPEN_ITEMS = 1_000_000
 PAGES = 5_000

@@ -20,23 +20,28 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, field_validator, model_validator
 
-from otklik.agents.clock.calendar_ru import RUSSIA
-from otklik.agents.clock.working import Deadline, Schedule, WorkingClock, load_zone, parse_schedule
+from otklik.schemas.schedule import Deadline, Schedule, load_zone, parse_schedule
 
-__all__ = ["SECTORS", "Contact", "PageConfig", "Registry", "RegistryError", "load_registry"]
+__all__ = [
+    "SECTORS",
+    "Contact",
+    "PageEntry",
+    "RegistryDocument",
+    "RegistryError",
+    "read_registry",
+    "validate_registry",
+]
 
 SECTORS = ("education", "culture", "health", "sport", "social", "administration", "unknown")
 Sector = Literal["education", "culture", "health", "sport", "social", "administration", "unknown"]
@@ -46,9 +51,6 @@ _PERSON_ID = re.compile(r"^(vk|tg|max|ok):user:[1-9][0-9]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TELEGRAM = re.compile(r"^(?:@[A-Za-z][A-Za-z0-9_]{3,31}|-?[1-9][0-9]*)$")
 _URL = re.compile(r"^https?://\S+$")
-
-
-_log = logging.getLogger("otklik.registry")
 
 
 class RegistryError(ValueError):
@@ -71,33 +73,31 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
-class PageConfig:
-    """One page's rules, with the defaults already applied."""
+class PageEntry:
+    """One page of the file: its own keys and, in ``values``, every setting with the defaults applied."""
 
     id: str
     title: str | None
-    timezone: str
-    schedule: Schedule
-    calendar: Literal["ru", "none"]
-    deadline: Deadline
-    moderation_deadline: Deadline
-    administrators: frozenset[str]
-    supervisors: tuple[Contact, ...]
-    contacts: tuple[Contact, ...]
-    bot_replies_count: bool
-    triage: bool
-    holidays: frozenset[date]
-    short_days: frozenset[date]
-    municipality: str
-    sector: str
-    region: str
     link: str | None
-    clock: WorkingClock
-    registered: bool = True
+    values: Mapping[str, Any]
 
-    @property
-    def platform(self) -> str:
-        return self.id.split(":", 1)[0]
+
+@dataclass(frozen=True, slots=True)
+class RegistryDocument:
+    """A validated registry file: the defaults (for pages not in the file) and the pages."""
+
+    source: str
+    digest: str
+    defaults: Mapping[str, Any]
+    pages: tuple[PageEntry, ...]
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as plain values: contacts as :class:`Contact`, lists as tuples."""
+    out = dict(values)
+    out["supervisors"] = _contacts(values["supervisors"])
+    out["contacts"] = _contacts(values["contacts"])
+    return out
 
 
 # ---- validation at the edge ------------------------------------------------------------------------
@@ -329,168 +329,81 @@ def _contacts(models: tuple[_ContactModel, ...]) -> tuple[Contact, ...]:
     return tuple(Contact(name=m.name, email=m.email, telegram=m.telegram, max=m.max) for m in models)
 
 
-# ---- the registry ----------------------------------------------------------------------------------
+def validate_registry(
+    data: Any,
+    source: str = "<string>",
+    *,
+    digest: str | None = None,
+    lines: Mapping[tuple[str, int | None], int] | None = None,
+) -> RegistryDocument:
+    """Validate an already parsed registry; raises :class:`RegistryError` listing every problem."""
+    if digest is None:
+        digest = hashlib.sha256(
+            orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+        ).hexdigest()
+    lines = lines or {}
 
+    def where(section: str, index: int | None = None, page_id: object = None) -> str:
+        label = section if index is None else f"{section}[{index}]"
+        if isinstance(page_id, str):
+            label += f" ({page_id})"
+        line = lines.get((section, index))
+        return f"{label}, line {line}" if line else label
 
-class Registry:
-    """The validated registry: registered pages by id, and the defaults for pages not in the file."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RegistryError(source, [f"expected a mapping with 'defaults' and 'pages', got {type(data).__name__}"])
+    problems: list[str] = []
+    for key in data:
+        if key not in ("defaults", "pages"):
+            problems.append(f"unknown top-level key {key!r} (expected 'defaults' and 'pages')")
 
-    # Unregistered pages seen so far; bounded so that a flood of unknown ids cannot grow it forever.
-    _MAX_FALLBACKS = 100_000
+    settings = dict(_BUILT_IN)
+    raw_defaults = data.get("defaults") or {}
+    if not isinstance(raw_defaults, Mapping):
+        problems.append(f"{where('defaults')}: expected a mapping of keys, got {type(raw_defaults).__name__}")
+    else:
+        try:
+            defaults = _Settings.model_validate(dict(raw_defaults))
+            settings.update({k: v for k, v in defaults if v is not None})
+        except ValidationError as exc:
+            problems.extend(f"{where('defaults')}: {p}" for p in _problems(exc, _SETTING_KEYS))
 
-    def __init__(self, pages: tuple[PageConfig, ...], fallback: PageConfig, source: str, digest: str) -> None:
-        self.pages = pages
-        self.source = source
-        self.digest = digest
-        self._by_id = {page.id: page for page in pages}
-        self._fallback = fallback
-        self._unregistered: dict[str, PageConfig] = {}
+    raw_pages = data.get("pages") or []
+    if not isinstance(raw_pages, list):
+        problems.append(f"pages: expected a list of pages, got {type(raw_pages).__name__}")
+        raw_pages = []
 
-    def page(self, page_id: str) -> PageConfig:
-        """The page's rules; a page not in the file gets the defaults with ``registered=False``."""
-        config = self._by_id.get(page_id)
-        if config is not None:
-            return config
-        config = self._unregistered.get(page_id)
-        if config is None:
-            if len(self._unregistered) >= self._MAX_FALLBACKS:
-                self._unregistered.clear()
-            config = self._unregistered[page_id] = replace(self._fallback, id=page_id)
-        return config
-
-    def get(self, page_id: str) -> PageConfig | None:
-        """A registered page, or None."""
-        return self._by_id.get(page_id)
-
-    @property
-    def defaults(self) -> PageConfig:
-        """What a page not in the file gets (its ``id`` is empty)."""
-        return self._fallback
-
-    def __contains__(self, page_id: object) -> bool:
-        return page_id in self._by_id
-
-    def __len__(self) -> int:
-        return len(self.pages)
-
-    def __iter__(self) -> Iterator[PageConfig]:
-        return iter(self.pages)
-
-    def __repr__(self) -> str:
-        return f"Registry({self.source!r}, {len(self.pages)} pages, digest={self.digest[:12]})"
-
-    @classmethod
-    def from_mapping(
-        cls,
-        data: Any,
-        source: str = "<string>",
-        *,
-        digest: str | None = None,
-        lines: Mapping[tuple[str, int | None], int] | None = None,
-    ) -> Registry:
-        """Validate an already parsed registry; raises :class:`RegistryError` listing every problem."""
-        if digest is None:
-            digest = hashlib.sha256(
-                orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-            ).hexdigest()
-        lines = lines or {}
-
-        def where(section: str, index: int | None = None, page_id: object = None) -> str:
-            label = section if index is None else f"{section}[{index}]"
-            if isinstance(page_id, str):
-                label += f" ({page_id})"
-            line = lines.get((section, index))
-            return f"{label}, line {line}" if line else label
-
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise RegistryError(source, [f"expected a mapping with 'defaults' and 'pages', got {type(data).__name__}"])
-        problems: list[str] = []
-        for key in data:
-            if key not in ("defaults", "pages"):
-                problems.append(f"unknown top-level key {key!r} (expected 'defaults' and 'pages')")
-
-        settings = dict(_BUILT_IN)
-        raw_defaults = data.get("defaults") or {}
-        if not isinstance(raw_defaults, Mapping):
-            problems.append(f"{where('defaults')}: expected a mapping of keys, got {type(raw_defaults).__name__}")
-        else:
-            try:
-                defaults = _Settings.model_validate(dict(raw_defaults))
-                settings.update({k: v for k, v in defaults if v is not None})
-            except ValidationError as exc:
-                problems.extend(f"{where('defaults')}: {p}" for p in _problems(exc, _SETTING_KEYS))
-
-        raw_pages = data.get("pages") or []
-        if not isinstance(raw_pages, list):
-            problems.append(f"pages: expected a list of pages, got {type(raw_pages).__name__}")
-            raw_pages = []
-
-        clocks: dict[tuple[Any, ...], WorkingClock] = {}
-
-        def build(values: Mapping[str, Any], page_id: str, title: str | None, link: str | None, registered: bool):
-            holidays, short_days = frozenset(values["holidays"]), frozenset(values["short_days"])
-            calendar = RUSSIA if values["calendar"] == "ru" else None
-            key = (values["timezone"], values["schedule"], calendar, holidays, short_days)
-            clock = clocks.get(key)
-            if clock is None:
-                clock = clocks[key] = WorkingClock(
-                    values["timezone"], values["schedule"], calendar, holidays, short_days
+    pages: list[PageEntry] = []
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(raw_pages):
+        raw_id = raw.get("id") if isinstance(raw, Mapping) else None
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where('pages', index)}: expected a mapping with at least 'id', got {raw!r}")
+            continue
+        if isinstance(raw_id, str):
+            if raw_id in first_index:
+                problems.append(
+                    f"{where('pages', index, raw_id)}: duplicate id: already at pages[{first_index[raw_id]}]"
                 )
-            return PageConfig(
-                id=page_id,
-                title=title,
-                timezone=values["timezone"],
-                schedule=values["schedule"],
-                calendar=values["calendar"],
-                deadline=values["deadline"],
-                moderation_deadline=values["moderation_deadline"],
-                administrators=frozenset(values["administrators"]),
-                supervisors=_contacts(values["supervisors"]),
-                contacts=_contacts(values["contacts"]),
-                bot_replies_count=values["bot_replies_count"],
-                triage=values["triage"],
-                holidays=holidays,
-                short_days=short_days,
-                municipality=values["municipality"],
-                sector=values["sector"],
-                region=values["region"],
-                link=link,
-                clock=clock,
-                registered=registered,
-            )
-
-        pages: list[PageConfig] = []
-        first_index: dict[str, int] = {}
-        for index, raw in enumerate(raw_pages):
-            raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-            if not isinstance(raw, Mapping):
-                problems.append(f"{where('pages', index)}: expected a mapping with at least 'id', got {raw!r}")
                 continue
-            if isinstance(raw_id, str):
-                if raw_id in first_index:
-                    problems.append(
-                        f"{where('pages', index, raw_id)}: duplicate id: already at pages[{first_index[raw_id]}]"
-                    )
-                    continue
-                first_index[raw_id] = index
-            try:
-                entry = _PageModel.model_validate(dict(raw))
-            except ValidationError as exc:
-                label = where("pages", index, raw_id)
-                problems.extend(f"{label}: {p}" for p in _problems(exc, _SETTING_KEYS + _PAGE_ONLY_KEYS))
-                continue
-            if problems:
-                continue  # keep looking for problems, skip building
-            values = dict(settings)
-            values.update({k: getattr(entry, k) for k in _SETTING_KEYS if getattr(entry, k) is not None})
-            pages.append(build(values, entry.id, entry.title, entry.link, True))
-
+            first_index[raw_id] = index
+        try:
+            entry = _PageModel.model_validate(dict(raw))
+        except ValidationError as exc:
+            label = where("pages", index, raw_id)
+            problems.extend(f"{label}: {p}" for p in _problems(exc, _SETTING_KEYS + _PAGE_ONLY_KEYS))
+            continue
         if problems:
-            raise RegistryError(source, problems)
-        fallback = build(settings, "", None, None, False)
-        return cls(tuple(pages), fallback, source, digest)
+            continue  # keep looking for problems, skip building
+        values = dict(settings)
+        values.update({k: getattr(entry, k) for k in _SETTING_KEYS if getattr(entry, k) is not None})
+        pages.append(PageEntry(entry.id, entry.title, entry.link, _plain(values)))
+
+    if problems:
+        raise RegistryError(source, problems)
+    return RegistryDocument(source, digest, _plain(settings), tuple(pages))
 
 
 class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
@@ -520,7 +433,7 @@ def _entry_lines(text: str) -> dict[tuple[str, int | None], int]:
     return lines
 
 
-def load_registry(path: str | os.PathLike[str]) -> Registry:
+def read_registry(path: str | os.PathLike[str]) -> RegistryDocument:
     """Read and validate a registry file; raises :class:`RegistryError` naming the file, entry and problem."""
     source = os.fspath(path)
     try:
@@ -540,53 +453,8 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
         problem = getattr(exc, "problem", None) or str(exc)
         raise RegistryError(source, [f"{where}YAML syntax error: {problem}"]) from exc
     try:
-        return Registry.from_mapping(data, source, digest=hashlib.sha256(content).hexdigest())
+        return validate_registry(data, source, digest=hashlib.sha256(content).hexdigest())
     except RegistryError:
         pass
     # Validate again with line numbers: composing the file twice costs only on the error path.
-    return Registry.from_mapping(data, source, digest=hashlib.sha256(content).hexdigest(), lines=_entry_lines(text))
-
-
-class RegistryWatcher:
-    """The page registry, reloaded when its file changes. A bad file at start-up stops the worker
-    (with the file, the entry and the problem); a bad edit later is logged and the last good
-    registry stays in force, so one typo does not stop the measurement."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.registry: Registry = load_registry(path) if path else Registry.from_mapping({}, source="<defaults>")
-        self._stamp = self._stat()
-        self.reloads = 0
-        self.last_error: str | None = None
-
-    def page_config(self, page: str) -> PageConfig:
-        return self.registry.page(page)
-
-    def _stat(self) -> tuple[float, int] | None:
-        if not self.path:
-            return None
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime, st.st_size)
-
-    def check(self) -> bool:
-        """Reload when the file changed; True when the registry in force changed."""
-        stamp = self._stat()
-        if stamp is None or stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            fresh = load_registry(self.path)
-        except RegistryError as exc:
-            self.last_error = str(exc)
-            _log.error("registry not reloaded, the previous one stays in force: %s", exc)
-            return False
-        self.last_error = None
-        if fresh.digest == self.registry.digest:
-            return False
-        self.registry = fresh
-        self.reloads += 1
-        _log.info("registry reloaded: %r", fresh)
-        return True
+    return validate_registry(data, source, digest=hashlib.sha256(content).hexdigest(), lines=_entry_lines(text))

@@ -12,10 +12,10 @@ import zlib
 from typing import TYPE_CHECKING
 
 from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, to_interactions
+from otklik.agents.registry import RegistryWatcher
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
-from otklik.schemas.registry import RegistryWatcher
 from otklik.streams.worker.metrics import NormalizeTally
 
 if TYPE_CHECKING:

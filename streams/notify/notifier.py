@@ -508,7 +508,7 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         background: bool = True,
     ) -> None:
-        from otklik.schemas.registry import RegistryWatcher  # the worker's own reload-on-change logic
+        from otklik.agents.registry import RegistryWatcher  # the worker's own reload-on-change logic
 
         self.settings = settings
         self.senders = dict(settings.senders() if senders is None else senders)

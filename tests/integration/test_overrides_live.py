@@ -12,9 +12,9 @@ import orjson
 import pytest
 import yaml
 
+from otklik.agents.registry import Registry
 from otklik.agents.replay import run_replay
 from otklik.schemas.records import RawEnvelope
-from otklik.schemas.registry import Registry
 from tests.conftest import OTKLIK, consume, produce, run
 
 pytestmark = pytest.mark.integration

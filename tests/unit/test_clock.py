@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otklik.agents.clock.calendar_ru import RUSSIA
-from otklik.agents.clock.working import Deadline, Schedule, WorkingClock, parse_schedule
+from otklik.agents.clock.working import WorkingClock
+from otklik.schemas.schedule import Deadline, Schedule, parse_schedule
 
 HOUR = 3600
 MOSCOW = "Europe/Moscow"

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction, ResponseRecord
-from otklik.schemas.registry import Registry
 from otklik.streams.worker.metrics import LATENCY_BUCKETS_S, PipelineMetrics, consumer_lag
 
 H = 3600

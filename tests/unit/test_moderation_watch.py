@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from otklik.agents.moderation_watch import ModerationWatch, is_deflection
+from otklik.agents.registry import Registry
 from otklik.agents.text.moderation import default_detector
 from otklik.schemas.records import Interaction
-from otklik.schemas.registry import Registry
 
 PAGE = "vk:200000001"
 ADMIN = "vk:user:5001"

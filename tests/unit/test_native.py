@@ -27,7 +27,7 @@ import otklik.agents as agents
 from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
-from otklik.schemas.registry import Registry
+from otklik.agents.registry import Registry
 from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 
 cfg = SimConfig(pages=40, rate=4.0, duration=6 * 3600, seed=5, start=1764230400)

@@ -16,9 +16,9 @@ from otklik.agents.ingest.max import normalize_max
 from otklik.agents.ingest.max import page_of_update as max_page_of_update
 from otklik.agents.ingest.telegram import links_from_env, normalize_tg, page_of_update, parse_links
 from otklik.agents.ingest.vk import NormalizeError
+from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction, RawEnvelope, ResponseRecord
-from otklik.schemas.registry import Registry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CHANNEL, GROUP = -1001234567890, -1009876543210

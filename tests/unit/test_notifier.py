@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otklik.schemas.registry import Registry
+from otklik.agents.registry import Registry
 from otklik.streams.notify.notifier import (
     Backlog,
     Journal,
@@ -100,7 +100,7 @@ def registry_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def reg(registry_file: Path) -> Registry:
-    from otklik.schemas.registry import load_registry
+    from otklik.agents.registry import load_registry
 
     return load_registry(registry_file)
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from otklik.agents.clock.calendar_ru import RUSSIA
-from otklik.agents.clock.working import Deadline, Schedule, parse_schedule
-from otklik.schemas.registry import Contact, PageConfig, Registry, RegistryError, load_registry
+from otklik.agents.registry import PageConfig, Registry, load_registry
+from otklik.schemas.registry import Contact, RegistryError
+from otklik.schemas.schedule import Deadline, Schedule, parse_schedule
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "registry-example.yaml"
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otklik.agents.registry import Registry
 from otklik.agents.replay import ROW_FIELDS, iso, parse_time, replay_file, run_replay
-from otklik.schemas.registry import Registry
 
 G = 123456
 PAGE = f"vk:{G}"

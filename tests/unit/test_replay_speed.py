@@ -17,13 +17,14 @@ import orjson
 import pytest
 
 from otklik.agents import replay as replay_module
-from otklik.agents.clock.working import Schedule, WorkingClock
+from otklik.agents.clock.working import WorkingClock
 from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.registry import Registry
 from otklik.agents.replay import ROW_FIELDS, iso, replay_engine, run_replay
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.schemas.records import ResponseRecord
-from otklik.schemas.registry import Registry
+from otklik.schemas.schedule import Schedule
 from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from otklik.agents.ingest.vk import normalize_vk
+from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import ResponseRecord
-from otklik.schemas.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((ROOT / "schemas" / "json" / "response.json").read_text()))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import orjson
 
+from otklik.agents.registry import Registry
 from otklik.agents.replay import run_replay
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.schemas.records import Interaction
-from otklik.schemas.registry import Registry
 
 G = 200000555
 PAGE = f"vk:{G}"
