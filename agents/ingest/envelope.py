@@ -6,6 +6,8 @@ send the input to the dead-letter topic and go on with the next record.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -74,3 +76,12 @@ def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
         except NormalizeError as exc:
             raise RejectedRecord("normalize", str(exc)) from None
     raise RejectedRecord("normalize", f"platform {envelope.platform!r} has no normalizer yet")
+
+
+@dataclass
+class NormalizeTally:
+    """What one batch of the normalize agent adds to the metrics, counted in plain dicts."""
+
+    raw: Counter[str] = field(default_factory=Counter)  # records of otklik.raw by platform ("unknown": undecodable)
+    interactions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (platform, action)
+    last_seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (platform, source) -> received_at

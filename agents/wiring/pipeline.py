@@ -9,17 +9,13 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, to_interactions
+from otklik.agents.ingest.envelope import NormalizeTally, RejectedRecord, decode_raw, to_interactions
 from otklik.agents.registry import RegistryWatcher
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
-from otklik.streams.worker.metrics import NormalizeTally
-
-if TYPE_CHECKING:
-    from otklik.streams.worker.app import OtklikApp
 
 log = logging.getLogger("otklik.agents")
 
@@ -117,7 +113,19 @@ class PageStateMirror:
             self.table[page.encode()] = value
 
 
-def register_agents(otk: OtklikApp) -> None:
+class Worker(Protocol):
+    """What the agents need of the worker app (``otklik.streams.worker.app.OtklikApp``)."""
+
+    faust: Any
+    topics: Any
+    metrics: Any
+    settings: Any
+    registry_watcher: Any
+    responses_state: Any
+    moderation_state: Any
+
+
+def register_agents(otk: Worker) -> None:
     app, topics, metrics, settings = otk.faust, otk.topics, otk.metrics, otk.settings
     watcher = otk.registry_watcher = RegistryWatcher(settings.registry)
     page_config = watcher.page_config

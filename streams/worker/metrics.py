@@ -16,14 +16,14 @@ What is exported, and why (README.md, "Metrics and alerts", lists every metric w
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from otklik.agents.ingest.envelope import NormalizeTally
 
 __all__ = ["LATENCY_BUCKETS_S", "RECENT_ACTIVITY_S", "SLO_OUTCOMES", "PipelineMetrics"]
 
@@ -67,15 +67,6 @@ def _page_labels(page_id: str, config: Any) -> tuple[str, str, str, str, str]:
         getattr(config, "municipality", _UNKNOWN) or _UNKNOWN,
         getattr(config, "timezone", "Europe/Moscow") or "Europe/Moscow",
     )
-
-
-@dataclass
-class NormalizeTally:
-    """What one batch of the normalize agent adds to the metrics, counted in plain dicts."""
-
-    raw: Tally[str] = field(default_factory=Tally)  # records of otklik.raw by platform ("unknown": undecodable)
-    interactions: Tally[tuple[str, str]] = field(default_factory=Tally)  # (platform, action)
-    last_seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (platform, source) -> received_at
 
 
 class PipelineMetrics:

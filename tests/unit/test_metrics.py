@@ -332,7 +332,8 @@ def test_series_for_5000_pages_with_200_holding_open_items_stay_within_3000() ->
 
 
 def test_a_normalize_batch_tally_lands_in_the_counters_and_gauges():
-    from otklik.streams.worker.metrics import NormalizeTally, PipelineMetrics
+    from otklik.agents.ingest.envelope import NormalizeTally
+    from otklik.streams.worker.metrics import PipelineMetrics
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
