@@ -22,6 +22,7 @@ venv: $(STAMP)
 native: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
 	$(PY) build_native.py --strict
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_native.py
 
 # The main job: local Kafka, the worker and the traffic simulator; Ctrl-C stops what it started.
 run: venv
