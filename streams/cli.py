@@ -216,7 +216,7 @@ def _register_optional_commands() -> None:
     from otklik.streams.edge.gateway import gateway_command
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
-    from otklik.streams.tools.grafana_push import grafana_command
+    from otklik.streams.tools.grafana.push import grafana_command
     from otklik.streams.tools.simulate import simulate_command
 
     main.add_command(simulate_command, "simulate")

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.tools import grafana_dashboards as gd
+from otklik.streams.tools.grafana import dashboards
+from tests import grafana_panels
 from tests.conftest import produce, run
 from tests.e2e.conftest import PROM_DIR
 
@@ -155,12 +156,12 @@ def test_every_region_overview_query_returns_data(tmp_path, worker_factory, kafk
     wait_for(prom, "otklik_page_oldest_deadline_ratio >= 1", 30, "page past its deadline")
     time.sleep(3)
 
-    model = gd.build_dashboards()["otklik-region-overview"]
-    queries = gd.panel_queries(model)
+    model = dashboards.build_dashboards()["otklik-region-overview"]
+    queries = grafana_panels.panel_queries(model)
     assert len(queries) >= 11
     empty, results = [], {}
     for q in queries:
-        expr = gd.substitute_variables(q.expr, {"region": REGION}, intervals={"$__range": "15m"})
+        expr = grafana_panels.substitute_variables(q.expr, {"region": REGION}, intervals={"$__range": "15m"})
         result = query(prom, expr)
         results[(q.panel, q.ref)] = result
         if not result:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from otklik.streams.tools import grafana_dashboards as gd
+from otklik.streams.tools.grafana import blocks, dashboards
+from tests import grafana_panels
 from tests.conftest import REPO
 
 DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
@@ -25,18 +26,18 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS"}
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, dict]:
-    return gd.build_dashboards()
+    return dashboards.build_dashboards()
 
 
-def all_queries(models: dict[str, dict]) -> list[gd.PanelQuery]:
-    return [q for model in models.values() for q in gd.panel_queries(model, variables=True)]
+def all_queries(models: dict[str, dict]) -> list[grafana_panels.PanelQuery]:
+    return [q for model in models.values() for q in grafana_panels.panel_queries(model, variables=True)]
 
 
 # ---- freshness and identity --------------------------------------------------------------------------
 
 
 def test_checked_in_json_is_what_the_code_generates(tmp_path: Path) -> None:
-    written = gd.write_dashboards(tmp_path)
+    written = dashboards.write_dashboards(tmp_path)
     fresh = {p.name: p.read_text(encoding="utf-8") for p in written}
     checked_in = {p.name: p.read_text(encoding="utf-8") for p in DASHBOARD_DIR.glob("*.json")}
     assert sorted(checked_in) == sorted(fresh), "dashboard files differ: run `make dashboards`"
@@ -45,8 +46,8 @@ def test_checked_in_json_is_what_the_code_generates(tmp_path: Path) -> None:
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:
-    first = {p.name: p.read_bytes() for p in gd.write_dashboards(tmp_path / "a")}
-    second = {p.name: p.read_bytes() for p in gd.write_dashboards(tmp_path / "b")}
+    first = {p.name: p.read_bytes() for p in dashboards.write_dashboards(tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in dashboards.write_dashboards(tmp_path / "b")}
     assert first == second
 
 
@@ -61,14 +62,14 @@ def test_stable_uids_russian_titles_and_unique_panel_ids(models: dict[str, dict]
     for uid, model in models.items():
         assert model["uid"] == uid
         assert re.search("[А-Яа-я]", model["title"]), model["title"]
-        panels = list(gd._panels(model["panels"]))
+        panels = list(grafana_panels.walk_panels(model["panels"]))
         ids = [p["id"] for p in panels]
         assert len(ids) == len(set(ids)), f"{uid}: duplicate panel ids"
         for panel in panels:
             assert re.search("[А-Яа-я]", panel["title"]), f"{uid}: panel without a Russian title: {panel['title']!r}"
             if panel["type"] != "row" and panel.get("targets"):
-                assert panel["datasource"]["uid"] == gd.DATASOURCE_UID
-                assert all(t["datasource"]["uid"] == gd.DATASOURCE_UID for t in panel["targets"])
+                assert panel["datasource"]["uid"] == blocks.DATASOURCE_UID
+                assert all(t["datasource"]["uid"] == blocks.DATASOURCE_UID for t in panel["targets"])
 
 
 def test_variables_cover_region_municipality_sector_and_page(models: dict[str, dict]) -> None:
@@ -78,13 +79,13 @@ def test_variables_cover_region_municipality_sector_and_page(models: dict[str, d
     assert names["otklik-page"] == ["region", "municipality", "page"]
     # A variable is used by the panels of its dashboard (an unused filter would mislead).
     for uid, model in models.items():
-        text = " ".join(q.expr for q in gd.panel_queries(model, variables=True))
+        text = " ".join(q.expr for q in grafana_panels.panel_queries(model, variables=True))
         for name in names[uid]:
             assert f"${name}" in text, f"{uid}: variable ${name} is used by no query"
 
 
 def test_region_overview_has_the_measurements_the_issue_asks_for(models: dict[str, dict]) -> None:
-    queries = gd.panel_queries(models["otklik-region-overview"])
+    queries = grafana_panels.panel_queries(models["otklik-region-overview"])
     exprs = [q.expr for q in queries]
     assert any("otklik_items_breached_total" in e and "otklik_items_due_total" in e for e in exprs), "share in time"
     assert any(e.startswith("histogram_quantile(0.5,") for e in exprs), "median first response"
@@ -97,11 +98,11 @@ def test_region_overview_has_the_measurements_the_issue_asks_for(models: dict[st
 def test_provisioning_names_the_same_datasource_and_folder() -> None:
     datasources = yaml.safe_load((PROVISIONING / "datasources" / "otklik.yaml").read_text(encoding="utf-8"))
     (ds,) = datasources["datasources"]
-    assert (ds["uid"], ds["type"]) == (gd.DATASOURCE_UID, "prometheus")
+    assert (ds["uid"], ds["type"]) == (blocks.DATASOURCE_UID, "prometheus")
     providers = yaml.safe_load((PROVISIONING / "dashboards" / "otklik.yaml").read_text(encoding="utf-8"))
     (provider,) = providers["providers"]
-    assert provider["folderUid"] == gd.FOLDER_UID
-    assert provider["folder"] == gd.FOLDER_TITLE
+    assert provider["folderUid"] == blocks.FOLDER_UID
+    assert provider["folder"] == blocks.FOLDER_TITLE
     assert provider["type"] == "file"
 
 
@@ -126,7 +127,10 @@ def promtool_check(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProc
 
 def test_every_panel_query_parses_with_promtool(models: dict[str, dict], tmp_path: Path) -> None:
     queries = all_queries(models)
-    exprs = [gd.substitute_variables(q.expr, {"region": "Новосибирская область", "page": "vk:1"}) for q in queries]
+    exprs = [
+        grafana_panels.substitute_variables(q.expr, {"region": "Новосибирская область", "page": "vk:1"})
+        for q in queries
+    ]
     assert not any("$" in e for e in exprs), [e for e in exprs if "$" in e]
     result = promtool_check(exprs, tmp_path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
@@ -209,14 +213,14 @@ def test_every_metric_a_panel_uses_exists(models: dict[str, dict], tmp_path: Pat
     missing = {
         (q.dashboard, q.panel, name)
         for q in all_queries(models)
-        for name in gd.metric_names(q.expr)
+        for name in grafana_panels.metric_names(q.expr)
         if name not in known
     }
     assert missing == set()
 
 
 def test_every_worker_metric_family_appears_on_some_dashboard(models: dict[str, dict]) -> None:
-    used = {name for q in all_queries(models) for name in gd.metric_names(q.expr)}
+    used = {name for q in all_queries(models) for name in grafana_panels.metric_names(q.expr)}
     # the worker's per-platform gauge is read through its recording rule, which survives restarts
     used |= (
         {"otklik_last_event_timestamp_seconds"}
@@ -241,9 +245,11 @@ def test_every_worker_metric_family_appears_on_some_dashboard(models: dict[str, 
     ],
 )
 def test_metric_names_finds_exactly_the_series(expr: str, names: set[str]) -> None:
-    assert gd.metric_names(expr) == names
+    assert grafana_panels.metric_names(expr) == names
 
 
 def test_substitute_variables_fills_intervals_and_values() -> None:
-    out = gd.substitute_variables('rate(x{r=~"$region", p="${page}"}[$__rate_interval]) [$__range]', {"page": "vk:1"})
+    out = grafana_panels.substitute_variables(
+        'rate(x{r=~"$region", p="${page}"}[$__rate_interval]) [$__range]', {"page": "vk:1"}
+    )
     assert out == 'rate(x{r=~".*", p="vk:1"}[1m]) [1h]'

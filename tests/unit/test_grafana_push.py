@@ -22,8 +22,9 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from otklik.streams.tools.grafana_dashboards import DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, build_dashboards
-from otklik.streams.tools.grafana_push import connect, default_target, grafana_command, push
+from otklik.streams.tools.grafana.blocks import DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
+from otklik.streams.tools.grafana.dashboards import build_dashboards
+from otklik.streams.tools.grafana.push import connect, default_target, grafana_command, push
 from tests.conftest import REPO, free_port
 
 TOKEN = "glsa_test-token"

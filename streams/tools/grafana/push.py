@@ -1,6 +1,6 @@
 """`otklik grafana generate` and `otklik grafana push`: dashboards as code, delivered.
 
-``generate`` writes the dashboards of :mod:`otklik.streams.tools.grafana_dashboards` to JSON files (what
+``generate`` writes the dashboards of :mod:`otklik.streams.tools.grafana.dashboards` to JSON files (what
 Grafana's file provisioning reads). ``push`` puts the folder, the Prometheus datasource and every
 dashboard into a running Grafana over its HTTP API with grafana-client, idempotently: it reads what
 is there first, writes only what differs, always with the fixed uids, the folder's uid and
@@ -48,7 +48,7 @@ class GrafanaTarget:
 
 def datasource_model(prometheus_url: str) -> dict[str, Any]:
     """The Prometheus datasource every panel names by uid (the same as the provisioning file's)."""
-    from otklik.streams.tools.grafana_dashboards import DATASOURCE_NAME, DATASOURCE_UID
+    from otklik.streams.tools.grafana.blocks import DATASOURCE_NAME, DATASOURCE_UID
 
     return {
         "uid": DATASOURCE_UID,
@@ -62,7 +62,8 @@ def datasource_model(prometheus_url: str) -> dict[str, Any]:
 
 
 def default_target(prometheus_url: str) -> GrafanaTarget:
-    from otklik.streams.tools.grafana_dashboards import FOLDER_TITLE, FOLDER_UID, build_dashboards
+    from otklik.streams.tools.grafana.blocks import FOLDER_TITLE, FOLDER_UID
+    from otklik.streams.tools.grafana.dashboards import build_dashboards
 
     return GrafanaTarget(FOLDER_UID, FOLDER_TITLE, datasource_model(prometheus_url), build_dashboards())
 
@@ -172,7 +173,7 @@ def grafana_command() -> None:
 )
 def generate_command(out_dir: Path) -> None:
     """Write every dashboard to OUT/<uid>.json (what Grafana's file provisioning reads)."""
-    from otklik.streams.tools.grafana_dashboards import write_dashboards
+    from otklik.streams.tools.grafana.dashboards import write_dashboards
 
     for path in write_dashboards(out_dir):
         click.echo(f"wrote {path}")
