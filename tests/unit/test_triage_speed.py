@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otklik.agents.text import triage as T
+from otklik.agents.text import triage_lexicon as L
 from otklik.agents.text.triage import TriageDecision, decide, triage, use_decision_cache, use_moderation_detector
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -202,9 +203,9 @@ def own_rules_and_a_fresh_memo():
 
 def _reference_moderation(norm: str) -> str | None:
     """The check as first written: six plain searches."""
-    if T._OBSCENE.search(norm) or T._INSULT.search(norm) or T._THREAT.search(norm):
+    if L.OBSCENE.search(norm) or L.INSULT.search(norm) or L.THREAT.search(norm):
         return "offensive"
-    if T._URL.search(norm) or T._PHONE.search(norm) or T._SPAM_WORDS.search(norm):
+    if L.URL.search(norm) or L.PHONE.search(norm) or L.SPAM_WORDS.search(norm):
         return "spam"
     return None
 
@@ -212,18 +213,18 @@ def _reference_moderation(norm: str) -> str | None:
 def _assert_fast_forms_agree(norm: str) -> None:
     assert T._own_moderation(norm) == _reference_moderation(norm), norm
     padded = " " + norm
-    assert bool(T._SHARED_OR_PERSISTING_AFTER_NON_WORD.search(padded)) == bool(T._SHARED_OR_PERSISTING.search(norm))
-    if T._CONGRATS.search(norm):
-        assert T._CONGRATS_HINT.search(norm)
-    for needle, pattern, _ in T._PHRASES:
+    assert bool(L.SHARED_OR_PERSISTING_AFTER_NON_WORD.search(padded)) == bool(L.SHARED_OR_PERSISTING.search(norm))
+    if L.CONGRATS.search(norm):
+        assert L.CONGRATS_HINT.search(norm)
+    for needle, pattern, _ in L.PHRASES:
         if pattern.search(norm):
             assert needle in norm
     assert T._fold_phrases(norm) == _reference_fold(norm)
 
 
 def _reference_fold(norm: str) -> str:
-    norm = T._CONGRATS.sub(" поздравляю ", norm)
-    for _, pattern, token in T._PHRASES:
+    norm = L.CONGRATS.sub(" поздравляю ", norm)
+    for _, pattern, token in L.PHRASES:
         norm = pattern.sub(token, norm)
     return norm
 
@@ -244,10 +245,10 @@ def test_fast_patterns_agree_with_the_plain_ones_on_any_text(text):
 
 
 def test_an_optional_prefix_written_as_an_empty_alternative_matches_the_same():
-    question_mark_spelling = re.compile(rf"(?<![а-я])(?:{T._OBSCENE_STEMS.replace('|)', ')?')})|пизд")
-    assert question_mark_spelling.pattern != T._OBSCENE.pattern
+    question_mark_spelling = re.compile(rf"(?<![а-я])(?:{L.OBSCENE_STEMS.replace('|)', ')?')})|пизд")
+    assert question_mark_spelling.pattern != L.OBSCENE.pattern
     for norm in NORMS + [T.normalise(f) + " " + f for f in FRAGMENTS]:
-        assert bool(question_mark_spelling.search(norm)) == bool(T._OBSCENE.search(norm)), norm
+        assert bool(question_mark_spelling.search(norm)) == bool(L.OBSCENE.search(norm)), norm
 
 
 @settings(max_examples=500, deadline=None)
@@ -264,17 +265,17 @@ def _reference_strict_harmless(words: list[str]) -> str | None:
     """Strict recognition as first written: each word checked against the lexicons in order."""
     thanks = praise = ack = laugh = objects = False
     for word in words:
-        if word in T._ACK:
+        if word in L.ACK:
             ack = True
-        elif word in T._THANKS:
+        elif word in L.THANKS:
             thanks = True
-        elif word in T._PRAISE:
+        elif word in L.PRAISE:
             praise = True
-        elif word in T._LAUGH:
+        elif word in L.LAUGH:
             laugh = True
-        elif word in T._FILLER:
+        elif word in L.FILLER:
             continue
-        elif word in T._PRAISE_OBJECTS:
+        elif word in L.PRAISE_OBJECTS:
             objects = True
         else:
             return None
@@ -290,27 +291,27 @@ def _reference_strict_harmless(words: list[str]) -> str | None:
 
 
 def _lenient_veto(word: str) -> bool:
-    if word in T._THANKS or word in T._PRAISE or word in T._FILLER or word in T._PRAISE_OBJECTS:
+    if word in L.THANKS or word in L.PRAISE or word in L.FILLER or word in L.PRAISE_OBJECTS:
         return False
     return bool(
         T._is_negation(word)
         or word.isdigit()
         or any(ch.isdigit() for ch in word)
-        or word in T._CONTRAST
-        or word in T._REQUEST
-        or word in T._QUESTION_WORDS
-        or word in T._PERSISTENCE
-        or word in T._PROBLEM
+        or word in L.CONTRAST
+        or word in L.REQUEST_WORDS
+        or word in L.QUESTION_WORDS
+        or word in L.PERSISTENCE
+        or word in L.PROBLEM
         or word == "без"
-        or (len(word) >= 5 and T._IMPERATIVE.search(word))
-        or (not T._is_known(word) and T._VERB_LIKE.search(word))
+        or (len(word) >= 5 and L.IMPERATIVE.search(word))
+        or (not T._is_known(word) and L.VERB_LIKE.search(word))
     )
 
 
 def _vocabulary() -> list[str]:
     words: set[str] = set()
     for value in vars(T).values():
-        if isinstance(value, T._Lexicon):
+        if isinstance(value, L.Lexicon):
             words |= value.exact
             words |= {prefix + ending for prefix in value.prefixes for ending in ("", "а", "ли", "ите", "ешь", "ть")}
     for norm in NORMS:
@@ -328,10 +329,10 @@ def _check_word(word: str) -> None:
         assert bool(bits & bit) == (word in lexicon), (word, bit)
     known = T._is_known(word)
     assert bool(bits & T._F_UNKNOWN) == (not known)
-    assert bool(bits & T._F_UNKNOWN_VERB) == bool(not known and T._VERB_LIKE.search(word))
+    assert bool(bits & T._F_UNKNOWN_VERB) == bool(not known and L.VERB_LIKE.search(word))
     assert bool(bits & T._F_UNKNOWN_LI) == (len(word) >= 5 and word.endswith("ли") and not known)
-    assert bool(bits & T._F_IMPERATIVE) == bool(len(word) >= 5 and T._IMPERATIVE.search(word))
-    assert bool(bits & T._F_PERSONAL_VERB) == bool(T._PERSONAL_VERB.search(word))
+    assert bool(bits & T._F_IMPERATIVE) == bool(len(word) >= 5 and L.IMPERATIVE.search(word))
+    assert bool(bits & T._F_PERSONAL_VERB) == bool(L.PERSONAL_VERB.search(word))
     assert bool(bits & T._F_NUMBER) == word.isdigit()
     assert bool(bits & T._F_WAITING) == (word in T._WAITING)
     assert bool(bits & T._F_CITIZEN_REQUEST) == (word in T._CITIZEN_REQUEST)
