@@ -56,6 +56,34 @@ from typing import Any, Protocol
 
 import orjson
 
+from otklik.agents.text.moderation_lexicon import (
+    AD_CUES,
+    BODY_PARTS,
+    BODY_VERBS,
+    CALL_CUES,
+    HANDLE,
+    INSULT_OBSCENE,
+    INSULT_STRONG,
+    INSULT_WEAK,
+    KEYBOARD_4GRAMS,
+    KILL_CALL_VERBS,
+    MASK_FILL,
+    NOUN_PERSONS,
+    OBSCENE_FORMS,
+    OFFICIAL_LINK,
+    OWN_CONTACT,
+    PERSON_CUES,
+    PHONE,
+    RUN4,
+    THREAT_FORMS,
+    THREAT_PHRASES,
+    THREAT_VERBS,
+    UNIT_REPEAT,
+    URL,
+    VOWELS,
+    WEAPONS,
+    looks_obscene,
+)
 from otklik.agents.text.normalize import collapse_repeats, fold, normalized_key, tokenize
 
 __all__ = [
@@ -109,379 +137,6 @@ class _Morph:
         return frozenset(lemma for lemma, _, known in self.parse(word) if known)
 
 
-# --------------------------------------------------------------------------- obscene
-
-# Prefixes that turn a мат root into a word (нахуй, похуй, охуеть, нихуя, заебал, спиздил).
-_PFX_HUY = r"(?:на|по|о|об|до|ни|за|от|вы|при|пере|раз|рас|у|недо|не|под|с|вз|ох|а)?"
-# Before "еб" a consonant-final prefix carries ъ/ь (съебал, въебал); "с" and "в" without it are
-# too common (себе, вебинар), so they need the sign.
-_PFX_EB = r"(?:за|на|про|у|вы|по|до|пере|при|недо|долбо|долба|о|(?:от|раз|рас|под|из|вз|об)[ъь]?|(?:с|в)[ъь])?"
-_OBSCENE_STEM = re.compile(
-    "|".join(
-        (
-            rf"^{_PFX_HUY}ху[йяюие]",
-            r"хуй",
-            r"п[иеы]з[дж]",
-            r"^пзд",
-            rf"^{_PFX_EB}еб(?:$|а|у|л|н|и|е|ы|о|ук|ись|ет)",
-            r"^(?:вы|про|по|раз|за)?бля(?:$|[тд])",
-            r"^муд(?:ак|ач|ац|ил|озвон)",
-            r"пид[оа]р",
-            r"^пидр",
-            r"залуп",
-            r"^манд(?:[аыуе]|ой|ою)$",
-            r"мандавош",
-        )
-    )
-)
-# мат forms that the dictionary reads as an innocent word (хули: imperative of хулить).
-_OBSCENE_FORMS = frozenset({"хули"})
-# Innocent words that the stems would catch and the dictionary does not know.
-_NOT_OBSCENE = re.compile(r"^(?:ебург|ебонит|хуанхэ|хуареc|хуан)")
-# Letters most often hidden behind a mask in мат (п*здец, х*й, бл*ть, е*ать).
-_MASK_FILL = "уиеяаблздю"
-
-
-def _looks_obscene(stem_form: str) -> bool:
-    return bool(_OBSCENE_STEM.search(stem_form)) and not _NOT_OBSCENE.search(stem_form)
-
-
-# --------------------------------------------------------------------------- insult
-
-# Lemmas that insult a person whatever the context.
-_INSULT_STRONG = frozenset(
-    [
-        "идиот",
-        "идиотка",
-        "дебил",
-        "дебилка",
-        "кретин",
-        "кретинка",
-        "имбецил",
-        "дегенерат",
-        "придурок",
-        "придурка",
-        "урод",
-        "уродина",
-        "мразь",
-        "мразота",
-        "тварь",
-        "сволочь",
-        "подонок",
-        "ублюдок",
-        "выродок",
-        "ничтожество",
-        "быдло",
-        "дармоед",
-        "недоумок",
-        "тупица",
-        "бестолочь",
-        "олух",
-        "дура",
-        "дурак",
-        "дурачье",
-        "чмо",
-        "мерзавец",
-        "мерзавка",
-        "негодяй",
-        "отморозок",
-        "маразматик",
-        "маразматичка",
-        "хамло",
-        "хамка",
-        "коновал",
-        "ворюга",
-        "чинуша",
-        "пустозвон",
-        "сука",
-        "сучара",
-        "тупорылый",
-        "безмозглый",
-        "дебильный",
-        "идиотский",
-        "кретинский",
-        "скотский",
-        "бездарь",
-        "бездельник",
-        "лжец",
-        "подлец",
-    ]
-)
-# Lemmas that insult only when aimed at people (they also name animals, things or states).
-_INSULT_WEAK = frozenset(
-    [
-        "козел",
-        "козлина",
-        "свинья",
-        "баран",
-        "осел",
-        "овца",
-        "курица",
-        "корова",
-        "крыса",
-        "скотина",
-        "гнида",
-        "паразит",
-        "клоун",
-        "шут",
-        "шкура",
-        "вор",
-        "шайка",
-        "мерзкий",
-        "жулик",
-        "садист",
-        "убийца",
-        "тупой",
-        "отмороженный",
-        "отморозить",
-        "продажный",
-        "животное",
-    ]
-)
-# мат names for people: matched on the stem form, since pymorphy3 guesses their lemmas badly.
-_INSULT_OBSCENE = re.compile(
-    r"^(?:дебил|идиот|кретин|долбоящер|пизд[оа]бол|муд(?:ак|ил|озвон)|долб[оа]?еб|уеб(?:ок|к[аиу]|ище$|ища$|ан)|ебл(?:ан|о$)|пид[оа]р|пидр|хуесос|хуйл|блядин)"
-)
-# Words that aim a weak insult at people: second person and people at a page's institutions.
-_PERSON_CUES = frozenset(
-    [
-        "ты",
-        "вы",
-        "тебя",
-        "вас",
-        "тебе",
-        "вам",
-        "тобой",
-        "вами",
-        "твой",
-        "ваш",
-        "твоя",
-        "ваша",
-        "твои",
-        "ваши",
-        "сам",
-        "сами",
-        "все",
-        "эти",
-        "этот",
-        "эта",
-        "чиновник",
-        "чинуша",
-        "депутат",
-        "глава",
-        "мэр",
-        "губернатор",
-        "директор",
-        "директриса",
-        "врач",
-        "доктор",
-        "главврач",
-        "педиатр",
-        "терапевт",
-        "учитель",
-        "учительница",
-        "преподаватель",
-        "воспитатель",
-        "воспитательница",
-        "медсестра",
-        "медбрат",
-        "админ",
-        "администратор",
-        "администрация",
-        "начальник",
-        "начальница",
-        "руководитель",
-        "руководство",
-        "сотрудник",
-        "сотрудница",
-        "работник",
-        "работница",
-        "заведующий",
-        "заведующая",
-        "завуч",
-        "водитель",
-        "охранник",
-        "тренер",
-        "полицейский",
-        "власть",
-        "депутатка",
-        "коммунальщик",
-        "управляющий",
-        "компания",
-        "мэрия",
-        "управа",
-        "жэк",
-        "жкх",
-        "управляйка",
-        "правительство",
-        "дума",
-        "полиция",
-        "гибдд",
-        "заткнись",
-        "заткнитесь",
-        "иди",
-        "идите",
-    ]
-)
-_NOUN_PERSONS = _PERSON_CUES - frozenset(
-    [
-        "ты",
-        "вы",
-        "тебя",
-        "вас",
-        "тебе",
-        "вам",
-        "тобой",
-        "вами",
-        "твой",
-        "ваш",
-        "твоя",
-        "ваша",
-        "твои",
-        "ваши",
-        "сам",
-        "сами",
-        "все",
-        "эти",
-        "этот",
-        "эта",
-    ]
-)
-
-# --------------------------------------------------------------------------- threat
-
-# Violence the writer announces in the first person (убью, сожгу, поубиваю).
-_THREAT_VERBS = frozenset(
-    [
-        "убить",
-        "убивать",
-        "поубивать",
-        "прибить",
-        "пристрелить",
-        "застрелить",
-        "перестрелять",
-        "расстрелять",
-        "зарезать",
-        "прирезать",
-        "порезать",
-        "сжечь",
-        "спалить",
-        "поджечь",
-        "взорвать",
-        "закопать",
-        "задушить",
-        "удавить",
-        "избить",
-        "урыть",
-        "замочить",
-        "грохнуть",
-        "прикончить",
-        "покалечить",
-        "искалечить",
-        "отравить",
-        "подкараулить",
-        "пришить",
-        "придушить",
-        "разнести",
-    ]
-)
-# Violence only when it lands on a body (оторву голову, переломаю ноги, разобью морду).
-_BODY_VERBS = frozenset(
-    ["оторвать", "открутить", "пооткручивать", "откручивать", "переломать", "сломать", "разбить", "набить", "проломить"]
-)
-_BODY_PARTS = frozenset(
-    [
-        "голова",
-        "морда",
-        "лицо",
-        "рожа",
-        "нога",
-        "рука",
-        "зуб",
-        "череп",
-        "шея",
-        "хребет",
-        "кость",
-        "ебало",
-        "рыло",
-        "башка",
-    ]
-)
-# Calls to kill: "надо расстрелять", "вешать надо", "взорвать бы".
-_KILL_CALL_VERBS = frozenset(
-    [
-        "убить",
-        "убивать",
-        "расстрелять",
-        "расстреливать",
-        "вешать",
-        "повесить",
-        "перестрелять",
-        "замочить",
-        "удавить",
-        "сжечь",
-        "взорвать",
-        "поджечь",
-        "перебить",
-    ]
-)
-_CALL_CUES = frozenset(["надо", "нужно", "пора", "следует", "бы", "стоит", "должны", "всех", "таких", "стенке"])
-# Slang first-person forms the dictionary does not know (it reads урою as уроить).
-_THREAT_FORMS = frozenset(["урою", "уроем", "замочу", "грохну"])
-_WEAPONS = frozenset(
-    ["ружье", "нож", "топор", "автомат", "пистолет", "обрез", "бита", "битый", "арматура", "граната", "ствол"]
-)
-_THREAT_PHRASES = re.compile(
-    r"(?:вам|тебе|им) не жить|кровью умоет|умоетесь кровью|знаю,? где (?:ты|вы) живе"
-    r"|(?:я|мы) (?:тебя|вас) найд|найду (?:тебя|вас)|(?:тебя|вас) найду|доберусь до (?:тебя|вас)"
-    r"|заминирован|заложен[аы]? бомб|заложил[аи]? бомб|бомба в (?:школе|больнице|садике|здании)"
-    r"|устро(?:ю|им) (?:вам|тебе) (?:бойню|резню|ад)|(?:вам|тебе) (?:всем )?(?:конец|хана|крышка)"
-    r"|пожалеешь,? что родил|пожалеете,? что родил|прид(?:у|ем) к (?:вам|тебе) домой|мало не покажется|разберусь с (?:тобой|вами|ним|ней)"
-)
-
-# --------------------------------------------------------------------------- spam
-
-_URL = re.compile(
-    r"(?:https?://|www\.)[^\s]+"
-    r"|(?<![\w@.])(?:[a-zа-я0-9-]+\.)+(?:ru|com|net|org|рф|su|io|me|cc|ly|info|shop|online|site|xyz"
-    r"|pro|biz|club|store|top|link|app|ws|ua|by|kz)(?![\w-])(?:/[^\s]*)?"
-)
-# Links that a citizen may fairly cite: official government sites and VK content itself.
-_OFFICIAL_LINK = re.compile(
-    r"(?:^|[/.])(?:gosuslugi\.ru|[\w.-]*gov\.ru|mos\.ru|kremlin\.ru|government\.ru|nalog\.ru|госуслуги\.рф)"
-    r"|vk\.com/(?:wall|photo|video|topic)"
-)
-_HANDLE = re.compile(r"(?<![\w.])@(?!(?:id|club|public)\d+\b)[a-z][a-z0-9_]{3,}")
-_PHONE = re.compile(r"(?<!\d)(?:\+7|8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s\-]*\d{2}[\s\-]*\d{2}(?!\d)")
-# The writer leaves a number to be called back: not an advertisement.
-_OWN_CONTACT = re.compile(r"\b(?:мне|мой|моему|меня|со мной|перезвон\w*)\b")
-# "Напишите в личные сообщения" alone is what pages and citizens say every day, not advertising:
-# it is no cue here (a page reply that says only that is flagged as a deflection elsewhere).
-_AD_CUES = re.compile(
-    r"заработ\w* (?:от|на|в день|без)|без вложений|доход(?:ом)? от|пассивн\w+ доход"
-    r"|пиши\w* в (?:директ|телеграм|whatsapp|вотсап|ватсап)"
-    r"|(?:ссылк\w+|подробност\w+|телефон|фото|прайс)[\w\s,]{0,20} в (?:профиле|описании)"
-    r"|подписыва\w*(?:ся|тесь)|вступа\w*(?:те)? в (?:нашу |мою )?(?:группу|сообщество)"
-    r"|переход\w* (?:по ссылке|в (?:наш |мой )?канал|на сайт)|промокод|розыгрыш|казино|ставки на спорт"
-    r"|кредит\w* без|\bзайм(?:ы|ов)?\b|без отказа|продам|продаю|продаж[аи] |купим|скупка|выкуп|под ключ"
-    r"|скидк\w* (?:до |на )?\d+ ?%|\d+ ?% скидк|скидк\w+ \d+|со скидкой|взаимн\w+ лайк|работа для мам"
-    r"|удален\w+ работ|требуются сотрудники|оплата каждый день|выплаты ежедневно|кешбэк|гадалк"
-    r"|верну любимого|похудеть на|вебинар|бесплатн\w+ (?:урок|консультаци)|недорого|дешев\w+ авиа"
-    r"|лечение алкоголизма|ищу партнер|выигра\w+ (?:iphone|айфон)|проголосуйте за"
-    r"|оптов\w+ постав|приглашаем в наш|телеграм-канал"
-)
-
-# --------------------------------------------------------------------------- flood
-
-_KEYBOARD_ROWS = ("йцукенгшщзхъ", "фывапролджэ", "ячсмитьбю", "qwertyuiop", "asdfghjkl", "zxcvbnm")
-_KEYBOARD_4GRAMS = frozenset(
-    row[i : i + 4] for r in _KEYBOARD_ROWS for row in (r, r[::-1]) for i in range(len(row) - 3)
-)
-_RUN4 = re.compile(r"(.)\1{3,}")
-_UNIT_REPEAT = re.compile(r"(.{1,4}?)\1{4,}")
-_VOWELS = frozenset("аеиоуыэюяaeiouy")
-
-
 @dataclass(frozen=True, slots=True)
 class _Text:
     """One text prepared once for all rules."""
@@ -527,11 +182,11 @@ class RuleDetector:
         return any(self._obscene_word(w) for w in itertools.chain(t.words, t.joined))
 
     def _obscene_word_uncached(self, word: str) -> bool:
-        if word in _OBSCENE_FORMS:
+        if word in OBSCENE_FORMS:
             return True
         if "*" in word:
             return self._masked_obscene(word)
-        if not _looks_obscene(collapse_repeats(word)):
+        if not looks_obscene(collapse_repeats(word)):
             return False
         return not self._innocent_in_dictionary(word)
 
@@ -539,7 +194,7 @@ class RuleDetector:
         """True when pymorphy3 knows the word and one of its known lemmas is not мат."""
         for form in {word, collapse_repeats(word, keep=2), collapse_repeats(word)}:
             known = self._morph.known_lemmas(form)
-            if known and any(not _looks_obscene(collapse_repeats(lemma)) for lemma in known):
+            if known and any(not looks_obscene(collapse_repeats(lemma)) for lemma in known):
                 return True
         return False
 
@@ -549,10 +204,10 @@ class RuleDetector:
         if len(letters) < 2 or word.count("*") > 3 or not word.strip("*"):
             return False
         slots = word.count("*")
-        for fill in itertools.product(_MASK_FILL, repeat=slots):
+        for fill in itertools.product(MASK_FILL, repeat=slots):
             it = iter(fill)
             candidate = "".join(next(it) if ch == "*" else ch for ch in word)
-            if _looks_obscene(collapse_repeats(candidate)) and not self._innocent_in_dictionary(candidate):
+            if looks_obscene(collapse_repeats(candidate)) and not self._innocent_in_dictionary(candidate):
                 return True
         return False
 
@@ -562,12 +217,12 @@ class RuleDetector:
         words = t.words
         lemma_sets = [self._morph.lemmas(w) for w in words]
         for i, word in enumerate(words):
-            if _INSULT_OBSCENE.search(collapse_repeats(word)):
+            if INSULT_OBSCENE.search(collapse_repeats(word)):
                 return True
             lemmas = lemma_sets[i]
-            if lemmas & _INSULT_STRONG and not self._innocent_reading(word, _INSULT_STRONG):
+            if lemmas & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
                 return True
-            if lemmas & _INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
+            if lemmas & INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
                 return True
         return False
 
@@ -580,37 +235,37 @@ class RuleDetector:
         # An adjective that qualifies a thing ("тупая отписка") is criticism, not an insult.
         if i + 1 < len(words):
             nxt = self._morph.parse(words[i + 1])
-            if nxt and "NOUN" in nxt[0][1] and not (lemma_sets[i + 1] & _NOUN_PERSONS):
+            if nxt and "NOUN" in nxt[0][1] and not (lemma_sets[i + 1] & NOUN_PERSONS):
                 first = self._morph.parse(words[i])
                 if first and first[0][1].startswith(("ADJF", "ADJS", "PRTF")):
                     return False
         window = range(max(0, i - 3), min(len(words), i + 4))
-        return any(j != i and (words[j] in _PERSON_CUES or lemma_sets[j] & _PERSON_CUES) for j in window)
+        return any(j != i and (words[j] in PERSON_CUES or lemma_sets[j] & PERSON_CUES) for j in window)
 
     # ------------------------------------------------------------------ threat
 
     def _is_threat(self, t: _Text) -> bool:
         plain = " ".join(t.words)
-        if _THREAT_PHRASES.search(plain):
+        if THREAT_PHRASES.search(plain):
             return True
         words = t.words
         lemma_sets = [self._morph.lemmas(w) for w in words]
-        has_call_cue = any(w in _CALL_CUES for w in words)
+        has_call_cue = any(w in CALL_CUES for w in words)
         for i, word in enumerate(words):
-            if word in _THREAT_FORMS:
+            if word in THREAT_FORMS:
                 return True
             lemmas = lemma_sets[i]
-            if not (lemmas & (_THREAT_VERBS | _BODY_VERBS | _KILL_CALL_VERBS)) and lemmas.isdisjoint({"прийти"}):
+            if not (lemmas & (THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS)) and lemmas.isdisjoint({"прийти"}):
                 continue
             for lemma, tag, _known in self._morph.parse(word):
                 if "VERB" in tag and "1per" in tag and "past" not in tag:
-                    if lemma in _THREAT_VERBS:
+                    if lemma in THREAT_VERBS:
                         return True
-                    if lemma in _BODY_VERBS and self._near(lemma_sets, i, _BODY_PARTS):
+                    if lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
                         return True
-                    if lemma == "прийти" and self._near(lemma_sets, i, _WEAPONS, span=5):
+                    if lemma == "прийти" and self._near(lemma_sets, i, WEAPONS, span=5):
                         return True
-                if "INFN" in tag and lemma in _KILL_CALL_VERBS and has_call_cue:
+                if "INFN" in tag and lemma in KILL_CALL_VERBS and has_call_cue:
                     return True
         return False
 
@@ -623,12 +278,12 @@ class RuleDetector:
 
     def _is_spam(self, t: _Text) -> bool:
         text = t.folded
-        for match in _URL.finditer(text):
-            if not _OFFICIAL_LINK.search(match.group(0)):
+        for match in URL.finditer(text):
+            if not OFFICIAL_LINK.search(match.group(0)):
                 return True
-        if _HANDLE.search(text) or _AD_CUES.search(text):
+        if HANDLE.search(text) or AD_CUES.search(text):
             return True
-        return bool(_PHONE.search(text)) and not _OWN_CONTACT.search(text)
+        return bool(PHONE.search(text)) and not OWN_CONTACT.search(text)
 
     # ------------------------------------------------------------------ flood
 
@@ -637,10 +292,10 @@ class RuleDetector:
         if len(dense) < 5:
             return False
         # Runs of one character ("аааааа", "!!!!!!", "😡😡😡😡") or of a short unit ("хахаха").
-        covered = sum(len(m.group(0)) for m in _RUN4.finditer(dense))
+        covered = sum(len(m.group(0)) for m in RUN4.finditer(dense))
         if covered >= 0.7 * len(dense):
             return True
-        covered = sum(len(m.group(0)) for m in _UNIT_REPEAT.finditer(dense))
+        covered = sum(len(m.group(0)) for m in UNIT_REPEAT.finditer(dense))
         if covered >= 0.7 * len(dense):
             return True
         raw_words = [w for w in re.split(r"[\W_]+", t.folded) if w]
@@ -656,9 +311,9 @@ class RuleDetector:
     def _is_mash(self, word: str) -> bool:
         if len(word) < 5 or word.isdigit():
             return False
-        on_row = any(word[i : i + 4] in _KEYBOARD_4GRAMS for i in range(len(word) - 3))
+        on_row = any(word[i : i + 4] in KEYBOARD_4GRAMS for i in range(len(word) - 3))
         few_letters = len(word) >= 8 and len(set(word)) <= 3
-        vowel_share = sum(ch in _VOWELS for ch in word) / len(word)
+        vowel_share = sum(ch in VOWELS for ch in word) / len(word)
         if not (on_row or few_letters or vowel_share < 0.15):
             return False
         return not any(known for _, _, known in self._morph.parse(word))
