@@ -74,3 +74,19 @@ def test_the_pure_core_imports_no_shell_library() -> None:
     # The faust wiring and the services may.
     assert rules("import faust", "otklik.agents.wiring.pipeline") == []
     assert rules("from prometheus_client import Counter", "otklik.streams.worker.metrics") == []
+
+
+def test_the_readme_layout_table_matches_the_tree() -> None:
+    """Every package folder has its row in README's "Layout", and every folder named there exists."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([\w/]+)/`", section, flags=re.M))
+    packages = {
+        str(init.parent.relative_to(ROOT))
+        for layer in ("schemas", "agents", "streams")
+        for init in (ROOT / layer).rglob("__init__.py")
+    }
+    assert packages - rows == set(), "packages without a row in README's Layout"
+    assert {row for row in rows if not (ROOT / row).is_dir()} == set(), "rows naming no folder"
