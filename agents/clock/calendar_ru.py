@@ -32,7 +32,7 @@ class DecreeYear:
     year: int
     decree: str
     # A weekend day made working → the weekday (0=Mon) of the day its rest moved to; that day's
-    # schedule is the one the working weekend day follows (DESIGN, "The working-hours clock").
+    # schedule is the one the working weekend day follows (docs/clock.md, "Production calendar").
     working_weekend_days: Mapping[date, int] = field(default_factory=dict)
     # Pre-holiday days one hour shorter (Labour Code art. 95), as the Ministry of Labour's calendar lists them.
     short_days: frozenset[date] = frozenset()

@@ -3,8 +3,7 @@
 All times are integer unix seconds (UTC). A page works by its weekly :class:`Schedule` in its own
 IANA time zone, minus the days off of the production calendar and the page's own extra holidays,
 plus the weekend days a decree made working (they follow the schedule of the weekday their rest
-moved to); on a shortened day the working period ends an hour early (DESIGN.md, "The working-hours
-clock").
+moved to); on a shortened day the working period ends an hour early (docs/clock.md, "Short days").
 
 Speed matters (the replay path targets 100 k events/s), so each local year is laid out once as a
 table of absolute working intervals per day with a running total at each midnight: a span of any

@@ -7,7 +7,7 @@ user_id}, timestamp (ms), link: {type: reply|forward, sender, chat_id, message: 
 body: {mid, seq, text}}``; ``message_removed`` carries ``{message_id, chat_id, user_id}``.
 ``sender`` is absent or null when a message is posted on behalf of a channel.
 
-Identifiers (DESIGN.md "Identifiers", with the ``max:`` prefix):
+Identifiers (docs/data-flow.md, "Identifiers", with the ``max:`` prefix):
 
 * a group chat or channel is the page ``max:<chat_id>`` (MAX's chat id as given, sign included);
   its messages are ``max:<chat_id>:chat:<chat_id>:<mid>`` (object kind ``wall``: a comment section);

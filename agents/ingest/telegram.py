@@ -4,7 +4,7 @@ What is measured: comments on a channel's posts. They live in the channel's link
 Telegram copies each post there (``is_automatic_forward``), comments are messages in that copy's
 thread, and a message sent on behalf of the channel carries ``sender_chat`` = the channel.
 
-Identifiers (DESIGN.md "Identifiers", with the ``tg:`` prefix):
+Identifiers (docs/data-flow.md, "Identifiers", with the ``tg:`` prefix):
 
 * page ``tg:<channel>`` where ``<channel>`` is the channel's Bot API chat id without its minus sign
   (``-1001234567890`` → ``tg:1001234567890``), as VK pages are positive group ids;
@@ -23,9 +23,10 @@ otherwise from the configured links (``OTKLIK_TG_LINKS="<group id>=<channel id>,
 read by :func:`links_from_env`), because a reply to a comment names no channel at all. An update that
 names none and whose group is not configured is rejected with a reason that says so.
 
-Threads, mapped onto DESIGN's response rules: a post's comment section is one thread (Telegram shows
-it flat; a reply addresses the author of the message it replies to). So a page reply to a comment
-answers that comment and every open comment of the same author under the post, and no one else's.
+Threads, mapped onto the response rules (docs/responses.md, "Matching rules"): a post's comment
+section is one thread (Telegram shows it flat; a reply addresses the author of the message it replies
+to). So a page reply to a comment answers that comment and every open comment of the same author under
+the post, and no one else's.
 A page message that replies to no comment is addressed to nobody and, like a top-level VK page comment,
 answers nothing (it gets its own thread root). Known limit: a registered administrator writing as a
 person (not as the channel) without replying to a comment is taken as addressed to the whole thread.

@@ -1,6 +1,6 @@
 """VK Callback API bodies → :class:`Interaction` records (pure, no I/O).
 
-Identifiers follow DESIGN.md ("Identifiers"). The parser is lenient about fields otklik does not use
+Identifiers follow docs/data-flow.md, "Identifiers". The parser is lenient about fields otklik does not use
 and strict about those it does: a missing or ill-typed field we rely on raises :class:`NormalizeError`
 whose reason names the event type and the field, e.g. ``wall_reply_new: object.date: missing``.
 

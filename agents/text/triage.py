@@ -24,7 +24,7 @@ Needs an answer (``needs_answer=True``):
                         (a photo of a pothole); with an attachment only plainly harmless words are excluded
   ``needs_answer``      anything else the rules do not recognise as harmless
 
-Offensive content and spam are never excluded (DESIGN.md, "What counts as a response"). The check here is
+Offensive content and spam are never excluded (docs/triage.md, "Offensive content and spam"). The check here is
 a small conservative one of our own (links, phone numbers, ad phrases, obvious obscene and insulting roots,
 threats), which runs first and names the reason. When ``otklik.agents.text.moderation`` is importable, its
 ``default_detector().labels(text)`` (loaded lazily, once) is consulted *in addition* for every text our
