@@ -1,4 +1,4 @@
-"""Links to an item on its platform, built from otklik's identifiers (DESIGN.md, "Identifiers")."""
+"""Links to an item on its platform, built from otklik's identifiers (docs/data-flow.md, "Identifiers")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def platform_link(item: str) -> str | None:
     return template.format(page=page, obj=obj, own=own) if template is not None else None
 
 
-# (platform, object kind) -> the item's URL; a template for each identifier form of DESIGN.md.
+# (platform, object kind) -> the item's URL; a template for each identifier form (docs/data-flow.md, "Identifiers").
 _TEMPLATES: dict[tuple[str, str], str] = {
     ("vk", "wall"): "https://vk.com/wall-{page}_{obj}?reply={own}",
     ("vk", "photo"): "https://vk.com/photo-{page}_{obj}",

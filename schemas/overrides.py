@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from otklik.schemas.records import page_of_item
 
-# An item id of DESIGN.md's table: platform, page, object kind, object, own number.
+# An item id (docs/data-flow.md, "Identifiers"): platform, page, object kind, object, own number.
 ITEM_ID = re.compile(r"^(vk|tg|max|ok):(-?\d+):(wall|photo|video|market|board|dm|post):(-?\d+):(\d+)$")
 
 

@@ -42,7 +42,7 @@ class RawEnvelope:
 class Interaction(msgspec.Struct, frozen=True):
     """A record of ``otklik.interactions``: one comment, reply, message, edit, deletion or restoration.
 
-    Identifiers follow DESIGN.md ("Identifiers"): ``page`` is ``vk:<group_id>``, ``item`` is e.g.
+    Identifiers follow docs/data-flow.md, "Identifiers": ``page`` is ``vk:<group_id>``, ``item`` is e.g.
     ``vk:<group_id>:wall:<post_id>:<comment_id>``, authors are ``vk:user:<id>`` or ``vk:<group_id>``.
 
     A frozen msgspec Struct rather than a frozen dataclass: one is built per event on the replay path,

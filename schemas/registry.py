@@ -1,4 +1,4 @@
-"""The page registry: which pages otklik watches, and by what rules (DESIGN.md, "Page registry").
+"""The page registry: which pages otklik watches, and by what rules (docs/registry.md, "The file").
 
 The file is YAML::
 
