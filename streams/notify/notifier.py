@@ -7,7 +7,7 @@ survives a restart. A delivery loop sends what is due, composing each message at
 the worker's read API (title, how many items wait, the oldest one's working age against the deadline,
 a link to it), with retries and exponential backoff.
 
-Rules (DESIGN.md, "Metrics and alerts"):
+Rules (docs/metrics-and-alerts.md, "Notifications"):
 
 * Once per alert group and status. A webhook redelivered by Alertmanager sends nothing new; a firing
   group seen again after ``dedupe_window_s`` (shorter than Alertmanager's repeat interval) is a

@@ -24,7 +24,7 @@ log = logging.getLogger("otklik")
 
 @dataclass
 class Topics:
-    """The topics of DESIGN.md's data flow. Keys and values are raw bytes: the agents decode
+    """The topics of the data flow (docs/data-flow.md, "Topics"). Keys and values are raw bytes: the agents decode
     them themselves, so that a record that does not decode reaches the dead-letter topic instead
     of stopping the stream inside faust's deserializer."""
 

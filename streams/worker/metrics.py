@@ -48,7 +48,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 # dashboards and alerts see the backlog go to zero instead of a series vanishing mid-incident.
 RECENT_ACTIVITY_S = 3600
 
-# Outcomes judged against the deadline when they close in time (DESIGN.md, "What counts as a response").
+# Outcomes judged against the deadline when they close in time (docs/responses.md, "Outcomes").
 # A withdrawn item is judged only when its deadline had passed, and that was counted at the deadline.
 SLO_OUTCOMES = frozenset({"answered", "moderated"})
 
