@@ -1,11 +1,21 @@
-"""``otklik replay``: run recorded VK events through the same core as the live pipeline.
+"""``otklik replay``: run recorded events of every platform through the same core as the live pipeline.
 
 :func:`run_replay` is pure (lines in, rows out); :func:`replay_file` is the thin file edge the CLI calls.
 
-Input, one JSON value per line: ``{"received_at": ISO-8601 or unix seconds, "body": <VK callback body>}``
-or a bare body, received at its object's ``date``. Deletions and restorations carry no time of their own
-(a restoration's ``date`` is the comment's creation), so a bare one is rejected: give it a ``received_at``.
-Lines are processed in order of ``received_at``, file order breaking ties, so the input need not be sorted.
+Input, one JSON value per line, in any mix:
+
+* a raw envelope as the gateway writes it to ``otklik.raw`` (:class:`~otklik.schemas.records.RawEnvelope`:
+  ``{"platform": "vk"|"tg"|"max", "source": ..., "received_at": unix seconds, "body": <platform body>}``),
+  checked and normalized as the worker does it, so a dump of ``otklik.raw`` replays as it is;
+* ``{"received_at": ISO-8601 or unix seconds, "body": <VK callback body>}`` (no ``platform``: VK);
+* a bare VK callback body, received at its object's ``date``. Deletions and restorations carry no time
+  of their own (a restoration's ``date`` is the comment's creation), so a bare one is rejected: give it a
+  ``received_at``;
+* a correction of triage, ``{"received_at": ..., "override": {...}}`` (see :class:`OverrideLine`).
+
+Bodies become interactions through :func:`otklik.agents.ingest.envelope.normalize_body`, the worker's own
+choice of normalizer. Lines are processed in order of ``received_at``, file order breaking ties, so the
+input need not be sorted.
 
 Output, one JSON object per item, ordered by creation time then item id (see :data:`ROW_FIELDS`).
 """
@@ -15,14 +25,15 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
 from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
 
-from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, normalize_body, to_interactions
+from otklik.agents.ingest.vk import NormalizeError
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
@@ -148,7 +159,7 @@ def _override(data: dict[str, Any], number: int) -> OverrideLine:
         raise ReplayError(f"line {number}: override: {exc}") from None
 
 
-def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
+def _decode(line: bytes, number: int, tg_links: Mapping[int, int]) -> list[Interaction] | list[OverrideLine]:
     """One input line as interactions (or a correction); raises :class:`ReplayError` naming the line."""
     try:
         data = orjson.loads(line)
@@ -158,6 +169,11 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
         raise ReplayError(f"line {number}: expected a JSON object, got {type(data).__name__}")
     if "override" in data:
         return [_override(data, number)]
+    if "platform" in data:  # a raw envelope: decoded and normalized by the worker's own functions
+        try:
+            return to_interactions(decode_raw(line), tg_links)
+        except RejectedRecord as exc:
+            raise ReplayError(f"line {number}: {exc.reason}") from None
     if "body" in data:
         body = data["body"]
         received_at = _received_at(data, number)
@@ -172,7 +188,7 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
         date = _bare_date(body)
         if type(date) is not int:
             try:
-                measured = normalize_vk(body, 0)
+                measured = normalize_body("vk", body, 0)
             except NormalizeError as exc:
                 raise ReplayError(f"line {number}: {exc.reason}") from None
             if not measured:
@@ -182,7 +198,7 @@ def _decode(line: bytes, number: int) -> list[Interaction] | list[OverrideLine]:
             )
         received_at = date
     try:
-        return normalize_vk(body, received_at)
+        return normalize_body("vk", body, received_at)
     except NormalizeError as exc:
         raise ReplayError(f"line {number}: {exc.reason}") from None
 
@@ -263,6 +279,7 @@ def run_replay(
     late_window_s: int = 600,
     retention_s: int = 30 * 86400,
     triage: Triage | None = decide,
+    tg_links: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Replay event lines; one row per item, ordered by creation time then item id.
 
@@ -270,13 +287,15 @@ def run_replay(
     ``now`` (unix seconds) is when open items' ages are measured; by default the last event's time.
     Malformed lines are passed to ``on_error(line_number, reason)`` and skipped.
     ``triage`` is what the live worker uses (:func:`otklik.agents.text.triage.decide`); None judges every item.
+    ``tg_links`` maps Telegram discussion groups to their channels, as the worker's ``OTKLIK_TG_LINKS``
+    does (see :mod:`otklik.agents.ingest.telegram`); None: no links.
     """
     # The state holds no reference cycles, and the cyclic collector would rescan it over and over
     # while hundreds of thousands of records are built: a third of the time. Off for the run.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        interactions = _decode_all(lines, on_error)
+        interactions = _decode_all(lines, on_error, {} if tg_links is None else tg_links)
         engine = replay_engine(registry.page, late_window_s=late_window_s, retention_s=retention_s, triage=triage)
         rows = _replay(engine, interactions, now)
         return _in_output_order(rows)
@@ -305,7 +324,7 @@ def replay_engine(
 
 
 def _decode_all(
-    lines: Iterable[bytes], on_error: Callable[[int, str], None] | None
+    lines: Iterable[bytes], on_error: Callable[[int, str], None] | None, tg_links: Mapping[int, int]
 ) -> list[Interaction | OverrideLine]:
     """Every line's interactions (or its correction) in order of ``received_at``, file order breaking
     ties; malformed lines go to ``on_error`` in file order."""
@@ -313,8 +332,8 @@ def _decode_all(
     interactions: list[Any] = []
     batch: list[Any]
     for number, line in enumerate(lines, 1):
-        # The common line, {"received_at": <int>, "body": {...}}, takes the short path; anything else
-        # (and every error, with its message) goes through _decode.
+        # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
+        # (envelopes, and every error, with its message) goes through _decode.
         try:
             data = loads(line)
             body = data["body"]
@@ -322,15 +341,15 @@ def _decode_all(
         except (orjson.JSONDecodeError, KeyError, TypeError):  # not JSON, not an object, no body or time
             received_at = None
         try:
-            if type(received_at) is int:
+            if type(received_at) is int and "platform" not in data:
                 try:
-                    batch = normalize_vk(body, received_at)
+                    batch = normalize_body("vk", body, received_at)
                 except NormalizeError as bad:  # its own name: compiled, a name keeps the type of its first use
                     raise ReplayError(f"line {number}: {bad.reason}") from None
             elif not line.strip():
                 continue
             else:
-                batch = _decode(line, number)
+                batch = _decode(line, number, tg_links)
         except ReplayError as error:
             if on_error is not None:
                 on_error(number, str(error))
@@ -402,9 +421,11 @@ def replay_file(
     out: str | IO[bytes] | None = None,
     *,
     err: IO[str] | None = None,
+    tg_links: Mapping[int, int] | None = None,
 ) -> dict[str, int]:
     """The CLI edge: read ``path`` (JSON Lines), load the registry, write rows as JSON Lines to ``out``
-    (a path, a binary stream, or stdout), report malformed lines to ``err`` (stderr). Returns counts."""
+    (a path, a binary stream, or stdout), report malformed lines to ``err`` (stderr). Returns counts.
+    ``tg_links``: as for :func:`run_replay`."""
     from otklik.agents.registry import load_registry
 
     err = err if err is not None else sys.stderr
@@ -419,7 +440,7 @@ def replay_file(
     started = time.perf_counter()
     with open(path, "rb") as source:
         lines = source.read().splitlines()
-    rows = run_replay(lines, registry, None if now is None else parse_time(now), on_error=report)
+    rows = run_replay(lines, registry, None if now is None else parse_time(now), on_error=report, tg_links=tg_links)
     payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
     if out is None:
         sys.stdout.buffer.write(payload)

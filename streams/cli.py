@@ -129,19 +129,39 @@ def kafka_status() -> None:
 @click.option(
     "--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON Lines here instead of standard output."
 )
-def replay(events: str, registry: str, now: str | None, out: str | None) -> None:
-    """Run the response engine over an event file, without Kafka.
+@click.option(
+    "--tg-links",
+    envvar="OTKLIK_TG_LINKS",
+    default="",
+    show_envvar=True,
+    help="Telegram discussion groups and their channels, '<group id>=<channel id>,...' (Bot API ids), "
+    "as the worker takes them.",
+)
+def replay(events: str, registry: str, now: str | None, out: str | None, tg_links: str) -> None:
+    """Run the response engine over an event file, without Kafka, with the worker's rules for every platform.
 
-    EVENTS is JSON Lines: {"received_at": ISO-8601 or unix seconds, "body": <VK callback body>} or a bare
-    body (received at its own date). Lines are processed in order of received_at (file order breaks ties).
+    \b
+    EVENTS is JSON Lines, one of these per line, in any mix:
+      {"platform": "vk"|"tg"|"max", "source": ..., "received_at": <unix seconds>, "body": <platform body>}
+          a raw envelope, as the gateway writes it to otklik.raw (a dump of that topic replays as it is);
+      {"received_at": <ISO-8601 or unix seconds>, "body": <VK callback body>}
+      <VK callback body>   (received at its own date; deletions and restorations need received_at)
+      {"received_at": ..., "override": {"item", "needs_answer", "by", "note"}}   a correction of triage
+
+    Lines are processed in order of received_at (file order breaks ties).
     Output: one JSON line per item, ordered by creation time then item id, with its outcome, latencies in
     wall-clock and working seconds, and whether its deadline was breached. Malformed lines are reported
     on standard error with their line numbers and skipped."""
+    from otklik.agents.ingest.telegram import parse_links
     from otklik.agents.replay import ReplayError, replay_file
     from otklik.schemas.registry import RegistryError
 
     try:
-        counts = replay_file(events, registry, now, out)
+        links = parse_links(tg_links)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tg-links") from None
+    try:
+        counts = replay_file(events, registry, now, out, tg_links=links)
     except (RegistryError, ReplayError) as exc:
         raise click.ClickException(str(exc)) from None
     if counts.get("malformed"):

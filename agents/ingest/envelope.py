@@ -7,11 +7,15 @@ send the input to the dead-letter topic and go on with the next record.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from otklik.agents.ingest.max import normalize_max
+from otklik.agents.ingest.telegram import links_from_env, normalize_tg
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.schemas.records import Interaction, RawEnvelope
 
 PLATFORMS = ("vk", "tg", "max", "ok")
@@ -50,32 +54,34 @@ def decode_raw(value: bytes | None) -> RawEnvelope:
     return RawEnvelope(platform=platform, source=source, received_at=float(received_at), body=body)
 
 
-def to_interactions(envelope: RawEnvelope) -> list[Interaction]:
-    """The platform body as interaction records ([] for events otklik does not measure)."""
-    if envelope.platform == "vk":
-        from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+def normalize_body(
+    platform: str, body: Any, received_at: int, tg_links: Mapping[int, int] | None = None
+) -> list[Interaction]:
+    """A platform body received at ``received_at`` as interaction records ([] for events otklik does not
+    measure): the one choice of normalizer per platform, for the worker (:func:`to_interactions`) and
+    ``otklik replay`` alike. ``tg_links``: discussion group → channel (see telegram.py). Raises
+    :class:`NormalizeError` naming what is wrong."""
+    if platform == "vk":
+        return normalize_vk(body, received_at)
+    if platform == "tg":
+        return normalize_tg(body, received_at, tg_links)
+    if platform == "max":
+        return normalize_max(body, received_at)
+    raise NormalizeError(f"platform {platform!r} has no normalizer yet")
 
-        try:
-            return normalize_vk(envelope.body, int(envelope.received_at))
-        except NormalizeError as exc:
-            raise RejectedRecord("normalize", str(exc)) from None
-    if envelope.platform == "tg":
-        from otklik.agents.ingest.telegram import links_from_env, normalize_tg
-        from otklik.agents.ingest.vk import NormalizeError
 
+def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int] | None = None) -> list[Interaction]:
+    """The platform body as interaction records ([] for events otklik does not measure).
+    ``tg_links`` None: the links of ``OTKLIK_TG_LINKS``."""
+    if tg_links is None and envelope.platform == "tg":
         try:
-            return normalize_tg(envelope.body, int(envelope.received_at), links_from_env())
-        except (NormalizeError, ValueError) as exc:  # ValueError: OTKLIK_TG_LINKS itself is malformed
+            tg_links = links_from_env()
+        except ValueError as exc:  # OTKLIK_TG_LINKS itself is malformed
             raise RejectedRecord("normalize", str(exc)) from None
-    if envelope.platform == "max":
-        from otklik.agents.ingest.max import normalize_max
-        from otklik.agents.ingest.vk import NormalizeError
-
-        try:
-            return normalize_max(envelope.body, int(envelope.received_at))
-        except NormalizeError as exc:
-            raise RejectedRecord("normalize", str(exc)) from None
-    raise RejectedRecord("normalize", f"platform {envelope.platform!r} has no normalizer yet")
+    try:
+        return normalize_body(envelope.platform, envelope.body, int(envelope.received_at), tg_links)
+    except NormalizeError as exc:
+        raise RejectedRecord("normalize", str(exc)) from None
 
 
 @dataclass

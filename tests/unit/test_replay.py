@@ -317,3 +317,109 @@ def test_iso_formats_every_second_of_a_day_like_strftime() -> None:
     for t in range(day - 5, day + 86400 + 5, 7):
         assert iso(t) == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
     assert iso(None) is None
+
+
+# ---- every platform: raw envelopes as the gateway writes them to otklik.raw ---------------------------
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+TG_LINKS = {-1009876543210: -1001234567890}  # the discussion group of the fixtures -> its channel
+
+
+def fixture(platform: str, name: str) -> dict[str, Any]:
+    return orjson.loads((FIXTURES / platform / f"{name}.json").read_bytes())
+
+
+def envelope(platform: str, body: dict[str, Any], received_at: float, source: str = "test") -> bytes:
+    from otklik.schemas.records import RawEnvelope
+
+    return RawEnvelope(platform, source, received_at, body).to_json()  # type: ignore[arg-type]
+
+
+def test_raw_envelopes_of_every_platform_replay_through_the_workers_normalizers() -> None:
+    """Telegram: a channel reply to a citizen's follow-up answers it and the citizen's first comment (same
+    author, same post); MAX: an operator's reply answers the message it links; VK as an envelope too."""
+    lines = [
+        envelope("tg", fixture("tg", "comment"), 1764061200.5),
+        envelope("tg", fixture("tg", "followup_reply_to_own_comment"), 1764062000.2),
+        envelope("tg", fixture("tg", "other_citizen_comment"), 1764062001.0),
+        envelope("tg", fixture("tg", "channel_reply"), 1764064800.9),
+        envelope("max", fixture("max", "chat_message_created"), 1764061200.4),
+        envelope("max", fixture("max", "chat_admin_reply"), 1764061500.0),
+        envelope("vk", comment(1, 5001, T), T + 0.7, source="vk-callback"),
+    ]
+    errors: list[tuple[int, str]] = []
+    registry = Registry.from_mapping(
+        {
+            "defaults": {"timezone": "Europe/Moscow"},
+            "pages": [{"id": "max:-68123456789", "administrators": ["max:user:40900"]}],
+        }
+    )
+    rows = run_replay(lines, registry, now=1764070000, tg_links=TG_LINKS, on_error=lambda *e: errors.append(e))
+    assert errors == []
+    outcome = {r["item"]: (r["outcome"], r["responder"]) for r in rows}
+    tg, mx = "tg:1001234567890", "max:-68123456789"
+    assert outcome == {
+        f"{tg}:post:410:412": ("answered", tg),
+        f"{tg}:post:410:415": ("answered", tg),
+        f"{tg}:post:410:413": ("open", None),  # another citizen's comment: not addressed
+        f"{mx}:chat:-68123456789:mid.0000000f3b9a1c2d019ac0a1b2c3d4e5": ("answered", "max:user:40900"),
+        item(1): ("open", None),
+    }
+
+
+def test_an_envelope_and_a_wrapped_vk_line_replay_alike() -> None:
+    bodies = [comment(1, 5001, T), comment(2, -G, T + 300, parents=(1,)), delete(1, ADMIN)]
+    wrapped = [line(b, T + 400 * i) for i, b in enumerate(bodies)]
+    enveloped = [envelope("vk", b, float(T + 400 * i)) for i, b in enumerate(bodies)]
+    assert run_replay(enveloped, reg()) == run_replay(wrapped, reg())
+
+
+def test_telegram_links_come_from_the_caller_and_a_missing_one_is_reported() -> None:
+    # A citizen's reply to their own comment names no channel: only the link does.
+    reply = envelope("tg", fixture("tg", "followup_reply_to_own_comment"), 1764062000)
+    errors: list[tuple[int, str]] = []
+    assert run_replay([reply], reg(), on_error=lambda *e: errors.append(e)) == []
+    ((number, reason),) = errors
+    assert number == 1 and "discussion group -1009876543210 is not linked" in reason
+    assert [r["item"] for r in run_replay([reply], reg(), tg_links=TG_LINKS)] == ["tg:1001234567890:post:410:415"]
+
+
+def test_bad_envelopes_are_rejected_with_the_workers_reason_and_the_line_number() -> None:
+    errors: list[tuple[int, str]] = []
+    lines = [
+        orjson.dumps({"platform": "xx", "source": "test", "received_at": T, "body": {}}),
+        orjson.dumps({"platform": "vk", "source": "test", "received_at": "yesterday", "body": comment(1, 5001, T)}),
+        envelope("ok", {"anything": 1}, T),
+        envelope("max", {"update_type": "message_created", "timestamp": 1, "message": {}}, T),
+        envelope("vk", comment(2, 5002, T), T),
+    ]
+    rows = run_replay(lines, reg(), on_error=lambda *e: errors.append(e))
+    assert [n for n, _ in errors] == [1, 2, 3, 4]
+    reasons = [why for _, why in errors]
+    assert reasons[0].startswith("line 1: envelope.platform: 'xx' is not one of")
+    assert reasons[1].startswith("line 2: envelope.received_at:")
+    assert reasons[2] == "line 3: platform 'ok' has no normalizer yet"
+    assert reasons[3].startswith("line 4: max ")
+    assert [r["item"] for r in rows] == [item(2)]
+
+
+def test_the_cli_takes_telegram_links_from_the_option_or_the_workers_variable(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from otklik.streams.cli import main
+
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("defaults:\n  timezone: Europe/Moscow\n")
+    events = tmp_path / "raw.jsonl"
+    events.write_bytes(envelope("tg", fixture("tg", "followup_reply_to_own_comment"), 1764062000) + b"\n")
+    args = ["replay", str(events), "--registry", str(registry)]
+    runner = CliRunner()
+    by_env = runner.invoke(main, args, env={"OTKLIK_TG_LINKS": "-1009876543210=-1001234567890"})
+    by_option = runner.invoke(main, [*args, "--tg-links", "-1009876543210=-1001234567890"])
+    for result in (by_env, by_option):
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout.splitlines()[0])["item"] == "tg:1001234567890:post:410:415"
+    unlinked = runner.invoke(main, args, env={"OTKLIK_TG_LINKS": ""})
+    assert "is not linked" in unlinked.stderr and unlinked.stdout == ""
+    bad = runner.invoke(main, [*args, "--tg-links", "oops"])
+    assert bad.exit_code == 2 and "--tg-links" in bad.output
