@@ -31,7 +31,7 @@ TOKEN = "glsa_test-token"
 
 
 def shared_reference() -> Path:
-    """shared/ beside the repository (CI's layout), else the development machine's /work/shared."""
+    """shared/reference beside the repository (CI's layout), else the development machine's copy."""
     for base in (REPO.parent / "shared" / "reference", Path("/work/shared/reference")):
         if (base / "grafana-openapi" / "openapi3.json").exists():
             return base

@@ -2,8 +2,8 @@
 
 Every fixture in tests/fixtures/vk/ is first validated against VK's own JSON Schema (5.199, in
 /work/shared/reference/vk-api-schema, or $OTKLIK_VK_SCHEMA), with only the known gaps of that schema
-patched in this test's copy (DOMAIN.md: deletions carry ``deleter_id``; community content has negative
-owner ids). Every normalized record is validated against schemas/json/interaction.json.
+patched in this test's copy (docs/data-flow.md, "Platforms": deletions carry ``deleter_id``; community
+content has negative owner ids). Every normalized record is validated against schemas/json/interaction.json.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _draft03_required(node: Any) -> Any:
 
 
 def _patch_known_gaps(files: dict[str, dict[str, Any]]) -> None:
-    """DOMAIN.md: the schema's known gaps against VK's prose docs, patched in the test's copy only."""
+    """The schema's known gaps against VK's prose docs (docs/data-flow.md, "Platforms"), patched in this copy only."""
 
     # 1. A community's content has a negative owner id; the schema says minimum 0 for some of them.
     def relax_owner_ids(node: Any) -> None:
@@ -158,7 +158,7 @@ def test_fixture_is_valid_by_vks_schema(path: Path, vk_registry: Registry) -> No
 
 
 def test_the_schema_patches_are_needed() -> None:
-    """The unpatched schema rejects real bodies exactly where DOMAIN.md says it has gaps."""
+    """The unpatched schema rejects real bodies exactly where docs/data-flow.md, "Platforms" says it has gaps."""
     registry = _load_vk(patched=False)
     wall_delete = json.loads((FIXTURES / "wall_reply_delete.json").read_text())["object"]
     assert not _validator(registry, "callback_wall_comment_delete").is_valid(wall_delete)  # no user_id

@@ -1,4 +1,4 @@
-"""The matching state machine: DESIGN.md "What counts as a response", one test per rule.
+"""The matching state machine: docs/responses.md, "Matching rules" and "Outcomes", one test per rule.
 
 Events are built as real-shaped VK callback bodies and go through the real normalizer, so these tests
 exercise the path the live worker and ``otklik replay`` use. Pages come from the real registry.

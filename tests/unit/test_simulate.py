@@ -105,7 +105,7 @@ VKValidator = validators.extend(
 
 
 def _patch_known_gaps(callback: dict[str, Any]) -> None:
-    """The gaps DOMAIN.md lists, and only those: deletions carry `deleter_id` (either it or
+    """The gaps docs/data-flow.md, "Platforms" names, and only those: deletions carry `deleter_id` (either it or
     `user_id`, or both), and owner ids of a community's content are negative."""
     definitions = callback["definitions"]
     for name, definition in definitions.items():
@@ -467,7 +467,7 @@ def test_the_mix_contains_every_kind(hour, admins) -> None:
 
 
 def test_some_items_are_answered_and_some_never(hour, admins) -> None:
-    """A compact form of DESIGN.md's matching rules, enough to see both outcomes."""
+    """A compact form of the matching rules (docs/responses.md, "Matching rules"), enough to see both outcomes."""
     events = unique_bodies(hour)
     by_object: dict[tuple[int, str, int], list[dict[str, Any]]] = defaultdict(list)
     for _, body in events:
