@@ -27,7 +27,17 @@ import sys
 from pathlib import Path
 
 # Dotted names below otklik.agents.
-NATIVE_MODULES = ("clock.working", "ingest.vk", "replay", "responses.engine", "text.normalize", "text.triage")
+NATIVE_MODULES = (
+    "clock.working",
+    "ingest.vk",
+    "replay",
+    "responses.engine",
+    "responses.rules",
+    "responses.state",
+    "responses.views",
+    "text.normalize",
+    "text.triage",
+)
 NATIVE_MANIFEST = "_native_build.json"
 _HERE = Path(__file__).resolve().parent
 

@@ -23,7 +23,8 @@ from otklik.agents import NATIVE_STATUS
 from otklik.agents.ingest.vk import normalize_vk
 from otklik.agents.registry import Registry
 from otklik.agents.replay import replay_engine, run_replay
-from otklik.agents.responses.engine import ResponseEngine, event_key
+from otklik.agents.responses.engine import ResponseEngine
+from otklik.agents.responses.state import event_key
 from otklik.agents.text.triage import decision_cache_info, use_decision_cache
 from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
 

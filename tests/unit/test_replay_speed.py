@@ -26,6 +26,7 @@ from otklik.agents.text.triage import decide
 from otklik.schemas.records import ResponseRecord
 from otklik.schemas.schedule import Schedule
 from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
+from tests.unit.responses_helpers import open_records
 
 
 def _plain_iso(t: int | None) -> str | None:
@@ -74,7 +75,7 @@ def _plain_replay(
     now = interactions[-1].received_at
     keep(engine.settle_all())
     keep(engine.tick(now, report_breaches=False))
-    for record, age, business in engine.open_records(now):
+    for record, age, business in open_records(engine, now):
         row = dict(zip(ROW_FIELDS, (None,) * len(ROW_FIELDS)))
         row.update(
             item=record.item,

@@ -24,6 +24,7 @@ from otklik.agents.ingest.vk import normalize_vk
 from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import ResponseRecord
+from tests.unit.responses_helpers import drop_page, forget_encodings, item_state, open_records
 
 ROOT = Path(__file__).resolve().parents[2]
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((ROOT / "schemas" / "json" / "response.json").read_text()))
@@ -166,7 +167,7 @@ class Run:
         for record in self.records:
             assert not list(RESPONSE_SCHEMA.iter_errors(json.loads(record.to_json()))), record
             out[record.item] = record
-        for record, _, _ in self.engine.open_records(now):  # still open: their state, as replay shows it
+        for record, _, _ in open_records(self.engine, now):  # still open: their state, as replay shows it
             assert not list(RESPONSE_SCHEMA.iter_errors(json.loads(record.to_json()))), record
             out[record.item] = record
         return out
@@ -371,7 +372,7 @@ def test_restore_reopens_with_the_original_creation_time() -> None:
     run.tick(t + 60 + W + 1)  # the moderation is final and recorded
     assert run.records[-1].outcome == "moderated"
     run.send(vk.restore(1, 5001, t), received_at=t + H)
-    assert run.engine.item_state(PAGE, item(1)) == "open"
+    assert item_state(run.engine, PAGE, item(1)) == "open"
     run.send(vk.comment(2, -G, t + 2 * H, parents=(1,)))
     r = run.final()[item(1)]
     assert (r.outcome, r.created_at, r.latency_s) == ("answered", t, 2 * H)
@@ -424,7 +425,7 @@ def test_a_closed_item_redelivered_late_is_not_reopened() -> None:
     run = Run().send(vk.comment(1, 5001, t)).send(vk.comment(2, -G, t + 60, parents=(1,)))
     run.tick(t + 2 * H)
     run.send(vk.comment(1, 5001, t), received_at=t + 3 * H)  # new event id, same item
-    assert run.engine.item_state(PAGE, item(1)) == "answered"
+    assert item_state(run.engine, PAGE, item(1)) == "answered"
     assert run.engine.open_items(PAGE) == []
     assert [r.outcome for r in run.records if r.item == item(1)] == ["answered"]
 
@@ -550,7 +551,7 @@ def test_an_item_open_past_the_retention_horizon_expires() -> None:
     vk, t = VK(), at("2025-11-26T10:00")
     run = Run(reg, retention_s=30 * 86400).send(vk.comment(1, 5001, t))
     run.tick(t + 30 * 86400 - 1)
-    assert run.engine.item_state(PAGE, item(1)) == "open"
+    assert item_state(run.engine, PAGE, item(1)) == "open"
     run.tick(t + 30 * 86400)
     r = run.records[-1]
     assert (r.outcome, r.closed_at, r.breached, r.latency_s) == ("expired", t + 30 * 86400, True, 30 * 86400)
@@ -627,7 +628,7 @@ def test_dirty_pages_are_the_ones_whose_state_changed() -> None:
     run.send(vk.comment(2, -G, t + 10, parents=(1,)))
     run.tick(t + 10 + W + 1)  # the answer settles
     assert run.engine.take_dirty() == {PAGE}
-    run.engine.drop_page(PAGE)
+    drop_page(run.engine, PAGE)
     assert run.engine.open_items(PAGE) == [] and run.engine.open_items("vk:222") != []
 
 
@@ -741,7 +742,7 @@ def test_open_items_are_stored_compactly() -> None:
 
 def _cold_dump(engine: ResponseEngine, page: str) -> bytes:
     """The page encoded whole, every cached encoding dropped first."""
-    engine.pages[page].forget_encodings()
+    forget_encodings(engine.pages[page])
     return engine.dump_page(page)
 
 
@@ -840,8 +841,8 @@ def test_a_version_1_page_state_still_loads() -> None:
     }
     run = Run()
     run.engine.load_page(PAGE, json.dumps(v1).encode())
-    assert run.engine.item_state(PAGE, item(7)) == "open"
-    assert run.engine.item_state(PAGE, item(3)) == "answered"
+    assert item_state(run.engine, PAGE, item(7)) == "open"
+    assert item_state(run.engine, PAGE, item(3)) == "answered"
     run.send(body, t + 5)  # the same event id as saved: a redelivery
     assert run.engine.take_dirty() == set()
     run.send(vk.comment(8, -G, t + 60, parents=(7,)))
@@ -849,7 +850,7 @@ def test_a_version_1_page_state_still_loads() -> None:
 
 
 def test_event_keys_are_stable_60_bit_digests() -> None:
-    from otklik.agents.responses.engine import event_key
+    from otklik.agents.responses.state import event_key
 
     # Pinned: page dumps keep these keys, so they must not change between releases or processes.
     assert event_key("9c609e4e42a65baab41cff9d9be2a8b4e7073997") == 816383468742748572
@@ -866,10 +867,10 @@ def test_event_keys_are_stable_60_bit_digests() -> None:
 @settings(max_examples=200, deadline=None)
 @given(ops=st.lists(st.tuples(st.sampled_from(["add", "discard", "prune", "encode"]), st.integers(0, 30)), max_size=80))
 def test_a_log_encodes_like_its_mapping_whatever_was_cached(ops: list[tuple[str, int]]) -> None:
-    from otklik.agents.responses.engine import _CHUNK, _Log
+    from otklik.agents.responses.state import CHUNK, Log
 
-    log, model = _Log(), {}
-    big = _CHUNK + 7  # crosses a chunk boundary now and then
+    log, model = Log(), {}
+    big = CHUNK + 7  # crosses a chunk boundary now and then
     for op, n in ops:
         if op == "add":
             for k in range(n * 13):
@@ -891,7 +892,7 @@ def test_a_log_encodes_like_its_mapping_whatever_was_cached(ops: list[tuple[str,
 
 def test_dump_cost_follows_the_change_not_the_page() -> None:
     """After one new item on a page of 2,000, a dump re-encodes one block, not 2,000 rows."""
-    from otklik.agents.responses import engine as responses
+    from otklik.agents.responses import state as responses
 
     engine = ResponseEngine(registry([{"id": PAGE}]).page)
     vk, t = VK(), at("2025-11-26T10:00")
@@ -906,7 +907,7 @@ def test_dump_cost_follows_the_change_not_the_page() -> None:
     # A dump encodes exactly the blocks whose cached encoding is gone (observed through the state, not by
     # patching the encoder: the module may be compiled, see build_native.py).
     stale = [block for block in blocks if block.blob is None]
-    assert len(stale) == 1 and 0 < len(stale[0].items) <= responses._BLOCK
+    assert len(stale) == 1 and 0 < len(stale[0].items) <= responses.BLOCK
     data = engine.dump_page(PAGE)
     assert all(block.blob is not None for block in blocks)
     assert data == _cold_dump(engine, PAGE)

@@ -1,0 +1,465 @@
+"""What the response engine holds about a page, and how a page is saved and restored.
+
+A page's state (:class:`PageState`) is its open (or tentatively closed) items, the closed ones it
+still remembers, the page replies and the deletions it keeps for the late window, and the ids of the
+events it has seen; the live worker keeps one page per key of a faust table (:func:`dump_page`,
+:func:`load_page`; docs/data-flow.md, "How state survives").
+
+Cost of persistence
+-------------------
+The worker writes every changed page after each batch, so :func:`dump_page` costs what changed, not
+the page's size: open items are encoded in blocks of :data:`BLOCK` whose JSON is cached until one of
+their items changes, and the dedupe memory and the closed items (which grow at one end and are pruned
+from the other) keep their encoding in sealed chunks plus the entries added since the last dump
+(:class:`Log`). What remains proportional to size is joining the cached bytes (a memcpy). The output
+stays one self-contained value: :func:`load_page` restores the page from it. The engine tells the page
+what changed through one helper (``ResponseEngine._touched``).
+
+Redeliveries are recognised by a 60-bit digest of the event id (:func:`event_key`), not the id itself:
+VK's ids are 40 hex characters (~90 bytes as a str, kept for a day). Among n distinct ids of one page
+within the dedupe horizon (a day) some two collide with probability about n²/2⁶¹ (n = 10⁴, a very busy
+page: 4·10⁻¹¹; n = 10⁶: 4·10⁻⁷), and a collision would drop one event as a duplicate. The dedupe
+memory is per page, so the page is part of the key. A replay, which never persists its engine and
+holds every id anyway, dedupes by the ids themselves (``keep_event_ids``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, NamedTuple
+
+import orjson
+
+from otklik.agents.responses.rules import PageConfigLike, Verdict
+
+
+class Item:
+    """An open (or tentatively closed) item: slotted, a few hundred bytes with its strings."""
+
+    __slots__ = (
+        "answers",
+        "author",
+        "block",
+        "created_at",
+        "due",
+        "excluded",
+        "item",
+        "life",
+        "object_id",
+        "object_kind",
+        "received_at",
+        "reopened_at",
+        "reported",
+        "seq",
+        "settle_at",
+        "tentative",
+        "thread_root",
+    )
+
+    def __init__(
+        self,
+        item: str,
+        object_id: str,
+        object_kind: str,
+        author: str,
+        created_at: int,
+        seq: int,
+        thread_root: str | None,
+        received_at: int,
+        due: int,
+        reopened_at: int = 0,
+        reported: bool = False,
+    ) -> None:
+        self.item = item
+        self.object_id = object_id
+        self.object_kind = object_kind
+        self.author = author
+        self.created_at = created_at
+        self.seq = seq
+        self.thread_root = thread_root
+        self.received_at = received_at
+        self.due = due  # -1 until first needed: most items are answered before anyone asks
+        self.reopened_at = reopened_at  # a restored item: replies before its restoration do not count
+        self.reported = reported  # its open-and-breached record was emitted
+        # (created_at, seq, responder, received_at) of every matching page reply; None when none.
+        self.answers: list[tuple[int, int, str, int]] | None = None
+        # (received_at, DELETE or RESTORE, deleted_by or "") of its deletions / restorations.
+        self.life: list[tuple[int, int, str]] | None = None
+        self.tentative: Verdict | None = None  # its outcome while tentatively closed
+        self.settle_at = 0
+        self.block: Block = _NO_BLOCK  # the page-dump block holding its encoded row
+        # Triage found nothing to answer (the reason), or None. Such an item is closed at once as
+        # no_answer_needed, not judged; it stays held, dormant, until the retention horizon, with the
+        # page replies that answer it, so that a correction can re-judge it from its original times.
+        # Once its record is out, ``reported`` is set.
+        self.excluded: str | None = None
+
+
+def due_at(it: Item, cfg: PageConfigLike) -> int:
+    """The instant ``it`` is due by its page's deadline.
+
+    Kept once known, in memory only: a cache, not state (a dump says -1; computed again after a
+    restart), so computing it changes no saved state and dirties no page.
+    """
+    if it.due < 0:
+        it.due = cfg.deadline.due_at(cfg.clock, it.created_at)
+    return it.due
+
+
+class Reply(NamedTuple):
+    """A page reply, kept for the late window so that a late item can still be matched."""
+
+    created_at: int
+    seq: int
+    received_at: int
+    item: str
+    object_id: str
+    thread_root: str | None
+    reply_to_item: str | None
+    reply_to_author: str | None
+    responder: str
+
+
+class Siblings:
+    """The open items on one object, with the object's id: the one string they all share, at hand
+    without reaching into another item."""
+
+    __slots__ = ("items", "object_id")
+
+    def __init__(self, object_id: str, first: Item) -> None:
+        self.object_id = object_id
+        self.items = [first]
+
+
+class Block:
+    """Up to :data:`BLOCK` consecutive open items of a page and their cached JSON rows (None: stale)."""
+
+    __slots__ = ("blob", "items")
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.blob: bytes | None = None
+
+
+# Items per cached block of a page dump: a change re-encodes its block, a dump joins the page's
+# blocks. Small enough that one change is cheap, large enough that a block costs little.
+BLOCK = 16
+_NO_BLOCK = Block()  # placeholder until the item joins its page
+
+
+def _row(it: Item) -> list[Any]:
+    """An open item as stored in a page dump (version 2): version 1's row with what is implied left
+    out, since the table holds a copy of every row and so does the dump cache. ``0`` for the object
+    id when the item id is ``<object id>:<something>``; ``0`` for the thread root when it is the item
+    itself; ``received_at`` as its delay after ``created_at``; ``reported`` as 0 or 1; the deadline
+    instant, a cache, as -1 (not known)."""
+    item = it.item
+    object_id: str | int = it.object_id
+    if item.rpartition(":")[0] == object_id:
+        object_id = 0
+    thread_root: str | int | None = it.thread_root
+    if thread_root == item:
+        thread_root = 0
+    row = [
+        item,
+        object_id,
+        it.object_kind,
+        it.author,
+        it.created_at,
+        it.seq,
+        thread_root,
+        it.received_at - it.created_at,
+        -1,
+        it.reopened_at,
+        1 if it.reported else 0,
+        it.answers,
+        it.life,
+    ]
+    if it.excluded is not None:
+        row.append(it.excluded)
+    return row
+
+
+def _unrow(row: list[Any]) -> Item:
+    """The inverse of :func:`_row` (version 2)."""
+    item = row[0]
+    if row[1] == 0:
+        row[1] = item.rpartition(":")[0]
+    if row[6] == 0:
+        row[6] = item
+    created = row[4]
+    row[7] = created if row[7] == 0 else created + row[7]
+    row[10] = bool(row[10])
+    it = Item(*row[:11])
+    if len(row) > 13:
+        it.excluded = row[13]
+    return it
+
+
+def _block_blob(block: Block) -> bytes:
+    blob = block.blob
+    if blob is None:
+        blob = block.blob = orjson.dumps([_row(it) for it in block.items])[1:-1]
+    return blob
+
+
+# Entries per sealed chunk of a Log's cached encoding.
+CHUNK = 256
+
+
+def _encode_entries(entries: dict[Any, Any]) -> bytes:
+    """``"key":value,...`` without the braces (int keys as JSON strings)."""
+    return orjson.dumps(entries, option=orjson.OPT_NON_STR_KEYS)[1:-1]
+
+
+class Log(dict):  # type: ignore[type-arg]
+    """A mapping that grows at its end and is pruned from its front (the dedupe memory, closed items),
+    with a cached JSON encoding: sealed chunks of consecutive entries plus the entries added since the
+    last :meth:`encode`. Reads are plain dict reads; writes go through :meth:`add`, :meth:`discard`
+    and :meth:`drop_front`, which keep the invariant *entries in order = chunks' entries + tail*.
+
+    Nothing is cached until the first :meth:`encode`: a replay never dumps and pays nothing for it.
+    """
+
+    __slots__ = ("_chunks", "_tail")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._chunks: list[list[Any]] | None = None  # [entry count, bytes or None when re-encoding is due]
+        self._tail: dict[Any, Any] | None = None
+
+    def add(self, key: Any, value: Any) -> None:
+        if key in self:
+            self.discard(key)
+        dict.__setitem__(self, key, value)
+        if self._tail is not None:
+            self._tail[key] = value
+
+    def discard(self, key: Any) -> None:
+        if key not in self:
+            return
+        dict.__delitem__(self, key)
+        tail = self._tail
+        if tail is not None:
+            if key in tail:
+                del tail[key]
+            else:  # inside a sealed chunk (a restored item: rare): re-encode everything at the next dump
+                self._chunks = self._tail = None
+
+    def drop_front(self, keys: list[Any]) -> None:
+        """Remove ``keys``, which must be the mapping's first ``len(keys)`` entries in order."""
+        for key in keys:
+            dict.__delitem__(self, key)
+        chunks = self._chunks
+        if chunks is None:
+            return
+        n = len(keys)
+        while n and chunks:
+            first = chunks[0]
+            if first[0] <= n:
+                n -= first[0]
+                del chunks[0]
+            else:
+                first[0] -= n
+                first[1] = None  # its remaining entries are re-encoded at the next dump
+                n = 0
+        if n:
+            tail = self._tail
+            for key in keys[len(keys) - n :]:
+                del tail[key]  # type: ignore[index,union-attr]
+
+    def encode(self) -> bytes:
+        """The mapping as a JSON object; costs the entries added or pruned since the last call."""
+        parts: list[bytes] = []
+        self.encode_into(parts)
+        return b"".join(parts)
+
+    def encode_into(self, parts: list[bytes]) -> None:
+        """Append the pieces of :meth:`encode` to ``parts`` (one join for the whole dump, not one each)."""
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = []
+            self._tail = dict(self)
+        if chunks and chunks[0][1] is None:
+            chunks[0][1] = _encode_entries(dict(islice(self.items(), chunks[0][0])))
+        tail = self._tail
+        if tail:
+            blob = _encode_entries(tail)
+            if chunks and chunks[-1][0] + len(tail) <= CHUNK:
+                last = chunks[-1]
+                last[0] += len(tail)
+                last[1] = last[1] + b"," + blob
+            else:
+                chunks.append([len(tail), blob])
+            self._tail = {}
+        parts.append(b"{")
+        _interleave(parts, [chunk[1] for chunk in chunks])
+        parts.append(b"}")
+
+
+def _interleave(parts: list[bytes], pieces: list[bytes]) -> None:
+    """Append ``pieces`` to ``parts`` with commas between them."""
+    if pieces:
+        parts.append(pieces[0])
+        for piece in islice(pieces, 1, None):
+            parts.append(b",")
+            parts.append(piece)
+
+
+def event_key(event_id: str) -> int:
+    """A stable 60-bit digest of a platform event id (see the module doc for why this is enough).
+
+    BLAKE2s over the whole id, not a cheaper prefix or fold: ids that share a structure (counters,
+    prefixes) must stay apart as well as random-looking ones. Stable across processes, unlike
+    ``hash``, because page dumps keep it.
+    """
+    return int.from_bytes(hashlib.blake2s(event_id.encode(), digest_size=8).digest(), "little") & _KEY_MASK
+
+
+# 60 bits: a Python int of two 30-bit digits (32 bytes, a 64-bit one takes 40).
+_KEY_MASK = (1 << 60) - 1
+
+
+@dataclass(slots=True)
+class PageState:
+    """Everything the engine knows about one page; (de)serialised on its own."""
+
+    page: str
+    items: dict[str, Item] = field(default_factory=dict)
+    by_object: dict[str, Siblings] = field(default_factory=dict)
+    # item id -> (outcome code, forget_at): closed items remembered for the retention horizon.
+    closed: Log = field(default_factory=Log)
+    # item id not seen yet -> held deletions / restorations (received_at, code, deleted_by).
+    held: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    # object id -> page replies received within the late window.
+    replies: dict[str, list[Reply]] = field(default_factory=dict)
+    replies_blob: bytes | None = None  # their encoding; None when they changed since the last dump
+    reply_ids: set[str] = field(default_factory=set)
+    # event_key(event_id) -> received_at, for dedupe of redeliveries.
+    events: Log = field(default_factory=Log)
+    # The open items in dump order, in blocks whose encoding is cached (see "Cost of persistence");
+    # None until the page is first dumped (a replay never dumps and pays nothing for them).
+    blocks: list[Block] | None = None
+    config: Any = None
+    # From config, looked up once per event otherwise.
+    administrators: frozenset[str] = frozenset()
+    bot_replies_count: bool = False
+    triage: bool = False
+    # item id -> [needs_answer, by, at, note, previous decision]: corrections of triage, kept for the
+    # retention horizon (an item that arrives after its correction, as in a replay, obeys it too).
+    overrides: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_item(self, it: Item, siblings: Siblings | None) -> None:
+        """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
+        self.items[it.item] = it
+        if siblings is None:
+            self.by_object[it.object_id] = Siblings(it.object_id, it)
+        else:
+            siblings.items.append(it)
+        if self.blocks is not None:
+            self._place(it)
+
+    def _place(self, it: Item) -> None:
+        blocks = self.blocks
+        assert blocks is not None
+        if blocks and len(blocks[-1].items) < BLOCK:
+            block = blocks[-1]
+        else:
+            block = Block()
+            blocks.append(block)
+        block.items.append(it)
+        block.blob = None
+        it.block = block
+
+    def remove_item(self, it: Item) -> None:
+        del self.items[it.item]
+        siblings = self.by_object.get(it.object_id)
+        if siblings is not None:
+            siblings.items.remove(it)
+            if not siblings.items:
+                del self.by_object[it.object_id]
+        block = it.block
+        if block is not _NO_BLOCK:
+            block.items.remove(it)
+            block.blob = None
+            if not block.items:
+                self.blocks.remove(block)  # type: ignore[union-attr]
+
+    def changed(self, it: Item | None, replies: bool) -> None:
+        """Forget the cached encodings that ``it``'s row and, if ``replies``, the kept replies had."""
+        if it is not None:
+            it.block.blob = None
+        if replies:
+            self.replies_blob = None
+
+    def encoded_replies(self) -> bytes:
+        blob = self.replies_blob
+        if blob is None:
+            blob = self.replies_blob = orjson.dumps([list(r) for rs in self.replies.values() for r in rs])
+        return blob
+
+    def encoded_items(self) -> list[bytes]:
+        """The open items' rows by block (each comma-separated inside), from the cached encodings."""
+        if self.blocks is None:
+            self.blocks = []
+            for it in self.items.values():
+                self._place(it)
+        return [_block_blob(block) for block in self.blocks]
+
+
+def dump_page(state: PageState) -> bytes:
+    """One page's state as compact JSON (the live worker stores it in a faust table keyed by page).
+
+    Self-contained (:func:`load_page` restores the page from it alone) and cheap to repeat: only the
+    blocks of items and the log entries that changed since the last dump are encoded anew.
+    """
+    # The cached pieces are joined once, into the value itself: a big page is copied once.
+    parts = [b'{"v":2,"items":[']
+    _interleave(parts, state.encoded_items())
+    parts.append(b'],"closed":')
+    state.closed.encode_into(parts)
+    parts.append(b',"held":')
+    parts.append(orjson.dumps(state.held) if state.held else b"{}")
+    parts.append(b',"replies":')
+    parts.append(state.encoded_replies())
+    parts.append(b',"events":')
+    state.events.encode_into(parts)
+    if state.overrides:
+        parts.append(b',"overrides":')
+        parts.append(orjson.dumps(state.overrides))
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def load_page(page: str, raw: dict[str, Any]) -> PageState:
+    """The page :func:`dump_page` saved (``raw``: its output, parsed), without timers or outcomes.
+
+    Reads version 2 and the version 1 of earlier releases (event ids kept verbatim).
+    """
+    version = raw.get("v")
+    if version not in (1, 2):
+        raise ValueError(f"page state of {page}: unknown version {version!r}")
+    state = PageState(sys.intern(page))
+    for row in raw["items"]:
+        it = Item(*row[:11]) if version == 1 else _unrow(row)
+        siblings = state.by_object.get(it.object_id)
+        if siblings is not None:
+            it.object_id = siblings.object_id  # one string for every item on the object
+        it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
+        it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
+        state.add_item(it, siblings)
+    state.closed = Log({k: (v[0], v[1]) for k, v in raw["closed"].items()})
+    state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
+    for row in raw["replies"]:
+        reply = Reply(*row)
+        state.replies.setdefault(reply.object_id, []).append(reply)
+        state.reply_ids.add(reply.item)
+    state.overrides = raw.get("overrides", {})
+    if version == 1:
+        state.events = Log({event_key(k): t for k, t in raw["events"].items()})
+    else:
+        state.events = Log({int(k): t for k, t in raw["events"].items()})
+    return state
