@@ -1,22 +1,56 @@
-"""The worker's settings: one frozen object, every field from an environment variable.
+"""Every ``OTKLIK_*`` environment variable, read one way: pydantic-settings classes, one per service.
 
-A bad value stops start-up with the variable's name and what is wrong, never deep in a stream.
-The table in README.md ("Configuration") lists the same variables; keep them together.
+The rules are the same everywhere (the base class :class:`OtklikSettings` holds them):
+
+- a variable is named ``OTKLIK_`` + the field's name in capitals, unless the field gives its full name
+  (``validation_alias``) because the attribute reads better than the variable;
+- an empty value means "unset": the default applies;
+- booleans accept ``true``/``false``, ``1``/``0``, ``yes``/``no`` (and ``on``/``off``, in any case);
+- a bad value stops start-up with one :class:`SettingsError` naming each variable and what is wrong
+  (``OTKLIK_WEB_PORT: Input should be a valid integer, got 'abc'``); the commands turn it into a message
+  and exit status 2 (:func:`command_error`);
+- secrets are ``SecretStr``: they never show in a ``repr``, a log line or an error;
+- other ``OTKLIK_*`` variables are ignored (a service does not fail on another service's variable);
+- a command-line flag overrides the variable (``from_env(**flags)``; a flag left out is ``None``).
+
+Shared groups of variables are small bases (:class:`BrokerSettings`, :class:`KafkaSettings`,
+:class:`LogSettings`, :class:`RegistrySettings`), so two services reading ``OTKLIK_KAFKA_BROKER`` read it
+the same way. A new service adds its class here, built from those bases, with a ``description`` on
+every field, and one entry in :data:`README_TABLES` plus a pair of markers in README.md
+(``<!-- settings:NAME -->`` … ``<!-- /settings:NAME -->``); ``otklik settings docs`` then writes its
+table, and tests/unit/test_settings.py fails while README's tables are stale.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as _SourceError
+
+PREFIX = "OTKLIK_"
+REPO = Path(__file__).resolve().parents[1]
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value otklik cannot use."""
+    """An environment variable holds a value otklik cannot use; the message names it (never a secret)."""
 
 
-# Topic names of DESIGN.md's data flow; a prefix (OTKLIK_TOPIC_PREFIX) lets tests use fresh ones.
+# Topic names (docs/data-flow.md, "Topics"); a prefix (OTKLIK_TOPIC_PREFIX) lets tests use fresh ones.
 TOPIC_NAMES = {
     "raw": "otklik.raw",
     "interactions": "otklik.interactions",
@@ -26,109 +60,576 @@ TOPIC_NAMES = {
     "overrides": "otklik.overrides",
 }
 
-
 AGENTS = ("normalize", "responses", "moderation")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-@dataclass(frozen=True)
-class Settings:
-    broker: str = "kafka://127.0.0.1:9092"  # OTKLIK_KAFKA_BROKER; several as "kafka://h1:9092;kafka://h2:9092"
-    app_id: str = "otklik"  # OTKLIK_APP_ID: consumer group and prefix of the table changelogs
-    store: str = "memory://"  # OTKLIK_STORE: "memory://" (rebuilt from changelogs) or "rocksdb://"
-    data_dir: Path = Path(".run/worker")  # OTKLIK_DATA_DIR: faust's data folder (rocksdb tables)
-    web_host: str = "127.0.0.1"  # OTKLIK_WEB_HOST
-    web_port: int = 6066  # OTKLIK_WEB_PORT: /metrics, /health and the read API
-    partitions: int = 4  # OTKLIK_PARTITIONS: partitions of each otklik topic created by the worker
-    replicas: int = 1  # OTKLIK_REPLICAS: replication factor of the topics the worker creates
-    topic_prefix: str = ""  # OTKLIK_TOPIC_PREFIX: prepended to every topic name
-    registry: Path | None = None  # OTKLIK_REGISTRY: the page registry (YAML); unset = every page on defaults
-    rebalance_timeout_s: float = 60.0  # OTKLIK_REBALANCE_TIMEOUT: a fresh group joins after about half of it
-    late_window_s: int = 600  # OTKLIK_LATE_WINDOW: how long an event about an unseen item is held
-    retention_s: int = 30 * 86400  # OTKLIK_RETENTION: open items expire and closed ids are forgotten after it
-    tick_interval_s: float = 15.0  # OTKLIK_TICK_INTERVAL: how often deadlines are checked (at most 60)
-    log_level: str = "info"  # OTKLIK_LOG_LEVEL
-    # OTKLIK_AGENTS: which agents this worker runs (moderation is CPU-heavy: it can run in a worker
-    # of its own, with its own OTKLIK_APP_ID, i.e. its own consumer group)
-    agents: frozenset[str] = frozenset(AGENTS)
+# ---- the machinery ---------------------------------------------------------------------------------
 
-    def __post_init__(self) -> None:
-        for url in self.broker.split(";"):
+# The environment a settings object is being built from: None = the process's own. Set only for the
+# duration of one from_env(env) call, so tests and benches can pass a mapping instead of editing os.environ.
+_GIVEN_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("otklik_given_env", default=None)
+
+
+def _environ() -> Mapping[str, str]:
+    given = _GIVEN_ENV.get()
+    return os.environ if given is None else given
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' own environment source, reading the mapping given to ``from_env`` when there is one."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if _GIVEN_ENV.get() is None:
+            return super()._load_env_vars()
+        return {
+            name.lower(): value for name, value in _environ().items() if not (self.env_ignore_empty and value == "")
+        }
+
+
+S = TypeVar("S", bound="OtklikSettings")
+
+
+class OtklikSettings(BaseSettings):
+    """The base of every settings class: the shared rules (see the module's docstring), no variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_ignore_empty=True,
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # Variables read by name pattern rather than by field (e.g. OTKLIK_VK_<GROUPID>_SECRET), for the docs:
+    # (variable, default, meaning).
+    pattern_variables: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init arguments) first, then the environment; no .env file, no secrets folder.
+        return init_settings, _Environment(settings_cls)
+
+    @classmethod
+    def from_env(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -> S:
+        """The settings from ``env`` (default: the process's environment), ``overrides`` winning over it;
+        an override of ``None`` is no override (a flag not given). Raises :class:`SettingsError`."""
+        token = _GIVEN_ENV.set(env)
+        try:
+            return cls(**{name: value for name, value in overrides.items() if value is not None})
+        except ValidationError as exc:
+            raise SettingsError(_explain(cls, exc)) from None
+        except _SourceError as exc:  # a value pydantic-settings could not even decode
+            raise SettingsError(str(exc)) from None
+        finally:
+            _GIVEN_ENV.reset(token)
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        alias = cls.model_fields[field_name].validation_alias
+        return alias if isinstance(alias, str) else PREFIX + field_name.upper()
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, str, str]]:
+        """(variable, default as the README shows it, meaning) of every variable this class reads."""
+        for name, info in cls.model_fields.items():
+            yield cls.env_name(name), _shown_default(info), info.description or ""
+        yield from cls.pattern_variables
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return "SecretStr" in str(info.annotation)
+
+
+def _explain(cls: type[OtklikSettings], exc: ValidationError) -> str:
+    """One line per problem: ``OTKLIK_X: what is wrong, got 'value'`` (a secret's value is never shown)."""
+    by_key: dict[str, str] = {}
+    secret: set[str] = set()
+    for name, info in cls.model_fields.items():
+        variable = cls.env_name(name)
+        for key in (name, variable, variable.lower()):
+            by_key[key] = variable
+        if _is_secret(info):
+            secret.add(variable)
+    problems = []
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        variable = by_key.get(str(loc[0]), str(loc[0])) if loc else ""
+        if error["type"] == "value_error":  # our validators' own words
+            text = str(error.get("ctx", {}).get("error", error["msg"]))
+        else:
+            text = error["msg"]
+            if variable and variable not in secret and "input" in error:
+                text += f", got {error['input']!r}"
+        problems.append(f"{variable}: {text}" if variable else text)
+    return "; ".join(problems)
+
+
+def _shown_default(info: FieldInfo) -> str:
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and "shown_default" in extra:
+        return str(extra["shown_default"])
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if value == "" or value == {}:
+        return "empty"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def shown(text: str) -> dict[str, Any]:
+    """``json_schema_extra`` for a field whose default README must show otherwise than its value."""
+    return {"shown_default": text}
+
+
+def command_error(exc: Exception) -> Exception:
+    """A settings error as the command line reports it: ``Error: <message>``, exit status 2."""
+    import click
+
+    error = click.ClickException(str(exc))
+    error.exit_code = 2
+    return error
+
+
+# ---- shared groups ------------------------------------------------------------------------------------
+
+
+class BrokerSettings(OtklikSettings):
+    broker: str = Field(
+        "kafka://127.0.0.1:9092",
+        validation_alias="OTKLIK_KAFKA_BROKER",
+        description="the brokers, `kafka://h1:9092;kafka://h2:9092` for several",
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        for url in value.split(";"):
             if not url.startswith("kafka://") or ":" not in url[len("kafka://") :]:
-                raise SettingsError(f"OTKLIK_KAFKA_BROKER: {url!r} is not of the form kafka://HOST:PORT")
-        if self.store.split("://")[0] not in ("memory", "rocksdb", "rocksdict"):
-            raise SettingsError(f"OTKLIK_STORE: {self.store!r} is not memory:// or rocksdb://")
-        if not 0 < self.web_port < 65536:
-            raise SettingsError(f"OTKLIK_WEB_PORT: {self.web_port} is not a TCP port")
-        if self.partitions < 1:
-            raise SettingsError(f"OTKLIK_PARTITIONS: {self.partitions} must be at least 1")
-        if self.replicas < 1:
-            raise SettingsError(f"OTKLIK_REPLICAS: {self.replicas} must be at least 1")
-        if self.late_window_s < 0 or self.retention_s <= self.late_window_s:
-            raise SettingsError("OTKLIK_RETENTION must be longer than OTKLIK_LATE_WINDOW, and both non-negative")
-        unknown = set(self.agents) - set(AGENTS)
-        if unknown or not self.agents:
-            raise SettingsError(
-                f"OTKLIK_AGENTS: {', '.join(sorted(unknown)) or 'nothing'} is not a list of {', '.join(AGENTS)}"
-            )
-        if not 0 < self.tick_interval_s <= 60:
-            raise SettingsError(f"OTKLIK_TICK_INTERVAL: {self.tick_interval_s} must be in (0, 60] seconds")
-        if self.registry is not None and not self.registry.is_file():
-            raise SettingsError(f"OTKLIK_REGISTRY: {self.registry} is not a file")
+                raise ValueError(f"{url!r} is not of the form kafka://HOST:PORT")
+        return value
 
     @property
     def bootstrap(self) -> str:
         """The broker list as aiokafka wants it: "h1:9092,h2:9092"."""
         return ",".join(url[len("kafka://") :] for url in self.broker.split(";"))
 
+
+class KafkaSettings(BrokerSettings):
+    topic_prefix: str = Field("", description="prepended to every topic name (tests use a fresh prefix each)")
+
     def topic(self, role: str) -> str:
         return self.topic_prefix + TOPIC_NAMES[role]
 
+
+class LogSettings(OtklikSettings):
+    log_level: str = Field("info", description="the log level: debug, info, warning or error")
+
+    @field_validator("log_level")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            name = ENV_NAMES[f.name]
-            if name not in env:
-                continue
-            raw = env[name]
-            try:
-                values[f.name] = _convert(f.name, raw)
-            except ValueError as exc:
-                raise SettingsError(f"{name}: {raw!r} is not valid ({exc})") from None
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+    def _level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    def configure_logging(self) -> None:
+        logging.basicConfig(level=self.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-ENV_NAMES = {
-    "broker": "OTKLIK_KAFKA_BROKER",
-    "app_id": "OTKLIK_APP_ID",
-    "store": "OTKLIK_STORE",
-    "data_dir": "OTKLIK_DATA_DIR",
-    "web_host": "OTKLIK_WEB_HOST",
-    "web_port": "OTKLIK_WEB_PORT",
-    "partitions": "OTKLIK_PARTITIONS",
-    "replicas": "OTKLIK_REPLICAS",
-    "topic_prefix": "OTKLIK_TOPIC_PREFIX",
-    "registry": "OTKLIK_REGISTRY",
-    "rebalance_timeout_s": "OTKLIK_REBALANCE_TIMEOUT",
-    "late_window_s": "OTKLIK_LATE_WINDOW",
-    "retention_s": "OTKLIK_RETENTION",
-    "tick_interval_s": "OTKLIK_TICK_INTERVAL",
-    "log_level": "OTKLIK_LOG_LEVEL",
-    "agents": "OTKLIK_AGENTS",
+class RegistrySettings(OtklikSettings):
+    registry: Path | None = Field(
+        None, description="the page registry (YAML); unset: every page on the built-in defaults"
+    )
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+
+def _links(value: object) -> object:
+    from otklik.agents.ingest.telegram import parse_links
+
+    return parse_links(value) if isinstance(value, str) else value
+
+
+TgLinks = Annotated[dict[int, int], NoDecode]
+
+
+class TelegramLinkSettings(OtklikSettings):
+    tg_links: TgLinks = Field(
+        default_factory=dict,
+        description="`discussion_group=channel,...` (Bot API ids): the channel of a Telegram discussion group, "
+        "where an update does not name it",
+    )
+
+    @field_validator("tg_links", mode="before")
+    @classmethod
+    def _tg_links(cls, value: object) -> object:
+        return _links(value)
+
+
+# ---- the services ----------------------------------------------------------------------------------------
+
+
+class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaSettings):
+    """The stream worker (``otklik worker``)."""
+
+    app_id: str = Field("otklik", description="the consumer group, and the prefix of the tables' changelog topics")
+    store: str = Field(
+        "memory://",
+        description="faust's table store: `memory://` (rebuilt from the changelog at start) or `rocksdb://`",
+    )
+    data_dir: Path = Field(Path(".run/worker"), description="faust's data folder")
+    web_host: str = Field("127.0.0.1", description="where `/metrics`, `/health` and the read API are served")
+    web_port: int = Field(6066, gt=0, lt=65536, description="the port of `/metrics`, `/health` and the read API")
+    partitions: int = Field(
+        4, ge=1, description="partitions of each otklik topic the worker creates (topics are keyed by page)"
+    )
+    replicas: int = Field(1, ge=1, description="replication factor of the topics the worker creates")
+    rebalance_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="OTKLIK_REBALANCE_TIMEOUT",
+        description="seconds; a fresh consumer group joins after about half of it",
+    )
+    late_window_s: int = Field(
+        600,
+        ge=0,
+        validation_alias="OTKLIK_LATE_WINDOW",
+        description="seconds an event about an item not seen yet is held",
+    )
+    retention_s: int = Field(
+        30 * 86400,
+        validation_alias="OTKLIK_RETENTION",
+        description="seconds (30 days) after which open items expire and closed ids are forgotten",
+    )
+    tick_interval_s: float = Field(
+        15.0,
+        gt=0,
+        le=60,
+        validation_alias="OTKLIK_TICK_INTERVAL",
+        description="seconds between deadline checks (at most 60); ages in metrics are computed at scrape time anyway",
+    )
+    agents: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(AGENTS),
+        description="which agents this worker runs; moderation is CPU-heavy and can run in a worker of its own "
+        "(with its own `OTKLIK_APP_ID`)",
+        json_schema_extra=shown("`" + ",".join(AGENTS) + "`"),
+    )
+    fast_delivery: bool = Field(
+        True,
+        description="hand records from faust's consumer to the agents the cheaper way "
+        "(streams/worker/fast_delivery.py); false: faust's own way",
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if value.split("://")[0] not in ("memory", "rocksdb", "rocksdict"):
+            raise ValueError(f"{value!r} is not memory:// or rocksdb://")
+        return value
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _agents(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = frozenset(part.strip() for part in value.split(",") if part.strip())
+        unknown = set(value) - set(AGENTS)  # type: ignore[arg-type]
+        if unknown or not value:
+            raise ValueError(f"{', '.join(sorted(unknown)) or 'nothing'} is not a list of {', '.join(AGENTS)}")
+        return frozenset(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _windows(self) -> WorkerSettings:
+        if self.retention_s <= self.late_window_s:
+            raise ValueError("OTKLIK_RETENTION must be longer than OTKLIK_LATE_WINDOW")
+        return self
+
+
+# The worker's settings were the only ones once; most of the code still calls them that.
+Settings = WorkerSettings
+
+
+class CoreSettings(OtklikSettings):
+    """How the pure core's hot modules run. Read by ``otklik.agents`` itself when it is first imported
+    (before any settings object can exist); declared here so that its rule and its row in README live
+    with the others, and so that a worker refuses a value it would not understand."""
+
+    pure_python: bool = Field(
+        False,
+        description="true: run the core's plain-Python modules even when compiled ones are built "
+        "(`/health` says which: `core`)",
+    )
+
+
+class GatewaySettings(LogSettings, TelegramLinkSettings, KafkaSettings):
+    """The ingest gateway (``otklik gateway``)."""
+
+    host: str = Field("127.0.0.1", validation_alias="OTKLIK_GATEWAY_HOST", description="the address to listen on")
+    port: int = Field(8080, gt=0, lt=65536, validation_alias="OTKLIK_GATEWAY_PORT", description="the port")
+    max_body: int = Field(
+        1 << 20,
+        ge=1024,
+        validation_alias="OTKLIK_GATEWAY_MAX_BODY",
+        description="bytes; larger bodies get 413",
+        json_schema_extra=shown("`1048576` (1 MiB)"),
+    )
+    produce_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        validation_alias="OTKLIK_GATEWAY_PRODUCE_TIMEOUT",
+        description="seconds; a body Kafka has not acknowledged by then is answered 503",
+    )
+    retry_after_s: int = Field(
+        10, ge=1, validation_alias="OTKLIK_GATEWAY_RETRY_AFTER", description="seconds: the `Retry-After` of a 503"
+    )
+    dedupe_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        validation_alias="OTKLIK_GATEWAY_DEDUPE_TTL",
+        description="seconds (a day) an accepted event id is remembered",
+    )
+    dedupe_max: int = Field(
+        500_000,
+        ge=1,
+        validation_alias="OTKLIK_GATEWAY_DEDUPE_MAX",
+        description="at most this many remembered event ids (the oldest are forgotten first)",
+    )
+    linger_ms: int = Field(
+        2,
+        ge=0,
+        validation_alias="OTKLIK_GATEWAY_LINGER_MS",
+        description="milliseconds the producer waits to batch under load (invisible at p99)",
+    )
+
+
+class SecretsSettings(OtklikSettings):
+    """Secrets of the ingest edge (gateway and Long Poll); streams/edge/secrets.py checks and merges them
+    with the secrets file. Never in the page registry, never logged."""
+
+    secrets_file: Path | None = Field(
+        None,
+        description="a YAML or JSON file of secrets (`vk: {GROUP_ID: {secret, confirmation, token}}`, "
+        "`telegram: {secret_token}`, `max: {secret}`); variables win over it",
+    )
+    tg_secret_token: SecretStr | None = Field(None, description="Telegram's webhook secret token")
+    max_secret: SecretStr | None = Field(None, description="MAX's webhook secret")
+    # OTKLIK_VK_<GROUPID>_<KIND> as {"<GROUPID>": {"secret"|"confirmation"|"token": value}}, filled by
+    # _VkCommunityVariables (a field per community cannot be declared).
+    vk: dict[str, dict[str, SecretStr]] = Field(default_factory=dict, exclude=True)
+
+    pattern_variables = (
+        ("OTKLIK_VK_<GROUP_ID>_SECRET", "unset", "the community's Callback API secret"),
+        ("OTKLIK_VK_<GROUP_ID>_CONFIRMATION", "unset", "the community's Callback API confirmation string"),
+        ("OTKLIK_VK_<GROUP_ID>_TOKEN", "unset", "the community's access token (Long Poll)"),
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls), _VkCommunityVariables(settings_cls)
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, str, str]]:
+        for row in super().variables():
+            if row[0] != cls.env_name("vk"):
+                yield row
+
+
+VK_VARIABLE = re.compile(r"^OTKLIK_VK_([0-9]+)_(SECRET|CONFIRMATION|TOKEN)$")
+
+
+class _VkCommunityVariables(PydanticBaseSettingsSource):
+    """``OTKLIK_VK_<GROUPID>_SECRET`` / ``_CONFIRMATION`` / ``_TOKEN`` → ``{"vk": {group: {kind: value}}}``
+    (the group id is checked by streams/edge/secrets.py, which names the variable)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        vk: dict[str, dict[str, str]] = {}
+        for name, value in _environ().items():
+            match = VK_VARIABLE.match(name)
+            if match is not None and value != "":
+                vk.setdefault(match.group(1), {})[match.group(2).lower()] = value
+        return {"vk": vk} if vk else {}
+
+
+class LongPollSettings(LogSettings, KafkaSettings):
+    """VK Bots Long Poll (``otklik longpoll``); tokens come from :class:`SecretsSettings`."""
+
+    api_url: str = Field(
+        "https://api.vk.com/method", validation_alias="OTKLIK_VK_API_URL", description="VK API's base URL"
+    )
+    api_version: str = Field("5.199", validation_alias="OTKLIK_VK_API_VERSION", description="the VK API version")
+    state_dir: Path = Field(
+        Path(".run/longpoll"),
+        validation_alias="OTKLIK_LONGPOLL_STATE_DIR",
+        description="where each community's last acknowledged `ts` is kept",
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class NotifierSettings(LogSettings, RegistrySettings):
+    """The notifier (``otklik notifier``): Alertmanager's webhooks to the pages' people."""
+
+    host: str = Field("127.0.0.1", validation_alias="OTKLIK_NOTIFIER_HOST", description="the address to listen on")
+    port: int = Field(
+        9095,
+        gt=0,
+        lt=65536,
+        validation_alias="OTKLIK_NOTIFIER_PORT",
+        description="the port of the webhook (`POST /alertmanager`) and `/metrics`",
+    )
+    worker_url: str = Field("http://127.0.0.1:6066", description="the worker's read API, for links and backlogs")
+    data_dir: Path = Field(
+        Path(".run/notifier"),
+        validation_alias="OTKLIK_NOTIFIER_DATA_DIR",
+        description="where `deliveries.jsonl` (what was sent to whom) is kept",
+    )
+    dedupe_window_s: int = Field(
+        3600,
+        ge=0,
+        validation_alias="OTKLIK_NOTIFIER_DEDUPE_WINDOW",
+        description="seconds a notice is not repeated (below Alertmanager's repeat_interval)",
+    )
+    max_attempts: int = Field(
+        8, ge=1, validation_alias="OTKLIK_NOTIFIER_MAX_ATTEMPTS", description="attempts per notice before giving up"
+    )
+    backoff_s: float = Field(
+        2.0,
+        gt=0,
+        validation_alias="OTKLIK_NOTIFIER_BACKOFF",
+        description="seconds before the first retry, doubled each time",
+    )
+    max_backoff_s: float = Field(
+        300.0, gt=0, validation_alias="OTKLIK_NOTIFIER_MAX_BACKOFF", description="the longest pause between retries"
+    )
+    smtp_host: str | None = Field(None, description="the SMTP server; unset: no e-mail")
+    smtp_port: int = Field(25, gt=0, lt=65536, description="its port")
+    smtp_from: str = Field("otklik@localhost", description="the sender of the e-mails")
+    smtp_user: str | None = Field(None, description="the SMTP login")
+    smtp_password: SecretStr | None = Field(None, description="the SMTP password")
+    smtp_starttls: bool = Field(False, description="upgrade the connection with STARTTLS")
+    smtp_ssl: bool = Field(False, description="connect over TLS from the start")
+    telegram_token: SecretStr | None = Field(None, description="the Telegram bot's token; unset: no Telegram")
+    telegram_api: str = Field("https://api.telegram.org", description="Telegram Bot API's base URL")
+    max_token: SecretStr | None = Field(None, description="the MAX bot's token; unset: no MAX")
+    max_api: str = Field("https://platform-api.max.ru", description="MAX bot API's base URL")
+
+
+class LocalKafkaSettings(OtklikSettings):
+    """The local single-node broker (``otklik kafka …``, ``make run``, ``make test``)."""
+
+    kafka_port: int = Field(9092, gt=0, lt=65536, description="the broker's port on 127.0.0.1")
+    kafka_controller_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="the KRaft controller's port",
+        json_schema_extra=shown("`OTKLIK_KAFKA_PORT` + 1"),
+    )
+    kafka_data: Path = Field(
+        REPO / "deploy" / "kafka" / ".run" / "data",
+        description="the broker's data folder (its pid file and log sit beside it)",
+        json_schema_extra=shown("`deploy/kafka/.run/data`"),
+    )
+    kafka_cache: Path = Field(
+        REPO / "deploy" / "kafka" / ".cache",
+        description="where the release pinned in `deploy/kafka/pom.xml` is fetched",
+        json_schema_extra=shown("`deploy/kafka/.cache`"),
+    )
+    kafka_heap: str = Field("512m", description="the broker's Java heap")
+
+    @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+
+class SimulatorSettings(BrokerSettings):
+    """The traffic simulator (``otklik simulate``); its flags win. ``make run`` passes 200 pages, rate 1
+    and speed 30 unless these are set."""
+
+    sim_pages: int = Field(50, ge=1, description="simulated communities (`--pages`)")
+    sim_rate: float = Field(20.0, gt=0, description="events per simulated second, on average (`--rate`)")
+    sim_speed: float = Field(1.0, gt=0, description="realtime Kafka: simulated seconds per real second (`--speed`)")
+
+
+class GrafanaSettings(OtklikSettings):
+    """``otklik grafana push``; its flags win."""
+
+    grafana_url: str | None = Field(None, description="Grafana's base URL (`--url`)")
+    grafana_token: SecretStr | None = Field(
+        None, description="a service-account token with rights on folders, datasources and dashboards (`--token`)"
+    )
+    prometheus_url: str = Field(
+        "http://127.0.0.1:9090",  # as in the compose stack (host network)
+        description="the Prometheus URL as Grafana's server sees it (`--prometheus-url`)",
+    )
+
+
+# ---- README's tables -----------------------------------------------------------------------------------
+
+# Marker name in README.md → the class whose variables the table lists.
+README_TABLES: dict[str, type[OtklikSettings]] = {
+    "worker": WorkerSettings,
+    "core": CoreSettings,
+    "gateway": GatewaySettings,
+    "secrets": SecretsSettings,
+    "longpoll": LongPollSettings,
+    "notifier": NotifierSettings,
+    "kafka": LocalKafkaSettings,
+    "simulator": SimulatorSettings,
+    "grafana": GrafanaSettings,
 }
 
+README = REPO / "README.md"
+DOCS_COMMAND = "otklik settings docs"
 
-def _convert(name: str, raw: str) -> object:
-    if name in ("web_port", "partitions", "replicas", "late_window_s", "retention_s"):
-        return int(raw)
-    if name in ("rebalance_timeout_s", "tick_interval_s"):
-        return float(raw)
-    if name == "agents":
-        return frozenset(part.strip() for part in raw.split(",") if part.strip())
-    if name == "data_dir":
-        return Path(raw)
-    if name == "registry":
-        return Path(raw) if raw else None
-    return raw
+
+def table(cls: type[OtklikSettings]) -> str:
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for variable, default, meaning in cls.variables():
+        rows.append(f"| `{variable}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def render_readme(text: str) -> str:
+    """README's text with every settings table written from its class (markers kept; the rest untouched)."""
+    for name, cls in README_TABLES.items():
+        start, end = f"<!-- settings:{name} -->", f"<!-- /settings:{name} -->"
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+        if not pattern.search(text):
+            raise SettingsError(f"README.md has no {start} … {end} markers")
+        text = pattern.sub(lambda _: f"{start}\n{table(cls)}\n{end}", text, count=1)
+    return text
+
+
+def documented_variables() -> set[str]:
+    return {variable for cls in README_TABLES.values() for variable, _, _ in cls.variables()}

@@ -27,11 +27,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -39,8 +37,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from otklik.streams.edge.secrets import Secrets, SecretsError, load_secrets
-from otklik.streams.settings import Settings, SettingsError
+from otklik.streams.edge.secrets import Secrets, load_secrets
+from otklik.streams.settings import GatewaySettings, SettingsError, command_error
 
 log = logging.getLogger("otklik.gateway")
 
@@ -62,68 +60,8 @@ TG_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_SECRET_HEADER = "X-Max-Bot-Api-Secret"
 
 
-class GatewayConfigError(ValueError):
-    """A gateway setting is unusable; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    host: str = "127.0.0.1"  # OTKLIK_GATEWAY_HOST
-    port: int = 8080  # OTKLIK_GATEWAY_PORT
-    max_body: int = 1 << 20  # OTKLIK_GATEWAY_MAX_BODY: bytes; larger bodies get 413
-    bootstrap: str = "127.0.0.1:9092"  # from OTKLIK_KAFKA_BROKER, as the worker's
-    topic: str = "otklik.raw"  # OTKLIK_TOPIC_PREFIX + otklik.raw, as the worker's
-    produce_timeout_s: float = 5.0  # OTKLIK_GATEWAY_PRODUCE_TIMEOUT: longer than this → 503
-    retry_after_s: int = 10  # OTKLIK_GATEWAY_RETRY_AFTER: the Retry-After of a 503
-    dedupe_ttl_s: float = 86400.0  # OTKLIK_GATEWAY_DEDUPE_TTL: how long an accepted event id is remembered
-    dedupe_max: int = 500_000  # OTKLIK_GATEWAY_DEDUPE_MAX: at most this many ids (oldest forgotten first)
-    max_inflight: int = 10_000  # produces awaiting the broker; beyond that, 503 at once
-    linger_ms: int = 2  # OTKLIK_GATEWAY_LINGER_MS: a little batching under load, invisible at p99
-    tg_links: Mapping[int, int] = field(default_factory=dict)  # OTKLIK_TG_LINKS, see agents/ingest/telegram.py
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise GatewayConfigError(f"OTKLIK_GATEWAY_PORT: {self.port} is not a TCP port")
-        if self.max_body < 1024:
-            raise GatewayConfigError(f"OTKLIK_GATEWAY_MAX_BODY: {self.max_body} bytes is too small (at least 1024)")
-        if not 0 < self.produce_timeout_s <= 60:
-            raise GatewayConfigError(f"OTKLIK_GATEWAY_PRODUCE_TIMEOUT: {self.produce_timeout_s} is not in (0, 60] s")
-        if self.retry_after_s < 1:
-            raise GatewayConfigError(f"OTKLIK_GATEWAY_RETRY_AFTER: {self.retry_after_s} must be at least 1 s")
-        if self.dedupe_ttl_s <= 0 or self.dedupe_max < 1:
-            raise GatewayConfigError("OTKLIK_GATEWAY_DEDUPE_TTL and OTKLIK_GATEWAY_DEDUPE_MAX must be positive")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> GatewayConfig:
-        env = os.environ if env is None else env
-        try:
-            settings = Settings.from_env(env)
-        except SettingsError as exc:
-            raise GatewayConfigError(str(exc)) from None
-        values: dict[str, Any] = {"bootstrap": settings.bootstrap, "topic": settings.topic("raw")}
-        for name, var, convert in (
-            ("host", "OTKLIK_GATEWAY_HOST", str),
-            ("port", "OTKLIK_GATEWAY_PORT", int),
-            ("max_body", "OTKLIK_GATEWAY_MAX_BODY", int),
-            ("produce_timeout_s", "OTKLIK_GATEWAY_PRODUCE_TIMEOUT", float),
-            ("retry_after_s", "OTKLIK_GATEWAY_RETRY_AFTER", int),
-            ("dedupe_ttl_s", "OTKLIK_GATEWAY_DEDUPE_TTL", float),
-            ("dedupe_max", "OTKLIK_GATEWAY_DEDUPE_MAX", int),
-            ("linger_ms", "OTKLIK_GATEWAY_LINGER_MS", int),
-        ):
-            if var in env:
-                try:
-                    values[name] = convert(env[var])
-                except ValueError:
-                    raise GatewayConfigError(f"{var}: {env[var]!r} is not a valid {convert.__name__}") from None
-        from otklik.agents.ingest.telegram import TG_LINKS_ENV, parse_links
-
-        try:
-            values["tg_links"] = parse_links(env.get(TG_LINKS_ENV, ""))
-        except ValueError as exc:
-            raise GatewayConfigError(str(exc)) from None
-        values.update(overrides)
-        return cls(**values)
+# Produces awaiting the broker; beyond that a request is answered 503 at once.
+MAX_INFLIGHT = 10_000
 
 
 class TtlSet:
@@ -358,10 +296,10 @@ class GatewayMetrics:
                 self.requests.labels(platform, source, outcome)
 
 
-ProducerFactory = Callable[[GatewayConfig], Any]
+ProducerFactory = Callable[[GatewaySettings], Any]
 
 
-def kafka_producer(config: GatewayConfig) -> Any:
+def kafka_producer(config: GatewaySettings) -> Any:
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(
@@ -382,12 +320,13 @@ class Gateway:
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: GatewaySettings,
         secrets: Secrets,
         producer_factory: ProducerFactory = kafka_producer,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
+        self.topic = config.topic("raw")
         self.secrets = secrets
         self._producer_factory = producer_factory
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -440,7 +379,7 @@ class Gateway:
                 continue
             self._producer = producer
             self.metrics.kafka_ready.set(1)
-            log.info("producing to %s on %s", self.config.topic, self.config.bootstrap)
+            log.info("producing to %s on %s", self.topic, self.config.bootstrap)
             return
 
     async def _on_cleanup(self, _app: web.Application) -> None:
@@ -593,7 +532,7 @@ class Gateway:
         producer = self._producer
         if producer is None:
             return self._unavailable(platform, source, "Kafka is not connected")
-        if len(self._inflight) >= self.config.max_inflight:
+        if len(self._inflight) >= MAX_INFLIGHT:
             return self._unavailable(platform, source, "too many bodies await the broker")
         value = envelope_json(platform, source, time.time(), body)
         # Registered before the first await, so that a concurrent redelivery waits for this copy.
@@ -601,7 +540,7 @@ class Gateway:
         self._inflight[dedupe_key] = delivery
         delivery.add_done_callback(lambda fut: self._settled(dedupe_key, fut))
         try:
-            acked = await producer.send(self.config.topic, value=value, key=key.encode())
+            acked = await producer.send(self.topic, value=value, key=key.encode())
         except BaseException as exc:  # nothing was queued (no metadata in time, or the producer refused)
             delivery.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             if not isinstance(exc, Exception):
@@ -682,23 +621,15 @@ def gateway_command(host: str | None, port: int | None) -> None:
     Secrets and confirmation strings come from OTKLIK_SECRETS_FILE or OTKLIK_VK_<GROUPID>_SECRET /
     _CONFIRMATION, OTKLIK_TG_SECRET_TOKEN, OTKLIK_MAX_SECRET; the broker and topic prefix are the
     worker's (OTKLIK_KAFKA_BROKER, OTKLIK_TOPIC_PREFIX)."""
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
     try:
-        config = GatewayConfig.from_env(**overrides)
+        config = GatewaySettings.from_env(host=host, port=port)
         secrets = load_secrets()
-    except (GatewayConfigError, SecretsError) as exc:
-        raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    config.configure_logging()
     click.echo(
         f"otklik gateway: http://{config.host}:{config.port} (/vk/callback, /tg/webhook, /max/webhook), "
-        f"{len(secrets.vk)} VK communities, producing to {config.topic} on {config.bootstrap}",
+        f"{len(secrets.vk)} VK communities, producing to {config.topic('raw')} on {config.bootstrap}",
         err=True,
     )
     web.run_app(Gateway(config, secrets).app(), host=config.host, port=config.port, access_log=None, print=None)

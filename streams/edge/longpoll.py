@@ -34,8 +34,8 @@ import click
 import orjson
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.edge.secrets import SecretsError, load_secrets
-from otklik.streams.settings import Settings, SettingsError
+from otklik.streams.edge.secrets import load_secrets
+from otklik.streams.settings import LongPollSettings, SettingsError, command_error
 
 log = logging.getLogger("otklik.longpoll")
 
@@ -48,31 +48,27 @@ class LongPollError(RuntimeError):
 
 @dataclass(frozen=True)
 class LongPollConfig:
-    api_url: str = "https://api.vk.com/method"  # OTKLIK_VK_API_URL
-    api_version: str = "5.199"  # OTKLIK_VK_API_VERSION
+    """What the loops need: :class:`LongPollSettings` (the variables) plus the knobs of the command and tests."""
+
+    api_url: str
+    api_version: str
+    state_dir: Path  # one ts file per community
+    bootstrap: str
+    topic: str
     wait_s: int = 25  # seconds VK may hold an a_check request open
-    state_dir: Path = Path(".run/longpoll")  # OTKLIK_LONGPOLL_STATE_DIR: one ts file per community
-    bootstrap: str = "127.0.0.1:9092"  # the worker's OTKLIK_KAFKA_BROKER
-    topic: str = "otklik.raw"  # OTKLIK_TOPIC_PREFIX + otklik.raw
     backoff_s: float = 1.0  # first pause after an error; doubles up to max_backoff_s
     max_backoff_s: float = 60.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> LongPollConfig:
-        env = os.environ if env is None else env
-        try:
-            settings = Settings.from_env(env)
-        except SettingsError as exc:
-            raise LongPollError(str(exc)) from None
-        values: dict[str, Any] = {"bootstrap": settings.bootstrap, "topic": settings.topic("raw")}
-        if env.get("OTKLIK_VK_API_URL"):
-            values["api_url"] = env["OTKLIK_VK_API_URL"].rstrip("/")
-        if env.get("OTKLIK_VK_API_VERSION"):
-            values["api_version"] = env["OTKLIK_VK_API_VERSION"]
-        if env.get("OTKLIK_LONGPOLL_STATE_DIR"):
-            values["state_dir"] = Path(env["OTKLIK_LONGPOLL_STATE_DIR"])
-        values.update(overrides)
-        return cls(**values)
+    def from_settings(cls, settings: LongPollSettings, **knobs: Any) -> LongPollConfig:
+        return cls(
+            api_url=settings.api_url,
+            api_version=settings.api_version,
+            state_dir=settings.state_dir,
+            bootstrap=settings.bootstrap,
+            topic=settings.topic("raw"),
+            **knobs,
+        )
 
 
 class Sink(Protocol):
@@ -334,10 +330,11 @@ def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
     base URL is OTKLIK_VK_API_URL; each community's last acknowledged ts is kept in
     OTKLIK_LONGPOLL_STATE_DIR (.run/longpoll)."""
     try:
-        config = LongPollConfig.from_env(wait_s=wait)
+        settings = LongPollSettings.from_env()
         secrets = load_secrets()
-    except (LongPollError, SecretsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    config = LongPollConfig.from_settings(settings, wait_s=wait)
     tokens: dict[int, str] = {}
     for group in groups:
         community = secrets.community(group)
@@ -352,10 +349,7 @@ def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
             StateFile(config.state_dir, group).load()
         except LongPollError as exc:
             raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    settings.configure_logging()
     click.echo(
         f"otklik longpoll: groups {', '.join(map(str, groups))} via {config.api_url}, producing to {config.topic}",
         err=True,

@@ -16,27 +16,27 @@ Sources, later ones winning per value:
 
 2. the environment: ``OTKLIK_VK_<GROUPID>_SECRET``, ``OTKLIK_VK_<GROUPID>_CONFIRMATION``,
    ``OTKLIK_VK_<GROUPID>_TOKEN`` (the Long Poll source's community token), ``OTKLIK_TG_SECRET_TOKEN``,
-   ``OTKLIK_MAX_SECRET``.
+   ``OTKLIK_MAX_SECRET``, read as every setting is (:class:`~otklik.streams.settings.SecretsSettings`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otklik.streams.settings import SecretsSettings, SettingsError
+
 SECRETS_FILE_ENV = "OTKLIK_SECRETS_FILE"
 
-_VK_ENV = re.compile(r"^OTKLIK_VK_([0-9]+)_(SECRET|CONFIRMATION|TOKEN)$")
 # Telegram's secret_token and MAX's secret allow these characters only (their APIs say so).
 _HEADER_SECRET = re.compile(r"^[A-Za-z0-9_-]+$")
 _VK_FIELDS = ("secret", "confirmation", "token")
 
 
-class SecretsError(ValueError):
+class SecretsError(SettingsError):
     """The secrets file or a secret variable is unusable; the message names where and why (never the value)."""
 
 
@@ -72,30 +72,31 @@ class Secrets:
 
 
 def load_secrets(env: Mapping[str, str] | None = None) -> Secrets:
-    """The secrets from ``OTKLIK_SECRETS_FILE`` (when set) and the environment. Raises :class:`SecretsError`."""
-    env = os.environ if env is None else env
+    """The secrets from ``OTKLIK_SECRETS_FILE`` (when set) and the environment (default: the process's).
+    Raises :class:`SecretsError` (a :class:`SettingsError`)."""
+    settings = SecretsSettings.from_env(env)
     vk: dict[int, dict[str, str]] = {}
     tg: str | None = None
     mx: str | None = None
     sources = []
 
-    path_text = env.get(SECRETS_FILE_ENV, "").strip()
-    if path_text:
-        path = Path(path_text)
+    if settings.secrets_file is not None:
+        path = settings.secrets_file
         file_vk, tg, mx = _read_file(path)
         vk.update(file_vk)
         sources.append(str(path))
 
-    for name, value in env.items():
-        match = _VK_ENV.match(name)
-        if match is None:
-            continue
-        group_id = _group_id(match.group(1), f"environment variable {name}")
-        vk.setdefault(group_id, {})[match.group(2).lower()] = _non_blank(value, f"environment variable {name}")
-    if "OTKLIK_TG_SECRET_TOKEN" in env:
-        tg = _header_secret(env["OTKLIK_TG_SECRET_TOKEN"], "environment variable OTKLIK_TG_SECRET_TOKEN", 1, 256)
-    if "OTKLIK_MAX_SECRET" in env:
-        mx = _header_secret(env["OTKLIK_MAX_SECRET"], "environment variable OTKLIK_MAX_SECRET", 5, 256)
+    for group, values in settings.vk.items():
+        for kind, value in values.items():
+            label = f"environment variable OTKLIK_VK_{group}_{kind.upper()}"
+            group_id = _group_id(group, label)
+            vk.setdefault(group_id, {})[kind] = _non_blank(value.get_secret_value(), label)
+    if settings.tg_secret_token is not None:
+        tg = _header_secret(
+            settings.tg_secret_token.get_secret_value(), "environment variable OTKLIK_TG_SECRET_TOKEN", 1, 256
+        )
+    if settings.max_secret is not None:
+        mx = _header_secret(settings.max_secret.get_secret_value(), "environment variable OTKLIK_MAX_SECRET", 5, 256)
     sources.append("environment")
     communities = {gid: VkCommunity(gid, **values) for gid, values in vk.items()}
     return Secrets(communities, tg, mx, " + ".join(sources))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +50,7 @@ from otklik.streams.notify.senders import (
     TelegramSender,
     TransientError,
 )
+from otklik.streams.settings import NotifierSettings, SettingsError, command_error
 
 log = logging.getLogger("otklik.notifier")
 
@@ -65,6 +65,7 @@ __all__ = [
     "notifier_command",
     "plan",
     "plural",
+    "senders_from",
 ]
 
 NEAR, PASSED, LONG_PAST = "OtklikPageDeadlineNear", "OtklikPageDeadlinePassed", "OtklikPageDeadlineLongPast"
@@ -403,95 +404,29 @@ class Journal:
 # ---- settings ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NotifierSettings:
-    host: str = "127.0.0.1"  # OTKLIK_NOTIFIER_HOST
-    port: int = 9095  # OTKLIK_NOTIFIER_PORT
-    registry: Path | None = None  # OTKLIK_REGISTRY
-    worker_url: str = "http://127.0.0.1:6066"  # OTKLIK_WORKER_URL: the read API's base URL
-    data_dir: Path = Path(".run/notifier")  # OTKLIK_NOTIFIER_DATA_DIR: deliveries.jsonl
-    dedupe_window_s: int = 3600  # OTKLIK_NOTIFIER_DEDUPE_WINDOW: below Alertmanager's repeat_interval
-    max_attempts: int = 8  # OTKLIK_NOTIFIER_MAX_ATTEMPTS
-    backoff_s: float = 2.0  # OTKLIK_NOTIFIER_BACKOFF: first retry delay, doubled each time
-    max_backoff_s: float = 300.0  # OTKLIK_NOTIFIER_MAX_BACKOFF
-    poll_s: float = 0.5  # how often the delivery loop looks for due notices
-    smtp_host: str | None = None  # OTKLIK_SMTP_HOST: unset = no e-mail
-    smtp_port: int = 25  # OTKLIK_SMTP_PORT
-    smtp_from: str = "otklik@localhost"  # OTKLIK_SMTP_FROM
-    smtp_user: str | None = None  # OTKLIK_SMTP_USER
-    smtp_password: str | None = None  # OTKLIK_SMTP_PASSWORD
-    smtp_starttls: bool = False  # OTKLIK_SMTP_STARTTLS
-    smtp_ssl: bool = False  # OTKLIK_SMTP_SSL
-    telegram_token: str | None = None  # OTKLIK_TELEGRAM_TOKEN: unset = no Telegram
-    telegram_api: str = "https://api.telegram.org"  # OTKLIK_TELEGRAM_API
-    max_token: str | None = None  # OTKLIK_MAX_TOKEN: unset = no MAX
-    max_api: str = "https://platform-api.max.ru"  # OTKLIK_MAX_API
+# The variables are NotifierSettings (streams/settings.py); how often the delivery loop looks for due notices:
+POLL_S = 0.5
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> NotifierSettings:
-        env = os.environ if env is None else env
-        names = {
-            "host": "OTKLIK_NOTIFIER_HOST",
-            "port": "OTKLIK_NOTIFIER_PORT",
-            "registry": "OTKLIK_REGISTRY",
-            "worker_url": "OTKLIK_WORKER_URL",
-            "data_dir": "OTKLIK_NOTIFIER_DATA_DIR",
-            "dedupe_window_s": "OTKLIK_NOTIFIER_DEDUPE_WINDOW",
-            "max_attempts": "OTKLIK_NOTIFIER_MAX_ATTEMPTS",
-            "backoff_s": "OTKLIK_NOTIFIER_BACKOFF",
-            "max_backoff_s": "OTKLIK_NOTIFIER_MAX_BACKOFF",
-            "smtp_host": "OTKLIK_SMTP_HOST",
-            "smtp_port": "OTKLIK_SMTP_PORT",
-            "smtp_from": "OTKLIK_SMTP_FROM",
-            "smtp_user": "OTKLIK_SMTP_USER",
-            "smtp_password": "OTKLIK_SMTP_PASSWORD",
-            "smtp_starttls": "OTKLIK_SMTP_STARTTLS",
-            "smtp_ssl": "OTKLIK_SMTP_SSL",
-            "telegram_token": "OTKLIK_TELEGRAM_TOKEN",
-            "telegram_api": "OTKLIK_TELEGRAM_API",
-            "max_token": "OTKLIK_MAX_TOKEN",
-            "max_api": "OTKLIK_MAX_API",
-        }
-        values: dict[str, Any] = {}
-        defaults = cls()
-        for attr, name in names.items():
-            if name not in env or env[name] == "":
-                continue
-            raw = env[name]
-            kind = type(getattr(defaults, attr))
-            try:
-                if attr in ("registry", "data_dir"):
-                    values[attr] = Path(raw)
-                elif kind is bool:
-                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError("expected true or false")
-                    values[attr] = raw.lower() in ("1", "true", "yes")
-                elif kind in (int, float):
-                    values[attr] = kind(raw)
-                else:
-                    values[attr] = raw
-            except ValueError as exc:
-                raise click.BadParameter(f"{name}={raw!r}: {exc}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
-    def senders(self) -> dict[str, Sender]:
-        out: dict[str, Sender] = {}
-        if self.smtp_host:
-            out["email"] = SmtpSender(
-                self.smtp_host,
-                self.smtp_port,
-                self.smtp_from,
-                user=self.smtp_user,
-                password=self.smtp_password,
-                starttls=self.smtp_starttls,
-                use_ssl=self.smtp_ssl,
-            )
-        if self.telegram_token:
-            out["telegram"] = TelegramSender(self.telegram_token, self.telegram_api)
-        if self.max_token:
-            out["max"] = MaxSender(self.max_token, self.max_api)
-        return out
+def senders_from(settings: NotifierSettings) -> dict[str, Sender]:
+    """The channels the settings configure: e-mail, Telegram, MAX (each only when its host or token is set)."""
+    out: dict[str, Sender] = {}
+    if settings.smtp_host:
+        password = settings.smtp_password
+        out["email"] = SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            user=settings.smtp_user,
+            password=password.get_secret_value() if password is not None else None,
+            starttls=settings.smtp_starttls,
+            use_ssl=settings.smtp_ssl,
+        )
+    if settings.telegram_token is not None:
+        out["telegram"] = TelegramSender(settings.telegram_token.get_secret_value(), settings.telegram_api)
+    if settings.max_token is not None:
+        out["max"] = MaxSender(settings.max_token.get_secret_value(), settings.max_api)
+    return out
 
 
 # ---- the service ------------------------------------------------------------------------------------
@@ -511,7 +446,7 @@ class Notifier:
         from otklik.agents.registry import RegistryWatcher  # the worker's own reload-on-change logic
 
         self.settings = settings
-        self.senders = dict(settings.senders() if senders is None else senders)
+        self.senders = dict(senders_from(settings) if senders is None else senders)
         self.clock = clock
         self.background = background  # False: the caller drives delivery with run_once (tests)
         self.watcher = RegistryWatcher(settings.registry)
@@ -686,7 +621,7 @@ class Notifier:
             await self.run_once()
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_S)
             except TimeoutError:
                 pass
 
@@ -761,13 +696,13 @@ def notifier_command(
     OTKLIK_MAX_TOKEN is set. What was sent to whom is recorded in DATA_DIR/deliveries.jsonl."""
     from otklik.schemas.registry import RegistryError
 
-    logging.basicConfig(
-        level=os.environ.get("OTKLIK_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    settings = NotifierSettings.from_env(
-        host=host, port=port, registry=registry, worker_url=worker_url, data_dir=data_dir
-    )
+    try:
+        settings = NotifierSettings.from_env(
+            host=host, port=port, registry=registry, worker_url=worker_url, data_dir=data_dir
+        )
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    settings.configure_logging()
     if settings.registry is None:
         raise click.ClickException("no page registry: set OTKLIK_REGISTRY or pass --registry")
     try:

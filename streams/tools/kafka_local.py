@@ -41,24 +41,27 @@ def new_cluster_id(make_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """Where the local broker lives. Every field defaults from an environment variable (see README)."""
+    """Where the local broker lives: :meth:`from_env` takes it from :class:`LocalKafkaSettings`."""
 
-    port: int = 9092
-    controller_port: int = 9093
-    data_dir: Path = DEPLOY_KAFKA / ".run" / "data"
-    cache_dir: Path = DEPLOY_KAFKA / ".cache"
-    heap: str = "512m"
+    port: int
+    controller_port: int
+    data_dir: Path
+    cache_dir: Path
+    heap: str
     start_timeout_s: float = 90.0
 
     @classmethod
     def from_env(cls) -> LocalKafka:
-        port = int(os.environ.get("OTKLIK_KAFKA_PORT", "9092"))
+        """From OTKLIK_KAFKA_PORT, _CONTROLLER_PORT, _DATA, _CACHE, _HEAP. Raises SettingsError."""
+        from otklik.streams.settings import LocalKafkaSettings
+
+        settings = LocalKafkaSettings.from_env()
         return cls(
-            port=port,
-            controller_port=int(os.environ.get("OTKLIK_KAFKA_CONTROLLER_PORT", str(port + 1))),
-            data_dir=Path(os.environ.get("OTKLIK_KAFKA_DATA", str(cls.data_dir))),
-            cache_dir=Path(os.environ.get("OTKLIK_KAFKA_CACHE", str(cls.cache_dir))),
-            heap=os.environ.get("OTKLIK_KAFKA_HEAP", cls.heap),
+            port=settings.kafka_port,
+            controller_port=settings.controller_port,
+            data_dir=settings.kafka_data,
+            cache_dir=settings.kafka_cache,
+            heap=settings.kafka_heap,
         )
 
     # -- paths -------------------------------------------------------------------------------

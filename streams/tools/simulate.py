@@ -36,7 +36,6 @@ import hashlib
 import heapq
 import io
 import math
-import os
 import random
 import sys
 import time
@@ -57,6 +56,7 @@ import orjson
 import yaml
 
 from otklik.schemas.records import RawEnvelope
+from otklik.streams.settings import SettingsError, SimulatorSettings, command_error
 
 API_VERSION = "5.199"
 
@@ -1010,12 +1010,6 @@ async def produce(
     return count
 
 
-def _default_bootstrap() -> str:
-    # OTKLIK_KAFKA_BROKER is "kafka://h1:9092;kafka://h2:9092" for the worker; aiokafka wants "h1:9092,h2:9092".
-    value = os.environ.get("OTKLIK_KAFKA_BROKER", "127.0.0.1:9092")
-    return ",".join(part.strip().removeprefix("kafka://") for part in value.split(";") if part.strip())
-
-
 def _parse_start(value: str | None) -> int | None:
     if value is None or value == "":
         return None
@@ -1045,14 +1039,16 @@ def _parse_start(value: str | None) -> int | None:
     ),
 )
 @click.option(
-    "--pages", type=click.IntRange(min=1), default=50, show_default=True, help="Number of simulated communities."
+    "--pages",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of simulated communities [env OTKLIK_SIM_PAGES, 50].",
 )
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Events per simulated second, on average.",
+    default=None,
+    help="Events per simulated second, on average [env OTKLIK_SIM_RATE, 20].",
 )
 @click.option(
     "--duration",
@@ -1076,9 +1072,8 @@ def _parse_start(value: str | None) -> int | None:
 @click.option(
     "--speed",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Realtime Kafka: simulated seconds per real second.",
+    default=None,
+    help="Realtime Kafka: simulated seconds per real second [env OTKLIK_SIM_SPEED, 1].",
 )
 @click.option("--registry-out", default=None, help="Also write the simulated pages' registry (YAML) to FILE.")
 @click.option(
@@ -1096,8 +1091,8 @@ def _parse_start(value: str | None) -> int | None:
     help="Group id of the first page.",
 )
 def simulate_command(
-    pages: int,
-    rate: float,
+    pages: int | None,
+    rate: float | None,
     duration: float,
     seed: int,
     start_text: str | None,
@@ -1105,13 +1100,18 @@ def simulate_command(
     bootstrap: str | None,
     topic: str,
     fast: bool,
-    speed: float,
+    speed: float | None,
     registry_out: str | None,
     duplicate_rate: float,
     first_group_id: int,
 ) -> None:
     if out_path is not None and bootstrap is not None:
         raise click.UsageError("give either --out or --bootstrap, not both")
+    try:
+        settings = SimulatorSettings.from_env(sim_pages=pages, sim_rate=rate, sim_speed=speed)
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    pages, rate, speed = settings.sim_pages, settings.sim_rate, settings.sim_speed
     if duration == 0 and (out_path is not None or fast):
         raise click.UsageError("--duration 0 (forever) works only when sending to Kafka in real time")
     cfg = SimConfig(
@@ -1139,7 +1139,7 @@ def simulate_command(
             count = write_jsonl(generate(cfg), out_path)
         target = out_path
     else:
-        target = bootstrap or _default_bootstrap()
+        target = bootstrap or settings.bootstrap
         try:
             count = asyncio.run(produce(generate(cfg), target, topic=topic, realtime=not fast, speed=speed))
         except KeyboardInterrupt:

@@ -21,9 +21,9 @@ import pytest
 from aiohttp import web
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.edge.gateway import Gateway, GatewayConfig
+from otklik.streams.edge.gateway import Gateway
 from otklik.streams.edge.secrets import Secrets, VkCommunity
-from otklik.streams.settings import Settings
+from otklik.streams.settings import GatewaySettings, Settings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 
@@ -87,15 +87,15 @@ async def start_gateway(bootstrap: str, prefix: str, **config) -> Running:
     settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=2)
     await ensure_topics(settings)
     port = free_port()
-    cfg = GatewayConfig(
-        port=port, bootstrap=bootstrap, topic=settings.topic("raw"), tg_links={DISCUSSION: CHANNEL}, **config
+    cfg = GatewaySettings(
+        broker=f"kafka://{bootstrap}", topic_prefix=prefix, port=port, tg_links={DISCUSSION: CHANNEL}, **config
     )
     gateway = Gateway(cfg, secrets())
     runner = web.AppRunner(gateway.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     assert await gateway.wait_ready(30), "the gateway's producer did not connect"
-    return Running(f"http://127.0.0.1:{port}", gateway, cfg.topic, bootstrap, runner)
+    return Running(f"http://127.0.0.1:{port}", gateway, cfg.topic("raw"), bootstrap, runner)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from otklik.streams.edge.longpoll import KafkaSink, LongPollConfig, LongPollSource, StateFile
-from otklik.streams.settings import Settings
+from otklik.streams.settings import LongPollSettings, Settings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 from tests.integration.test_gateway import read_topic
@@ -165,12 +165,14 @@ async def setup(kafka: str, tmp_path: Path):
     await ensure_topics(settings)
     sink = KafkaSink(kafka, settings.topic("raw"))
     await sink.start()
-    config = LongPollConfig(
-        api_url=vk.url + "/method",
+    config = LongPollConfig.from_settings(
+        LongPollSettings(
+            broker=settings.broker,
+            topic_prefix=settings.topic_prefix,
+            api_url=vk.url + "/method/",  # the trailing slash is dropped
+            state_dir=tmp_path / "state",
+        ),
         wait_s=1,
-        state_dir=tmp_path / "state",
-        bootstrap=kafka,
-        topic=settings.topic("raw"),
         backoff_s=0.05,
         max_backoff_s=0.2,
     )

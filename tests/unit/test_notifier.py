@@ -27,6 +27,7 @@ from otklik.streams.notify.notifier import (
     format_duration,
     plan,
     plural,
+    senders_from,
 )
 from otklik.streams.notify.senders import MaxSender, Message, PermanentError, SmtpSender, TelegramSender, TransientError
 
@@ -609,7 +610,7 @@ def test_settings_from_env() -> None:
     )
     assert (settings.smtp_host, settings.smtp_port, settings.smtp_from) == ("mail", 2525, "x@y.ru")
     assert settings.smtp_starttls is True and settings.worker_url == "http://w:6066"
-    assert sorted(settings.senders()) == ["email", "telegram"]
+    assert sorted(senders_from(settings)) == ["email", "telegram"]
     with pytest.raises(Exception, match="OTKLIK_SMTP_PORT"):
         NotifierSettings.from_env({"OTKLIK_SMTP_PORT": "many"})
 

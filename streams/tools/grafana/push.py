@@ -24,7 +24,6 @@ Action = Literal["created", "updated", "unchanged"]
 
 # deploy/grafana/dashboards of a source checkout (the CLI's default for `generate`).
 DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
-DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"  # as in the compose stack (host network)
 
 
 @dataclass(frozen=True)
@@ -180,26 +179,33 @@ def generate_command(out_dir: Path) -> None:
 
 
 @grafana_command.command("push")
-@click.option("--url", required=True, envvar="OTKLIK_GRAFANA_URL", help="Grafana's base URL [env OTKLIK_GRAFANA_URL].")
+@click.option("--url", default=None, help="Grafana's base URL [env OTKLIK_GRAFANA_URL].")
 @click.option(
     "--token",
-    required=True,
-    envvar="OTKLIK_GRAFANA_TOKEN",
+    default=None,
     help="A service-account token with rights on folders, datasources and dashboards [env OTKLIK_GRAFANA_TOKEN].",
 )
 @click.option(
     "--prometheus-url",
-    default=DEFAULT_PROMETHEUS_URL,
-    show_default=True,
-    envvar="OTKLIK_PROMETHEUS_URL",
-    help="The Prometheus URL as Grafana's server sees it [env OTKLIK_PROMETHEUS_URL].",
+    default=None,
+    help="The Prometheus URL as Grafana's server sees it [env OTKLIK_PROMETHEUS_URL, http://127.0.0.1:9090].",
 )
 @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds per HTTP request.")
-def push_command(url: str, token: str, prometheus_url: str, timeout: float) -> None:
+def push_command(url: str | None, token: str | None, prometheus_url: str | None, timeout: float) -> None:
     """Create or update the otklik folder, datasource and dashboards; print what changed."""
     from grafana_client.client import GrafanaException
 
-    _run(lambda: push(connect(url, token, timeout), default_target(prometheus_url)), GrafanaException)
+    from otklik.streams.settings import GrafanaSettings, SettingsError, command_error
+
+    try:
+        settings = GrafanaSettings.from_env(grafana_url=url, grafana_token=token, prometheus_url=prometheus_url)
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    if settings.grafana_url is None or settings.grafana_token is None:
+        missing = "--url (OTKLIK_GRAFANA_URL)" if settings.grafana_url is None else "--token (OTKLIK_GRAFANA_TOKEN)"
+        raise click.UsageError(f"Missing option {missing}.")
+    grafana = connect(settings.grafana_url, settings.grafana_token.get_secret_value(), timeout)
+    _run(lambda: push(grafana, default_target(settings.prometheus_url)), GrafanaException)
 
 
 def _run(action: Callable[[], list[Change]], errors: type[Exception]) -> None:
