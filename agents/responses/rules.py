@@ -137,8 +137,7 @@ def addressed_to(reply_to_author: str | None, page: str, administrators: frozens
 
 
 def answers(reply: Reply, it: Item, page: str) -> bool:
-    """Does page reply ``reply`` answer item ``it`` on the same object (docs/responses.md, "What counts
-    as a response")?"""
+    """Does page reply ``reply`` answer item ``it`` on the same object (docs/responses.md, "Matching rules")?"""
     if reply.created_at < it.created_at or (reply.created_at == it.created_at and reply.seq <= it.seq):
         return False  # only a later reply answers (same second: a higher id)
     if reply.created_at < it.reopened_at:
