@@ -189,7 +189,7 @@ def _comment(
             "vk",
             page,
             "delete",
-            kind,
+            kind,  # type: ignore[arg-type]
             object_id,
             item,
             comment_id,
@@ -247,8 +247,8 @@ def _comment(
     return Interaction(
         "vk",
         page,
-        action,
-        kind,
+        action,  # type: ignore[arg-type]
+        kind,  # type: ignore[arg-type]
         object_id,
         item,
         comment_id,
@@ -325,7 +325,7 @@ def _message(
         Interaction(
             "vk",
             page,
-            action,
+            action,  # type: ignore[arg-type]
             "dm",
             object_id,
             f"{object_id}:{_decimal(cmid)}",

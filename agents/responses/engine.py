@@ -573,7 +573,7 @@ class ResponseEngine:
             extra["deleted_by"] = deleted_by
             if outcome == "moderated":
                 extra["review"] = True  # deleting a fair complaint is not an answer
-        out.append(self._record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))  # type: ignore[arg-type]
+        out.append(self._record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))
         self._close(state, it, outcome, closed_at)
 
     def _close(self, state: PageState, it: Item, outcome: str, closed_at: int) -> None:

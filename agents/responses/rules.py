@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from otklik.schemas.records import Interaction
+from otklik.schemas.records import Interaction, Outcome
 
 if TYPE_CHECKING:
     from otklik.agents.responses.state import Item, Reply
@@ -90,7 +90,7 @@ CLOSED_NAMES = {code: name for name, code in CLOSED_CODES.items()}
 class Verdict(NamedTuple):
     """How an item closed, as the events known about it say."""
 
-    outcome: str
+    outcome: Outcome
     closed_at: int
     responder: str | None  # who answered (answered)
     deleted_by: str | None  # who deleted it (withdrawn, moderated)
