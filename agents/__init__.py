@@ -83,9 +83,14 @@ class _SourceOnly:
         return None if source is None else importlib.util.spec_from_file_location(fullname, source)
 
 
+# pydantic's true spellings, as streams/settings.py's CoreSettings reads the same variable. This is the one
+# variable the core reads itself: it must be decided before any hot module is imported, in every process.
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+
+
 def _native_status() -> str:
-    """ "compiled"; "pure" (nothing built, or OTKLIK_PURE_PYTHON set); or "stale: <modules>" (run as pure)."""
-    if os.environ.get("OTKLIK_PURE_PYTHON"):
+    """ "compiled"; "pure" (nothing built, or OTKLIK_PURE_PYTHON true); or "stale: <modules>" (run as pure)."""
+    if os.environ.get("OTKLIK_PURE_PYTHON", "").strip().lower() in _TRUE:
         sys.meta_path.insert(0, _SourceOnly(__name__, _HERE))
         return "pure"
     stale = stale_native_modules()

@@ -75,7 +75,7 @@ async def produce_all(bootstrap: str, raw_topic: str, ia_topic: str, cfg: SimCon
             key = f"vk:{body['group_id']}".encode()
             await producer.send(raw_topic, value=envelope.to_json(), key=key)
             raw += 1
-            for record in to_interactions(envelope):
+            for record in to_interactions(envelope, {}):
                 await producer.send(ia_topic, value=record.to_json(), key=record.page.encode())
                 interactions += 1
         await producer.flush()

@@ -42,20 +42,17 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
     Ctrl-C or SIGTERM; it commits what it processed and leaves the group cleanly."""
     from faust import Worker
 
-    from otklik.streams.settings import Settings, SettingsError
+    from otklik.streams.settings import CoreSettings, SettingsError, WorkerSettings, command_error
     from otklik.streams.worker.app import create_app
 
-    overrides: dict[str, object] = {}
-    if web_port is not None:
-        overrides["web_port"] = web_port
-    if registry is not None:
-        overrides["registry"] = registry
-    if loglevel is not None:
-        overrides["log_level"] = loglevel
     try:
-        settings = Settings.from_env(**overrides)
+        settings = WorkerSettings.from_env(web_port=web_port, registry=registry, log_level=loglevel)
+        CoreSettings.from_env()  # otklik.agents read OTKLIK_PURE_PYTHON on import: refuse a value it ignored
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    try:
         otk = create_app(settings)
-    except (SettingsError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     import asyncio
 
@@ -86,9 +83,13 @@ def kafka() -> None:
 
 
 def _local_kafka():  # type: ignore[no-untyped-def]
+    from otklik.streams.settings import SettingsError, command_error
     from otklik.streams.tools.kafka_local import LocalKafka
 
-    return LocalKafka.from_env()
+    try:
+        return LocalKafka.from_env()
+    except SettingsError as exc:
+        raise command_error(exc) from None
 
 
 @kafka.command("start")
@@ -131,13 +132,11 @@ def kafka_status() -> None:
 )
 @click.option(
     "--tg-links",
-    envvar="OTKLIK_TG_LINKS",
-    default="",
-    show_envvar=True,
+    default=None,
     help="Telegram discussion groups and their channels, '<group id>=<channel id>,...' (Bot API ids), "
-    "as the worker takes them.",
+    "as the worker takes them [env OTKLIK_TG_LINKS].",
 )
-def replay(events: str, registry: str, now: str | None, out: str | None, tg_links: str) -> None:
+def replay(events: str, registry: str, now: str | None, out: str | None, tg_links: str | None) -> None:
     """Run the response engine over an event file, without Kafka, with the worker's rules for every platform.
 
     \b
@@ -155,9 +154,12 @@ def replay(events: str, registry: str, now: str | None, out: str | None, tg_link
     from otklik.agents.ingest.telegram import parse_links
     from otklik.agents.replay import ReplayError, replay_file
     from otklik.schemas.registry import RegistryError
+    from otklik.streams.settings import SettingsError, TelegramLinkSettings, command_error
 
     try:
-        links = parse_links(tg_links)
+        links = parse_links(tg_links) if tg_links is not None else TelegramLinkSettings.from_env().tg_links
+    except SettingsError as exc:
+        raise command_error(exc) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tg-links") from None
     try:
@@ -182,13 +184,16 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
     import asyncio
 
     from otklik.schemas.overrides import Override, OverrideError
-    from otklik.streams.settings import Settings, SettingsError
+    from otklik.streams.settings import KafkaSettings, SettingsError, command_error
     from otklik.streams.worker.overrides import submit
 
     try:
-        settings = Settings.from_env()
+        settings = KafkaSettings.from_env()
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    try:
         correction = Override.parse({"item": item, "needs_answer": needs_answer == "yes", "by": by, "note": note})
-    except (SettingsError, OverrideError) as exc:
+    except OverrideError as exc:
         raise click.ClickException(str(exc)) from None
     try:
         asyncio.run(submit(settings.bootstrap, settings.topic("overrides"), correction))
@@ -229,6 +234,38 @@ def triage() -> None:
     from otklik.agents.text.triage import triage_lines
 
     _filter_lines(triage_lines)
+
+
+@main.group("settings")
+def settings_group() -> None:
+    """The OTKLIK_* variables of every service (streams/settings.py)."""
+
+
+@settings_group.command("docs")
+@click.option("--check", is_flag=True, help="Change nothing; exit with status 1 when README's tables are stale.")
+@click.option(
+    "--readme",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The file to rewrite [README.md of this checkout].",
+)
+def settings_docs(check: bool, readme: Path | None) -> None:
+    """Write README's configuration tables from the settings classes (between <!-- settings:NAME --> markers)."""
+    from otklik.streams.settings import README, SettingsError, render_readme
+
+    path = readme or README
+    text = path.read_text(encoding="utf-8")
+    try:
+        fresh = render_readme(text)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fresh == text:
+        click.echo(f"{path}: the configuration tables are up to date", err=True)
+    elif check:
+        raise click.ClickException(f"{path}: the configuration tables are stale; run `otklik settings docs`")
+    else:
+        path.write_text(fresh, encoding="utf-8")
+        click.echo(f"{path}: configuration tables rewritten", err=True)
 
 
 def _register_optional_commands() -> None:

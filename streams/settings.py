@@ -499,6 +499,10 @@ class LongPollSettings(LogSettings, KafkaSettings):
 class NotifierSettings(LogSettings, RegistrySettings):
     """The notifier (``otklik notifier``): Alertmanager's webhooks to the pages' people."""
 
+    registry: Path | None = Field(
+        None, description="the page registry (YAML): whom to notify; required here (or `--registry`)"
+    )
+
     host: str = Field("127.0.0.1", validation_alias="OTKLIK_NOTIFIER_HOST", description="the address to listen on")
     port: int = Field(
         9095,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from otklik.agents.ingest.max import normalize_max
-from otklik.agents.ingest.telegram import links_from_env, normalize_tg
+from otklik.agents.ingest.telegram import normalize_tg
 from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.schemas.records import Interaction, RawEnvelope
 
@@ -70,14 +70,9 @@ def normalize_body(
     raise NormalizeError(f"platform {platform!r} has no normalizer yet")
 
 
-def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int] | None = None) -> list[Interaction]:
-    """The platform body as interaction records ([] for events otklik does not measure).
-    ``tg_links`` None: the links of ``OTKLIK_TG_LINKS``."""
-    if tg_links is None and envelope.platform == "tg":
-        try:
-            tg_links = links_from_env()
-        except ValueError as exc:  # OTKLIK_TG_LINKS itself is malformed
-            raise RejectedRecord("normalize", str(exc)) from None
+def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int]) -> list[Interaction]:
+    """The platform body as interaction records ([] for events otklik does not measure). ``tg_links``:
+    Telegram's discussion groups → channels, as the service's settings parsed them (``OTKLIK_TG_LINKS``)."""
     try:
         return normalize_body(envelope.platform, envelope.body, int(envelope.received_at), tg_links)
     except NormalizeError as exc:

@@ -20,7 +20,7 @@ Identifiers (docs/data-flow.md, "Identifiers", with the ``tg:`` prefix):
 Which channel a discussion group belongs to: taken from the update whenever it says so (a comment
 replying to the post's copy carries the copy, whose ``sender_chat`` / ``forward_origin`` is the channel);
 otherwise from the configured links (``OTKLIK_TG_LINKS="<group id>=<channel id>,..."`` with Bot API ids,
-read by :func:`links_from_env`), because a reply to a comment names no channel at all. An update that
+parsed by :func:`parse_links` and passed in by the services), because a reply to a comment names no channel at all. An update that
 names none and whose group is not configured is rejected with a reason that says so.
 
 Threads, mapped onto the response rules (docs/responses.md, "Matching rules"): a post's comment
@@ -38,7 +38,6 @@ post threads, forum topics. Telegram sends no deletion updates to bots, so Teleg
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,20 +65,8 @@ def parse_links(text: str) -> dict[int, int]:
                 raise ValueError
             links[int(group)] = int(channel)
         except ValueError:
-            raise ValueError(f"{TG_LINKS_ENV}: {part!r} is not '<discussion group id>=<channel id>'") from None
+            raise ValueError(f"{part!r} is not '<discussion group id>=<channel id>'") from None
     return links
-
-
-_ENV_LINKS: tuple[str, dict[int, int]] | None = None
-
-
-def links_from_env(env: Mapping[str, str] | None = None) -> dict[int, int]:
-    """The configured discussion-group → channel links (parsed once per distinct value)."""
-    global _ENV_LINKS
-    text = (os.environ if env is None else env).get(TG_LINKS_ENV, "")
-    if _ENV_LINKS is None or _ENV_LINKS[0] != text:
-        _ENV_LINKS = (text, parse_links(text))
-    return _ENV_LINKS[1]
 
 
 def _int(obj: dict[str, Any], name: str, where: str) -> int:

@@ -189,7 +189,7 @@ def register_agents(otk: Worker) -> None:
                     try:
                         envelope = decode_raw(event.message.value)
                         tally.raw[envelope.platform] += 1
-                        records = to_interactions(envelope)
+                        records = to_interactions(envelope, settings.tg_links)
                     except RejectedRecord as exc:
                         if exc.stage == "decode":
                             tally.raw["unknown"] += 1

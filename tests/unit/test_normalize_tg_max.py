@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from otklik.agents.ingest.envelope import RejectedRecord, to_interactions
 from otklik.agents.ingest.max import normalize_max
 from otklik.agents.ingest.max import page_of_update as max_page_of_update
-from otklik.agents.ingest.telegram import links_from_env, normalize_tg, page_of_update, parse_links
+from otklik.agents.ingest.telegram import normalize_tg, page_of_update, parse_links
 from otklik.agents.ingest.vk import NormalizeError
 from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
@@ -133,9 +133,8 @@ def test_bad_updates_name_the_field(mutate, reason):
 
 def test_links_parse_and_bad_links_are_named():
     assert parse_links(" -1009876543210=-1001234567890 ; -1001=-1002 ,") == {GROUP: CHANNEL, -1001: -1002}
-    with pytest.raises(ValueError, match="OTKLIK_TG_LINKS: 'oops'"):
+    with pytest.raises(ValueError, match="'oops' is not '<discussion group id>=<channel id>'"):
         parse_links("oops")
-    assert links_from_env({"OTKLIK_TG_LINKS": "-1009876543210=-1001234567890"}) == LINKS
 
 
 @settings(max_examples=200, deadline=None)
@@ -246,15 +245,13 @@ def test_unmeasured_updates_give_nothing_and_bad_ones_name_the_field():
 
 
 def test_ingest_dispatches_tg_and_max_and_rejects_with_the_reason(monkeypatch):
+    # The links come from the caller only: the variable of the same name is not read by the core.
     monkeypatch.setenv("OTKLIK_TG_LINKS", "-1009876543210=-1001234567890")
-    assert (
-        one(to_interactions(RawEnvelope("tg", "tg-webhook", 1764061201.5, tg("followup_reply_to_own_comment")))).page
-        == PAGE
-    )
-    assert one(to_interactions(RawEnvelope("max", "max-webhook", 1.0, mx("chat_message_created")))).page == MAX_PAGE
-    monkeypatch.setenv("OTKLIK_TG_LINKS", "")
+    reply = RawEnvelope("tg", "tg-webhook", 1764061201.5, tg("followup_reply_to_own_comment"))
+    assert one(to_interactions(reply, LINKS)).page == PAGE
+    assert one(to_interactions(RawEnvelope("max", "max-webhook", 1.0, mx("chat_message_created")), {})).page == MAX_PAGE
     with pytest.raises(RejectedRecord, match="not linked"):
-        to_interactions(RawEnvelope("tg", "tg-webhook", 1.0, tg("followup_reply_to_own_comment")))
+        to_interactions(reply, {})
 
 
 def engine_for(page: str, **extra: Any) -> ResponseEngine:

@@ -68,13 +68,13 @@ def test_undecodable_records_are_rejected_with_a_reason(value, reason):
 def test_a_body_the_normalizer_rejects_is_rejected_at_the_normalize_stage():
     env = decode_raw(envelope(body={"type": "wall_reply_new", "group_id": 5, "object": {"id": 1}}))
     with pytest.raises(RejectedRecord) as info:
-        to_interactions(env)
+        to_interactions(env, {})
     assert info.value.stage == "normalize" and "wall_reply_new" in info.value.reason
 
 
 def test_events_otklik_does_not_measure_give_no_interactions():
     env = decode_raw(envelope(body={"type": "group_join", "group_id": 5, "event_id": "a", "object": {"user_id": 1}}))
-    assert to_interactions(env) == []
+    assert to_interactions(env, {}) == []
 
 
 @pytest.mark.parametrize(
