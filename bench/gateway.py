@@ -25,12 +25,13 @@ import uuid
 import aiohttp
 import orjson
 
-from otklik.streams.settings import Settings
+from otklik.streams.settings import BenchSettings, Settings
 from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.worker.topics import ensure_topics
 
-RATE = int(os.environ.get("OTKLIK_BENCH_GATEWAY_RATE", "2000"))
-SECONDS = float(os.environ.get("OTKLIK_BENCH_GATEWAY_SECONDS", "8"))
+_BENCH = BenchSettings.from_env()
+RATE = _BENCH.bench_gateway_rate
+SECONDS = _BENCH.bench_gateway_seconds
 WARMUP_S = 1.0
 GROUP = 424200
 COMMUNITIES = 100  # the load spreads over this many communities (keys), as a region's traffic does

@@ -36,13 +36,14 @@ from bench.faust_floor import sensor_cost
 from bench.memory import rss_bytes
 from otklik.agents.ingest.envelope import to_interactions
 from otklik.schemas.records import RawEnvelope
+from otklik.streams.settings import AGENTS, BenchSettings, WorkerSettings
 from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.tools.simulate import SimConfig, generate, write_registry
 from otklik.streams.worker.app import FaustApp
 
-EVENTS = int(os.environ.get("OTKLIK_BENCH_LIVE_EVENTS", "100000"))
+EVENTS = BenchSettings.from_env().bench_live_events
 PARTITIONS = 4
-CHAIN_AGENTS = os.environ.get("OTKLIK_AGENTS", "normalize,responses,moderation")
+CHAIN_AGENTS = ",".join(agent for agent in AGENTS if agent in WorkerSettings.from_env().agents)
 WEB_PORT = 6099
 _TICKS = os.sysconf("SC_CLK_TCK")
 

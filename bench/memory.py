@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import os
 import statistics
 import time
 
@@ -16,7 +15,6 @@ from otklik.agents.registry import Registry
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.schemas.records import Interaction
 
-OPEN_ITEMS = 1_000_000
 PAGES = 5_000
 
 
@@ -53,7 +51,9 @@ def interactions(n: int, start: int):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    n = int(os.environ.get("OTKLIK_BENCH_OPEN_ITEMS", OPEN_ITEMS))
+    from otklik.streams.settings import BenchSettings
+
+    n = BenchSettings.from_env().bench_open_items
     start = 1764230400
     registry = Registry.from_mapping({"defaults": {"deadline": "8h working"}}, source="<bench>")
 

@@ -598,6 +598,20 @@ class GrafanaSettings(OtklikSettings):
     )
 
 
+class BenchSettings(OtklikSettings):
+    """The benchmarks (``python -m bench NAME``, ``make bench``); the worker they start reads its own."""
+
+    bench_gateway_rate: int = Field(2000, ge=1, description="`bench gateway`: requests per second")
+    bench_gateway_seconds: float = Field(8.0, gt=0, description="`bench gateway`: seconds of load")
+    bench_live_events: int = Field(100_000, ge=1, description="`bench live`: events per run")
+    bench_open_items: int = Field(1_000_000, ge=1, description="`bench memory`: open items held")
+    bench_intervals: str = Field(
+        "shipped",
+        description="`bench alerts` sets it for its test: `shipped` (the deployed scrape and alert intervals) or "
+        "anything else for 1-second ones",
+    )
+
+
 # ---- README's tables -----------------------------------------------------------------------------------
 
 # Marker name in README.md → the class whose variables the table lists.
@@ -611,6 +625,7 @@ README_TABLES: dict[str, type[OtklikSettings]] = {
     "kafka": LocalKafkaSettings,
     "simulator": SimulatorSettings,
     "grafana": GrafanaSettings,
+    "bench": BenchSettings,
 }
 
 README = REPO / "README.md"
