@@ -25,7 +25,7 @@ import uuid
 import aiohttp
 import orjson
 
-from otklik.streams.settings import BenchSettings, Settings
+from otklik.streams.settings import BenchSettings, WorkerSettings
 from otklik.streams.tools.kafka_local import LocalKafka
 from otklik.streams.worker.topics import ensure_topics
 
@@ -297,7 +297,7 @@ async def count_records(bootstrap: str, topic: str) -> int:
 async def bench() -> None:
     bootstrap = LocalKafka.from_env().bootstrap
     prefix = f"bench-gw-{uuid.uuid4().hex[:8]}."
-    settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=4)
+    settings = WorkerSettings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=4)
     await ensure_topics(settings)
     print(
         f"load: {RATE} requests/s for {SECONDS:.0f} s (after {WARMUP_S:.0f} s warm-up), open loop, loopback, "

@@ -270,10 +270,10 @@ def main() -> None:
 
 
 async def _create_topics(env: dict[str, str]) -> None:
-    from otklik.streams.settings import Settings
+    from otklik.streams.settings import WorkerSettings
     from otklik.streams.worker.topics import ensure_topics
 
-    await ensure_topics(Settings.from_env(env))
+    await ensure_topics(WorkerSettings.from_env(env))
 
 
 if __name__ == "__main__":

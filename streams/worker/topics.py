@@ -12,13 +12,13 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from otklik.streams.settings import TOPIC_NAMES, Settings
+from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 
 # Corrections are an audit trail: kept forever.
 TOPIC_CONFIGS = {TOPIC_NAMES["overrides"]: {"retention.ms": "-1"}}
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+async def ensure_topics(settings: WorkerSettings, timeout_s: float = 30.0) -> list[str]:
     """Create every otklik topic that does not exist yet; return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)

@@ -23,7 +23,7 @@ from aiohttp import web
 from otklik.schemas.records import RawEnvelope
 from otklik.streams.edge.gateway import Gateway
 from otklik.streams.edge.secrets import Secrets, VkCommunity
-from otklik.streams.settings import GatewaySettings, Settings
+from otklik.streams.settings import GatewaySettings, WorkerSettings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 
@@ -84,7 +84,7 @@ class Running:
 
 
 async def start_gateway(bootstrap: str, prefix: str, **config) -> Running:
-    settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=2)
+    settings = WorkerSettings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=2)
     await ensure_topics(settings)
     port = free_port()
     cfg = GatewaySettings(

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from otklik.streams.edge.longpoll import KafkaSink, LongPollConfig, LongPollSource, StateFile
-from otklik.streams.settings import LongPollSettings, Settings
+from otklik.streams.settings import LongPollSettings, WorkerSettings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
 from tests.integration.test_gateway import read_topic
@@ -161,7 +161,7 @@ class Harness:
 async def setup(kafka: str, tmp_path: Path):
     vk = FakeVk()
     runner = await vk.start()
-    settings = Settings(broker=f"kafka://{kafka}", topic_prefix=f"lp-{uuid.uuid4().hex[:10]}.", partitions=2)
+    settings = WorkerSettings(broker=f"kafka://{kafka}", topic_prefix=f"lp-{uuid.uuid4().hex[:10]}.", partitions=2)
     await ensure_topics(settings)
     sink = KafkaSink(kafka, settings.topic("raw"))
     await sink.start()

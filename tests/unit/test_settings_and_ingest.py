@@ -8,14 +8,14 @@ import orjson
 import pytest
 
 from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, to_interactions
-from otklik.streams.settings import Settings, SettingsError
+from otklik.streams.settings import SettingsError, WorkerSettings
 from tests.conftest import OTKLIK
 
 
 def test_settings_defaults_and_overrides_from_env():
-    s = Settings.from_env({})
+    s = WorkerSettings.from_env({})
     assert s.bootstrap == "127.0.0.1:9092" and s.web_port == 6066 and s.partitions == 4
-    s = Settings.from_env(
+    s = WorkerSettings.from_env(
         {"OTKLIK_KAFKA_BROKER": "kafka://a:1;kafka://b:2", "OTKLIK_PARTITIONS": "8", "OTKLIK_TOPIC_PREFIX": "x."}
     )
     assert s.bootstrap == "a:1,b:2" and s.partitions == 8 and s.topic("dead_letters") == "x.otklik.dead-letters"
@@ -35,7 +35,7 @@ def test_settings_defaults_and_overrides_from_env():
 )
 def test_bad_settings_name_the_variable(env, names):
     with pytest.raises(SettingsError, match=names):
-        Settings.from_env(env)
+        WorkerSettings.from_env(env)
 
 
 def envelope(**over):
