@@ -61,7 +61,6 @@ TOPIC_NAMES = {
 }
 
 AGENTS = ("normalize", "responses", "moderation")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 # ---- the machinery ---------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def _is_secret(info: FieldInfo) -> bool:
 
 
 def _explain(cls: type[OtklikSettings], exc: ValidationError) -> str:
-    """One line per problem: ``OTKLIK_X: what is wrong, got 'value'`` (a secret's value is never shown)."""
+    """Each problem as ``OTKLIK_X: what is wrong, got 'value'``, joined by "; " (never a secret's value)."""
     by_key: dict[str, str] = {}
     secret: set[str] = set()
     for name, info in cls.model_fields.items():
@@ -240,8 +239,8 @@ class LogSettings(OtklikSettings):
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
-        if value.lower() not in LOG_LEVELS:
-            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"{value!r} is not a log level (debug, info, warning, error, critical)")
         return value
 
     def configure_logging(self) -> None:
@@ -261,17 +260,8 @@ class RegistrySettings(OtklikSettings):
         return value
 
 
-def _links(value: object) -> object:
-    from otklik.agents.ingest.telegram import parse_links
-
-    return parse_links(value) if isinstance(value, str) else value
-
-
-TgLinks = Annotated[dict[int, int], NoDecode]
-
-
 class TelegramLinkSettings(OtklikSettings):
-    tg_links: TgLinks = Field(
+    tg_links: Annotated[dict[int, int], NoDecode] = Field(
         default_factory=dict,
         description="`discussion_group=channel,...` (Bot API ids): the channel of a Telegram discussion group, "
         "where an update does not name it",
@@ -280,7 +270,9 @@ class TelegramLinkSettings(OtklikSettings):
     @field_validator("tg_links", mode="before")
     @classmethod
     def _tg_links(cls, value: object) -> object:
-        return _links(value)
+        from otklik.agents.ingest.telegram import parse_links
+
+        return parse_links(value) if isinstance(value, str) else value
 
 
 # ---- the services ----------------------------------------------------------------------------------------
