@@ -278,6 +278,8 @@ def register_agents(otk: Worker) -> None:
                 responses_state.save()
 
         metrics.watch_engine(lambda: responses_state.core)
+        metrics.watch_unknown_page_events(lambda: responses_state.core.unknown_page_events)
+        metrics.watch_oversized_state("pages", lambda: responses_state.oversized)
 
     if "moderation" in settings.agents:
         from otklik.agents.moderation_watch import ModerationWatch
@@ -315,6 +317,7 @@ def register_agents(otk: Worker) -> None:
             await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
         metrics.watch_moderation(lambda: moderation_state.core)
+        metrics.watch_oversized_state("moderation", lambda: moderation_state.oversized)
 
     metrics.watch_consumer(lambda: app.consumer)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from otklik.agents.ingest.envelope import NormalizeTally
@@ -194,6 +194,7 @@ class PipelineMetrics:
         )
         # page id -> (time of its last closure or breach, its config): pages with recent activity.
         self._recent: dict[str, tuple[float, Any]] = {}
+        self._oversized: dict[str, Callable[[], int]] = {}  # table -> its mirror's count
 
     # ---- called by the pipeline ---------------------------------------------------------------------
 
@@ -252,6 +253,32 @@ class PipelineMetrics:
         """Export the consumer lag of the worker's assigned partitions (``consumer`` returns faust's
         ``app.consumer``, or None before it exists)."""
         self._registry.register(_LagCollector(consumer))
+
+    def watch_unknown_page_events(self, count: Callable[[], int]) -> None:
+        """Export the response engine's count of events about pages it does not watch, read at scrape time."""
+        self._registry.register(
+            _ScrapedCounter(
+                "otklik_unknown_page_events",
+                "Interactions the response engine ignored because the registry gives their page no rules. "
+                "Counted since the engine was last rebuilt from its table (at start and after a rebalance).",
+                lambda: [((), count())],
+            )
+        )
+
+    def watch_oversized_state(self, table: str, count: Callable[[], int]) -> None:
+        """Export how many times a page's state was too big to save in ``table``, read at scrape time."""
+        if not self._oversized:
+            self._registry.register(
+                _ScrapedCounter(
+                    "otklik_page_state_oversized",
+                    "Saves of a page's state skipped because it was over the size limit even compressed, by "
+                    "table (pages: the response engine, moderation: the moderation watch). The page goes on in "
+                    "memory, but a restart takes it back to its last saved state.",
+                    lambda: [((name,), n()) for name, n in sorted(self._oversized.items())],
+                    ("table",),
+                )
+            )
+        self._oversized[table] = count
 
     # ---- moderation (agents/moderation_watch.py) ---------------------------------------------------
 
@@ -393,3 +420,26 @@ class _VisibleOffensiveCollector(Collector):
                 ratio.add_metric([page], fraction)
         yield visible
         yield ratio
+
+
+class _ScrapedCounter(Collector):
+    """A counter kept as a plain int by the code that counts (no Prometheus in the pure cores), read
+    when Prometheus scrapes. ``values`` returns (label values, count) pairs."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        values: Callable[[], Iterable[tuple[tuple[str, ...], int]]],
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._values = values
+        self._labels = labels
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, count in self._values():
+            family.add_metric(list(labels), count)
+        yield family

@@ -354,3 +354,60 @@ def test_a_normalize_batch_tally_lands_in_the_counters_and_gauges():
     )
     assert value("otklik_agent_records_total", {"agent": "normalize"}) == 6
     assert metrics.processed == {"normalize": 6}
+
+
+# ---- counters the cores keep as plain ints, read at scrape time -----------------------------------------
+
+
+def _help(reg: CollectorRegistry, name: str) -> str:
+    found = re.search(rf"^# HELP {name} (.+)$", generate_latest(reg).decode(), re.M)
+    assert found, name
+    return found.group(1)
+
+
+def test_unknown_page_events_are_the_engines_own_count_read_when_scraped() -> None:
+    watched = registry([{"id": "vk:1"}])
+    engine = ResponseEngine(lambda page: watched.get(page))  # None: a page the registry does not list
+    current = {"engine": engine}
+    reg = CollectorRegistry()
+    PipelineMetrics(reg).watch_unknown_page_events(lambda: current["engine"].unknown_page_events)
+    assert value(reg, "otklik_unknown_page_events_total") == 0
+    engine.process(comment("vk:1", 1, NOW - 60))
+    engine.process(comment("vk:2", 2, NOW - 50))
+    engine.process(comment("vk:3", 3, NOW - 40))
+    assert value(reg, "otklik_unknown_page_events_total") == 2
+    current["engine"] = ResponseEngine(watched.get)  # rebuilt after a rebalance: the count starts again
+    assert value(reg, "otklik_unknown_page_events_total") == 0
+    assert "registry gives their page no rules" in _help(reg, "otklik_unknown_page_events_total")
+
+
+def test_oversized_page_states_are_counted_per_table_as_the_mirror_skips_them(monkeypatch) -> None:
+    import os
+
+    from otklik.agents.wiring import pipeline
+
+    states = {"vk:1": b"[]", "vk:2": os.urandom(4096)}  # random bytes do not compress
+
+    class Core:
+        def take_dirty(self) -> list[str]:
+            return list(states)
+
+        def dump_page(self, page: str) -> bytes:
+            return states[page]
+
+    table: dict[bytes, bytes] = {}  # what the mirror writes to faust's table
+    app = SimpleNamespace(
+        Table=lambda *args, **kwargs: table, on_partitions_assigned=SimpleNamespace(connect=lambda handler: handler)
+    )
+    monkeypatch.setattr(pipeline, "MAX_STATE_BYTES", 1024)
+    mirror = pipeline.PageStateMirror(app, "pages", 1, Core)
+    reg = CollectorRegistry()
+    metrics = PipelineMetrics(reg)
+    metrics.watch_oversized_state("pages", lambda: mirror.oversized)
+    metrics.watch_oversized_state("moderation", lambda: 0)
+    assert value(reg, "otklik_page_state_oversized_total", table="pages") == 0
+    mirror.save()
+    assert table == {b"vk:1": b"[]"}  # the small page saved, the big one skipped
+    assert value(reg, "otklik_page_state_oversized_total", table="pages") == 1
+    assert value(reg, "otklik_page_state_oversized_total", table="moderation") == 0
+    assert "over the size limit" in _help(reg, "otklik_page_state_oversized_total")
