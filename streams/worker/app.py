@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from otklik.agents import NATIVE_STATUS
 from otklik.streams.settings import TOPIC_NAMES, Settings
-from otklik.streams.worker.fast_delivery import install_fast_delivery
+from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 from otklik.streams.worker.metrics import PipelineMetrics
 
 log = logging.getLogger("otklik")
@@ -38,11 +38,21 @@ class Topics:
 
 class FaustApp(faust.App):
     """faust's App with a cheaper hand-over of records from its consumer (see streams/worker/fast_delivery.py)
-    and without the per-record statistics of faust's own Monitor sensor."""
+    and without the per-record statistics of faust's own Monitor sensor. ``fast_delivery=False``
+    (``OTKLIK_FAST_DELIVERY``) leaves faust's own hand-over; :attr:`fast_delivery_stats` say which runs."""
+
+    def __init__(self, *args, fast_delivery: bool = True, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fast_delivery = fast_delivery
+        self.fast_delivery_stats = FastDeliveryStats()
 
     def _new_consumer(self):  # type: ignore[no-untyped-def]
         consumer = super()._new_consumer()
-        install_fast_delivery(consumer)
+        if self.fast_delivery:
+            install_fast_delivery(consumer, self.fast_delivery_stats)
+        else:
+            self.fast_delivery_stats.installed = False
+            self.fast_delivery_stats.reason = "switched off (OTKLIK_FAST_DELIVERY=false)"
         return consumer
 
     def on_init_dependencies(self):  # type: ignore[no-untyped-def]
@@ -64,6 +74,7 @@ class OtklikApp:
         self.started_at = time.time()
         self.faust = FaustApp(
             settings.app_id,
+            fast_delivery=settings.fast_delivery,
             broker=settings.broker,
             store=settings.store,
             datadir=str(settings.data_dir),
@@ -96,6 +107,7 @@ class OtklikApp:
             key_serializer="raw",
             value_serializer="raw",
         )
+        self.metrics.watch_fast_delivery(lambda: self.faust.fast_delivery_stats)
         self.topics = Topics(**{role: self._topic(role) for role in TOPIC_NAMES})
         # Set by register_agents: the registry in force and the cores' table-backed state.
         self.registry_watcher = None
@@ -198,6 +210,8 @@ class OtklikApp:
                     "rebalancing": bool(app.rebalancing),
                     "processed": self.metrics.processed,  # records each agent has processed since start
                     "core": NATIVE_STATUS,  # compiled, pure, or stale: how the core's hot modules run
+                    # installed (or why not) and records by path since start
+                    "fast_delivery": app.fast_delivery_stats.as_dict(),
                 }
             )
 

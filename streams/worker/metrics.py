@@ -280,6 +280,11 @@ class PipelineMetrics:
             )
         self._oversized[table] = count
 
+    def watch_fast_delivery(self, stats: Callable[[], Any]) -> None:
+        """Export the consumer's fast hand-over (streams/worker/fast_delivery.py): records by path, and
+        whether it is installed. ``stats`` returns a :class:`~otklik.streams.worker.fast_delivery.FastDeliveryStats`."""
+        self._registry.register(_FastDeliveryCollector(stats))
+
     # ---- moderation (agents/moderation_watch.py) ---------------------------------------------------
 
     def observe_moderation(self, record: Any) -> None:
@@ -443,3 +448,28 @@ class _ScrapedCounter(Collector):
         for labels, count in self._values():
             family.add_metric(list(labels), count)
         yield family
+
+
+class _FastDeliveryCollector(Collector):
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self._stats()
+        records = CounterMetricFamily(
+            "otklik_fast_delivery_records",
+            "Records faust's consumer handed to the agents' streams, by path: fast (delivered in the "
+            "consumer's own step) or fallback (through faust's own wait_first: the stream's buffer was full, "
+            "flow was suspended, or the call was not a delivery).",
+            labels=["path"],
+        )
+        records.add_metric(["fast"], stats.fast)
+        records.add_metric(["fallback"], stats.fallback)
+        installed = GaugeMetricFamily(
+            "otklik_fast_delivery_installed",
+            "1 when the consumer's fast hand-over is installed; 0 when it is switched off (OTKLIK_FAST_DELIVERY) "
+            "or could not be installed on this faust version (the worker's log and /health say why).",
+        )
+        installed.add_metric([], 1 if stats.installed else 0)
+        yield records
+        yield installed

@@ -78,3 +78,12 @@ def test_raw_records_reach_interactions_and_bad_ones_go_to_dead_letters(worker_f
         health = orjson.loads(resp.read())
     assert health["processed"]["normalize"] >= n
     assert health["core"] == otklik.agents.NATIVE_STATUS
+    # The consumer's fast hand-over is installed on the pinned faust and counted every raw record (and the
+    # interactions after them) on one path or the other; the cores' own counters are exported.
+    fast = health["fast_delivery"]
+    assert fast["installed"] and fast["reason"] == ""
+    assert fast["fast"] + fast["fallback"] >= n + 2
+    assert re.search(r'^otklik_fast_delivery_records_total\{path="fast"\} \S+$', text, re.M)
+    assert re.search(r"^otklik_fast_delivery_installed 1\.0$", text, re.M)
+    assert re.search(r"^otklik_unknown_page_events_total 0\.0$", text, re.M)  # every page has the defaults
+    assert re.search(r'^otklik_page_state_oversized_total\{table="pages"\} 0\.0$', text, re.M)

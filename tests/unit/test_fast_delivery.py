@@ -1,4 +1,9 @@
-"""The consumer's fast hand-over (streams/worker/fast_delivery.py) behaves as mode's wait_first did."""
+"""The consumer's fast hand-over (streams/worker/fast_delivery.py) behaves as mode's wait_first did.
+
+A stand-in consumer here, to reach the cases a live run hardly provokes on demand (a rebalance while a
+delivery waits, a delivery that fails); tests/integration/test_fast_delivery_live.py drives faust's real
+consumer through it on Kafka.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import asyncio
 import pytest
 from mode import Service
 
-from otklik.streams.worker.fast_delivery import install_fast_delivery
+from otklik.streams.worker import fast_delivery
+from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 
 
 class FakeConsumer(Service):
@@ -16,7 +22,7 @@ class FakeConsumer(Service):
     def __init__(self) -> None:
         super().__init__()
         self.suspend_flow = asyncio.Event()
-        install_fast_delivery(self)
+        self.stats = install_fast_delivery(self)
 
 
 def counting_tasks(loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -44,6 +50,7 @@ def test_a_delivery_that_does_not_wait_makes_no_task() -> None:
         assert result.results == ["delivered"] and not result.stopped
         assert queue.qsize() == 1
         assert made[0] == 0
+        assert (consumer.stats.fast, consumer.stats.fallback) == (1, 0)
 
     asyncio.run(main())
 
@@ -67,6 +74,7 @@ def test_a_delivery_that_waits_for_room_finishes_when_there_is_room() -> None:
         await read
         assert result.results == ["delivered"]
         assert queue.get_nowait() == 1
+        assert (consumer.stats.fast, consumer.stats.fallback) == (0, 1)
 
     asyncio.run(main())
 
@@ -132,12 +140,14 @@ def test_other_calls_and_a_suspended_flow_take_the_original_path() -> None:
 
         result = await consumer.wait_first(deliver(), other.wait())  # not the consumer's suspend_flow
         assert result.results == ["delivered"] and made[0] >= 2
+        assert (consumer.stats.fast, consumer.stats.fallback) == (0, 0)  # no record's delivery
 
         made[0] = 0
         consumer.suspend_flow.set()
         result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
         assert made[0] >= 2  # tasks, as mode's wait_first makes them
         assert True in result.results
+        assert (consumer.stats.fast, consumer.stats.fallback) == (0, 1)
 
     asyncio.run(main())
 
@@ -153,3 +163,48 @@ def test_otklik_app_leaves_faust_monitor_out_of_the_per_record_sensors() -> None
         list(app.on_init_dependencies())
     assert plain.monitor in set(plain.sensors)
     assert ours.monitor is not None and ours.monitor not in set(ours.sensors)
+
+
+def test_it_is_not_installed_when_faust_delivers_otherwise_and_says_so_once(monkeypatch, caplog) -> None:
+    """A faust whose consumer no longer delivers through wait_first(callback(message), suspend_flow.wait())."""
+    monkeypatch.setattr(fast_delivery, "_DELIVERY_CALL", "self.deliver_somehow(message)")
+    monkeypatch.setattr(fast_delivery, "_warned", False)
+
+    async def main() -> None:
+        consumers = [FakeConsumer(), FakeConsumer()]
+        for consumer in consumers:
+            assert not consumer.stats.installed
+            assert "no longer delivers through wait_first" in consumer.stats.reason
+            assert consumer.wait_first.__func__ is Service.wait_first  # mode's own, untouched
+
+    with caplog.at_level("WARNING", logger="otklik.fast_delivery"):
+        asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "otklik.fast_delivery"]
+    assert len(warnings) == 1 and "fast delivery not installed" in warnings[0]  # two consumers, one warning
+
+
+def test_the_pinned_faust_delivers_as_the_fast_path_expects() -> None:
+    assert fast_delivery.faust_delivers_through_wait_first() is None
+
+
+def test_a_consumer_without_what_the_fast_path_needs_is_left_alone(monkeypatch) -> None:
+    monkeypatch.setattr(fast_delivery, "_warned", True)  # the warning itself is tested above
+
+    class Bare:
+        async def wait_first(self, *coros, timeout=None):  # type: ignore[no-untyped-def]
+            return None
+
+    bare = Bare()
+    stats = install_fast_delivery(bare, FastDeliveryStats())
+    assert not stats.installed and "suspend_flow" in stats.reason
+    assert "wait_first" not in vars(bare)
+
+
+def test_the_app_installs_it_on_its_consumer_unless_switched_off() -> None:
+    from otklik.streams.worker.app import FaustApp
+
+    on = FaustApp("otklik-fast-on", broker="kafka://127.0.0.1:1")
+    off = FaustApp("otklik-fast-off", broker="kafka://127.0.0.1:1", fast_delivery=False)
+    assert "wait_first" in vars(on.consumer) and on.fast_delivery_stats.installed
+    assert "wait_first" not in vars(off.consumer) and not off.fast_delivery_stats.installed
+    assert "OTKLIK_FAST_DELIVERY" in off.fast_delivery_stats.reason

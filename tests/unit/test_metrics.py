@@ -411,3 +411,17 @@ def test_oversized_page_states_are_counted_per_table_as_the_mirror_skips_them(mo
     assert value(reg, "otklik_page_state_oversized_total", table="pages") == 1
     assert value(reg, "otklik_page_state_oversized_total", table="moderation") == 0
     assert "over the size limit" in _help(reg, "otklik_page_state_oversized_total")
+
+
+def test_fast_delivery_records_by_path_and_whether_it_is_installed() -> None:
+    from otklik.streams.worker.fast_delivery import FastDeliveryStats
+
+    stats = FastDeliveryStats()
+    reg = CollectorRegistry()
+    PipelineMetrics(reg).watch_fast_delivery(lambda: stats)
+    assert value(reg, "otklik_fast_delivery_installed") == 0
+    stats.installed, stats.fast, stats.fallback = True, 7, 2
+    assert value(reg, "otklik_fast_delivery_records_total", path="fast") == 7
+    assert value(reg, "otklik_fast_delivery_records_total", path="fallback") == 2
+    assert value(reg, "otklik_fast_delivery_installed") == 1
+    assert "by path" in _help(reg, "otklik_fast_delivery_records_total")
