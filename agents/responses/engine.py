@@ -14,7 +14,7 @@ not depend on the order of arrival within that window:
   (:func:`~otklik.agents.responses.rules.evaluate`). Processing them in any order gives the same outcome.
 * Page replies are kept for the window after they were received, so an item that arrives after a reply
   which answers it (by ``created_at``) is still answered; a reply never answers an item created after it.
-  Deletions and restorations of an item not seen yet are held for the window likewise.
+  Deletions and restorations of an item not seen yet, or closed, are held for the window likewise.
 * A closure is *tentative* until the window has passed since the last event that concerned the item;
   only then is its record emitted (``settle``). An earlier reply or a deletion that arrives late but
   within the window therefore revises the outcome instead of contradicting an emitted record. Metrics
@@ -291,10 +291,17 @@ class ResponseEngine:
                     if it.answers is None:
                         it.answers = []
                     it.answers.append((reply.created_at, reply.seq, reply.responder, reply.received_at))
+        life: list[tuple[int, int, str]] = []
         if state.held:
             held = state.held.pop(it.item, None)
             if held:
-                it.life = [h for h in held if abs(h[0] - received) <= window] or None
+                life = [h for h in held if abs(h[0] - received) <= window]
+        if reopened_at:
+            # Its life goes on from the restoration that reopened it: deletions dated before it, arriving
+            # later, are undone by it in the walk, as they would have been in time order.
+            life.append((reopened_at, RESTORE, ""))
+        if life:
+            it.life = life
         if self.watch_deadlines:
             # The deadline is computed when first needed; created_at is a lower bound of it.
             heapq.heappush(self._due_heap, (created, state.page, item))
@@ -348,8 +355,10 @@ class ResponseEngine:
             if reopens(closed[0], code) and ia.created_at is not None and ia.author is not None:
                 state.closed.discard(item)
                 self._open(state, ia, reopened_at=ia.received_at)
-            return
-        if item in state.reply_ids:
+                return
+            # Changes nothing while it stays closed; held for the window all the same, in case a
+            # restoration dated before it, arriving later, reopens the item (then it applies after it).
+        elif item in state.reply_ids:
             return  # the page's own reply: deleting it does not reopen anything
         state.held.setdefault(item, []).append((ia.received_at, code, by))
 

@@ -386,6 +386,42 @@ def test_deleted_and_restored_within_the_window_leaves_it_open() -> None:
     assert [r.outcome for r in run.records if r.item == item(1)] == []  # nothing contradictory was emitted
 
 
+def _withdrawn_then_deleted_and_restored(restore_first: bool) -> ResponseRecord:
+    """Withdrawn and recorded; later deleted again and restored, the two arriving in either order within
+    the window; then the page replies in its thread."""
+    vk, t = VK(), at("2025-11-26T10:00")
+    run = Run().send(vk.comment(1, 5002, t)).send(vk.delete(1, 5002), received_at=t + 60)
+    run.tick(t + 60 + W + 1)
+    assert run.records[-1].outcome == "withdrawn"
+    deletion, restoration = (vk.delete(1, 5002), t + 2000), (vk.restore(1, 5002, t), t + 2070)
+    for body, received in [restoration, deletion] if restore_first else [deletion, restoration]:
+        run.send(body, received)
+    run.send(vk.comment(2, -G, t + 2400, parents=(1,)))
+    return run.final()[item(1)]
+
+
+def test_a_deletion_older_than_the_restoration_that_reopened_the_item_changes_nothing() -> None:
+    """In time order the deletion came first and the restoration undid it, whichever arrived first."""
+    in_order = _withdrawn_then_deleted_and_restored(restore_first=False)
+    assert (in_order.outcome, in_order.latency_s) == ("answered", 2400)
+    assert asdict(_withdrawn_then_deleted_and_restored(restore_first=True)) == asdict(in_order)
+
+
+def test_a_deletion_after_the_restoration_that_reopened_the_item_hides_it_whichever_came_first() -> None:
+    vk, t = VK(), at("2025-11-26T10:00")
+    outcomes = []
+    for deletion_first in (False, True):
+        run = Run().send(vk.comment(1, 5002, t)).send(vk.delete(1, 5002), received_at=t + 60)
+        run.tick(t + 60 + W + 1)
+        deletion, restoration = (vk.delete(1, ADMIN), t + 2070), (vk.restore(1, 5002, t), t + 2000)
+        for body, received in [deletion, restoration] if deletion_first else [restoration, deletion]:
+            run.send(body, received)
+        run.send(vk.comment(2, -G, t + 2400, parents=(1,)))
+        r = run.final()[item(1)]
+        outcomes.append((r.outcome, r.closed_at, r.extra))
+    assert outcomes[0] == outcomes[1] == ("moderated", t + 2070, {"deleted_by": f"vk:user:{ADMIN}", "review": True})
+
+
 def test_deleting_the_pages_reply_does_not_reopen() -> None:
     vk, t = VK(), at("2025-11-26T10:00")
     run = Run().send(vk.comment(1, 5001, t)).send(vk.comment(2, -G, t + 60, parents=(1,)))
