@@ -353,10 +353,6 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
         return self
 
 
-# The worker's settings were the only ones once; most of the code still calls them that.
-Settings = WorkerSettings
-
-
 class CoreSettings(OtklikSettings):
     """How the pure core's hot modules run. Read by ``otklik.agents`` itself when it is first imported
     (before any settings object can exist); declared here so that its rule and its row in README live

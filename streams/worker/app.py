@@ -1,4 +1,4 @@
-"""The faust app: built by :func:`create_app` from one :class:`Settings`, never at import time.
+"""The faust app: built by :func:`create_app` from one :class:`WorkerSettings`, never at import time.
 
 Building it lazily keeps faust's event-loop binding out of imports (tests and the CLI import this
 module freely) and lets tests run several apps with their own topic names and ports.
@@ -15,7 +15,7 @@ import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otklik.agents import NATIVE_STATUS
-from otklik.streams.settings import TOPIC_NAMES, Settings
+from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 from otklik.streams.worker.metrics import PipelineMetrics
 
@@ -67,7 +67,7 @@ class FaustApp(faust.App):
 class OtklikApp:
     """The faust app plus what its agents share: settings, topics, metrics."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
@@ -216,5 +216,5 @@ class OtklikApp:
             )
 
 
-def create_app(settings: Settings | None = None) -> OtklikApp:
-    return OtklikApp(settings or Settings.from_env())
+def create_app(settings: WorkerSettings | None = None) -> OtklikApp:
+    return OtklikApp(settings or WorkerSettings.from_env())
