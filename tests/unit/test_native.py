@@ -128,67 +128,6 @@ def test_compiled_and_pure_live_engines_agree() -> None:
     assert compiled[1] == pure[1]
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        (
-            "vk",
-            "vk:1",
-            "new",
-            "wall",
-            "vk:1:wall:2",
-            "vk:1:wall:2:3",
-            3,
-            100,
-            "e1",
-            99,
-            "vk:user:5",
-            "vk:1:wall:2:3",
-            "vk:1:wall:2:1",
-            "vk:user:6",
-            None,
-            None,
-            "Когда починят?",
-            2,
-        ),
-        (
-            "vk",
-            "vk:1",
-            "delete",
-            "dm",
-            "vk:1:dm:7",
-            "vk:1:dm:7:8",
-            8,
-            200,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            "vk:user:9",
-            "vk:user:4",
-            "",
-            0,
-        ),
-    ],
-)
-def test_the_engine_copy_of_an_interaction_has_every_field(fields: tuple[object, ...]) -> None:
-    """Compiled, the engine reads a native copy of each Interaction (responses._event): every field but
-    the platform, in Interaction's order; a field added to Interaction and not to the copy fails here."""
-    _require_compiled()
-    from otklik.agents.responses import engine as responses
-    from otklik.schemas.records import INTERACTION_FIELDS, Interaction
-
-    ia = Interaction(*fields)  # type: ignore[arg-type]
-    copy = responses._event(ia)
-    assert type(copy) is responses._Event
-    assert len(responses._InteractionTuple.__args__) == len(INTERACTION_FIELDS)
-    assert {name: getattr(copy, name) for name in INTERACTION_FIELDS[1:]} == {
-        name: getattr(ia, name) for name in INTERACTION_FIELDS[1:]
-    }
-
-
 def _package(tmp_path: Path) -> Path:
     for name in NATIVE_MODULES:
         module_path(tmp_path, name).parent.mkdir(parents=True, exist_ok=True)
