@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_DASHBOARD_DIR", "Change", "GrafanaTarget", "datasource_model
 Action = Literal["created", "updated", "unchanged"]
 
 # deploy/grafana/dashboards of a source checkout (the CLI's default for `generate`).
-DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "dashboards"
 
 
 @dataclass(frozen=True)
