@@ -38,7 +38,8 @@ from otklik.agents.ingest.envelope import to_interactions
 from otklik.schemas.records import RawEnvelope
 from otklik.streams.settings import AGENTS, BenchSettings, WorkerSettings
 from otklik.streams.tools.kafka_local import LocalKafka
-from otklik.streams.tools.simulate import SimConfig, generate, write_registry
+from otklik.streams.tools.simulate.traffic import generate, write_registry
+from otklik.streams.tools.simulate.world import SimConfig
 from otklik.streams.worker.app import FaustApp
 
 EVENTS = BenchSettings.from_env().bench_live_events

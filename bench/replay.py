@@ -26,7 +26,8 @@ from otklik.agents.replay import replay_engine, run_replay
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.responses.state import event_key
 from otklik.agents.text.triage import decision_cache_info, use_decision_cache
-from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate.traffic import generate, registry_mapping
+from otklik.streams.tools.simulate.world import SimConfig
 
 EVENTS = 200_000
 ROUNDS = 3  # best of: other engineers' test runs share the two cores

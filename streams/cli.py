@@ -274,7 +274,7 @@ def _register_optional_commands() -> None:
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
     from otklik.streams.tools.grafana.push import grafana_command
-    from otklik.streams.tools.simulate import simulate_command
+    from otklik.streams.tools.simulate.edges import simulate_command
 
     main.add_command(simulate_command, "simulate")
     main.add_command(gateway_command, "gateway")

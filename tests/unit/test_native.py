@@ -32,7 +32,8 @@ from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.agents.registry import Registry
-from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate.world import SimConfig
+from otklik.streams.tools.simulate.traffic import generate, registry_mapping
 
 cfg = SimConfig(pages=40, rate=4.0, duration=6 * 3600, seed=5, start=1764230400)
 registry = Registry.from_mapping(registry_mapping(cfg), source="<simulated>")

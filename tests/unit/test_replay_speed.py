@@ -25,7 +25,8 @@ from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.schemas.records import ResponseRecord
 from otklik.schemas.schedule import Schedule
-from otklik.streams.tools.simulate import SimConfig, generate, registry_mapping
+from otklik.streams.tools.simulate.traffic import generate, registry_mapping
+from otklik.streams.tools.simulate.world import SimConfig
 from tests.unit.responses_helpers import open_records
 
 

@@ -27,18 +27,9 @@ from jsonschema import validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from otklik.streams.tools.simulate import (
-    SimConfig,
-    _shift_dates,
-    add_working_seconds,
-    generate,
-    produce,
-    registry_mapping,
-    simulate_command,
-    working_seconds_between,
-    write_jsonl,
-    write_registry,
-)
+from otklik.streams.tools.simulate.edges import _shift_dates, produce, simulate_command, write_jsonl
+from otklik.streams.tools.simulate.traffic import generate, registry_mapping, write_registry
+from otklik.streams.tools.simulate.world import SimConfig, add_working_seconds, working_seconds_between
 from tests.conftest import SHARED_REFERENCE
 
 NSK = ZoneInfo("Asia/Novosibirsk")
