@@ -218,9 +218,11 @@ def _closed_row(
     responder: str | None,
     reason: str | None,
     extra: dict[str, Any],
+    version: int,
 ) -> dict[str, Any]:
     """The output row of a record, built by the engine in place of a :class:`ResponseRecord` (same
-    fields, same order): a replay only prints its records, so it skips building them."""
+    fields, same order): a replay only prints its records, so it skips building them. The output keeps
+    one row per item, its last, so the record's ``version`` is not printed."""
     row = _CLOSED_ROW.copy()  # see _ROW_TEMPLATE
     row["item"] = item
     row["page"] = page

@@ -109,8 +109,10 @@ Outcome = Literal["answered", "moderated", "withdrawn", "open", "expired", "no_a
 class ResponseRecord:
     """A record of ``otklik.responses``: an item that closed, or an open item that passed its deadline.
 
-    Consumers recognise a record by (``item``, ``outcome``, ``breached``): after a crash the same record
-    may be written twice, with the same content.
+    ``version`` numbers the records written about one item: 1, 2, 3 … in the order they were written
+    (an item can be open past its deadline, answered, or withdrawn, restored and open again). A
+    consumer keeps the record with the highest version per item; after a crash the same record may be
+    written twice, with the same content and version (docs/data-flow.md, "Consuming otklik.responses").
     """
 
     item: str
@@ -127,6 +129,7 @@ class ResponseRecord:
     responder: str | None = None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    version: int = 0  # 0: not numbered (records written before versions existed)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, without the copy

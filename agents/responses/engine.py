@@ -49,7 +49,16 @@ from otklik.agents.responses.rules import (
     past_deadline,
     reopens,
 )
-from otklik.agents.responses.state import Item, PageState, Reply, due_at, dump_page, event_key, load_page
+from otklik.agents.responses.state import (
+    Item,
+    PageState,
+    Reply,
+    closed_version,
+    due_at,
+    dump_page,
+    event_key,
+    load_page,
+)
 from otklik.agents.responses.views import OpenItemView, PageSummary
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
 
@@ -79,6 +88,7 @@ _RECORD_FIELDS = (
     "responder",
     "reason",
     "extra",
+    "version",
 )
 if ResponseRecord.__slots__ != _RECORD_FIELDS:  # pragma: no cover
     raise ImportError("otklik.agents.responses.engine: ResponseRecord's fields changed; update ResponseEngine._record")
@@ -127,6 +137,7 @@ class ResponseEngine:
         self.pages: dict[str, PageState] = {}
         self.watermark = 0  # the latest received_at / tick time seen
         self.unknown_page_events = 0
+        self.out_of_range_times = 0  # event times beyond the receiving clock's limit: they moved no clock
         # Timers: (time, page, item); entries are checked against the item when they fire. An open
         # item has one deadline-or-expiry timer at a time: first in the due heap (keyed by its creation,
         # a lower bound of its deadline), then, once its deadline is settled, in the expiry heap.
@@ -183,18 +194,27 @@ class ResponseEngine:
 
     # ---- input ------------------------------------------------------------------------------------
 
-    def process(self, ia: Interaction) -> list[ResponseRecord]:
+    def process(self, ia: Interaction, limit: int | None = None) -> list[ResponseRecord]:
         """Apply one interaction; returns the records of items whose outcome became final.
 
         Time first advances to the event's ``received_at`` (outcomes whose late window has passed are
         settled, items past the retention horizon expire), then the event takes effect. Records of
         closures therefore come ``late_window_s`` after the closing event, from a later ``process`` or
         :meth:`tick` call: the live worker must tick regularly.
+
+        ``limit`` is the latest time the receiving clock allows (the live worker: its wall clock plus a
+        small skew). A ``received_at`` beyond it moves no clock: the event still takes effect, but
+        nothing settles or expires by its time (docs/responses.md, "Stream time"); it is counted in
+        :attr:`out_of_range_times`. None (a replay): every time counts.
         """
         out: list[ResponseRecord] = []
         now = ia.received_at
         if now > self.watermark:
-            self.watermark = now
+            if limit is None or now <= limit:
+                self.watermark = now
+            else:
+                self.out_of_range_times += 1
+                now = self.watermark
         else:
             now = self.watermark
         settle = self._settle_heap
@@ -262,7 +282,9 @@ class ResponseEngine:
         needs_answer, reason = triage(ia.text, addressed, ia.attachments > 0)
         return None if needs_answer else reason
 
-    def _open(self, state: PageState, ia: Interaction, reopened_at: int, excluded: str | None = None) -> Item:
+    def _open(
+        self, state: PageState, ia: Interaction, reopened_at: int, excluded: str | None = None, version: int = 0
+    ) -> Item:
         created = ia.created_at
         assert created is not None and ia.author is not None
         received = ia.received_at
@@ -278,6 +300,7 @@ class ResponseEngine:
             thread_root = item  # one string for both (a top-level comment is its own thread's root)
         it = Item(item, object_id, ia.object_kind, ia.author, created, ia.seq, thread_root, received, -1, reopened_at)
         it.excluded = excluded
+        it.version = version
         state.add_item(it, siblings)
         window = self.late_window_s
         replies = state.replies.get(object_id) if state.replies else None
@@ -354,7 +377,7 @@ class ResponseEngine:
         if closed is not None:
             if reopens(closed[0], code) and ia.created_at is not None and ia.author is not None:
                 state.closed.discard(item)
-                self._open(state, ia, reopened_at=ia.received_at)
+                self._open(state, ia, reopened_at=ia.received_at, version=closed_version(closed))
                 return
             # Changes nothing while it stays closed; held for the window all the same, in case a
             # restoration dated before it, arriving later, reopens the item (then it applies after it).
@@ -389,13 +412,16 @@ class ResponseEngine:
             else:
                 heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))
 
-    def override(self, page: str, item: str, needs_answer: bool, by: str, at: int, note: str) -> bool:
+    def override(
+        self, page: str, item: str, needs_answer: bool, by: str, at: int, note: str, limit: int | None = None
+    ) -> bool:
         """A person's correction of triage: re-judge ``item`` from its original times.
 
         Applies to an item the engine still holds (open, closing, or excluded and dormant); returns
         False when the item is not held (unknown yet: the correction waits for it; or closed and
         forgotten). The new judgement goes out as a record with ``extra.override`` (who, when, why,
-        the previous decision), once the late window has passed, like any closure.
+        the previous decision), once the late window has passed, like any closure. ``limit``: as for
+        :meth:`process` (a time ``at`` beyond it moves no clock).
         """
         state = self._state(page)
         if state is None:
@@ -410,7 +436,10 @@ class ResponseEngine:
         state.overrides[item] = [needs_answer, by, at, note, previous]
         self._touched(state)
         if at > self.watermark:
-            self.watermark = at
+            if limit is None or at <= limit:
+                self.watermark = at
+            else:
+                self.out_of_range_times += 1
         if it is None:
             return False
         excluded = None if needs_answer else "override"
@@ -427,6 +456,10 @@ class ResponseEngine:
 
     def tick(self, now: int, *, report_breaches: bool = True) -> list[ResponseRecord]:
         """Advance to ``now``: settle, expire, and report open items past their deadline (once each).
+
+        The live worker passes its stream time, never the raw wall clock while it is behind: an item
+        is reported overdue only once the input has been read up to its deadline (docs/responses.md,
+        "Stream time").
 
         ``report_breaches=False`` skips the deadline notices (a replay judges open items at its end):
         items whose deadline may have passed by ``now`` are then not reported by a later tick either.
@@ -493,7 +526,11 @@ class ResponseEngine:
         extra: dict[str, Any] | None = None,
         reason: str | None = None,
     ) -> ResponseRecord:
-        """The record of ``it``, built by the engine's ``record`` (:class:`ResponseRecord` unless a replay's)."""
+        """The record of ``it``, built by the engine's ``record`` (:class:`ResponseRecord` unless a replay's).
+
+        Each record of an item takes the item's next version (docs/data-flow.md, "Consuming otklik.responses").
+        """
+        it.version += 1
         latency = business = None
         if closed_at is not None:
             latency = closed_at - it.created_at
@@ -519,6 +556,7 @@ class ResponseEngine:
             responder,
             reason,
             extra or {},
+            it.version,
         )
 
     def _advance(self, now: int, out: list[ResponseRecord]) -> list[ResponseRecord]:
@@ -554,8 +592,8 @@ class ResponseEngine:
                 # Its tentative outcome decides; should it reopen, it expires once that settles.
                 heapq.heappush(heap, (max(it.settle_at, expires_at) + 1, page, item))
                 continue
-            self._close(state, it, "expired", horizon)
             out.append(self._record(page, it, "expired", horizon, self._config(state), breached=True))
+            self._close(state, it, "expired", horizon)
         return out
 
     def _settle(self, state: PageState, it: Item, out: list[ResponseRecord]) -> None:
@@ -588,7 +626,13 @@ class ResponseEngine:
     def _close(self, state: PageState, it: Item, outcome: str, closed_at: int) -> None:
         self._touched(state)
         state.remove_item(it)
-        state.closed.add(it.item, (CLOSED_CODES[outcome], max(closed_at, it.received_at) + self.retention_s))
+        forget_at = max(closed_at, it.received_at) + self.retention_s
+        # The version goes with it, for a restoration that reopens it; 1, the common case, is implied.
+        version = it.version
+        state.closed.add(
+            it.item,
+            (CLOSED_CODES[outcome], forget_at) if version == 1 else (CLOSED_CODES[outcome], forget_at, version),
+        )
 
     def settle_all(self) -> list[ResponseRecord]:
         """Make every tentative outcome final now (end of a replay: no more events will come).
@@ -653,8 +697,8 @@ class ResponseEngine:
                     self._touched(state)
             if state.closed:
                 stale = []
-                for i, (_, forget_at) in state.closed.items():
-                    if forget_at >= now:
+                for i, entry in state.closed.items():
+                    if entry[1] >= now:  # (code, forget_at[, version])
                         break
                     stale.append(i)
                 if stale:

@@ -57,6 +57,7 @@ class Item:
         "settle_at",
         "tentative",
         "thread_root",
+        "version",
     )
 
     def __init__(
@@ -96,6 +97,16 @@ class Item:
         # page replies that answer it, so that a correction can re-judge it from its original times.
         # Once its record is out, ``reported`` is set.
         self.excluded: str | None = None
+        # Records written about it so far: its next record is version + 1 (docs/data-flow.md,
+        # "Consuming otklik.responses"). Kept across a closure and a restoration that reopens it.
+        self.version = 0
+
+
+def closed_version(entry: tuple[int, ...]) -> int:
+    """The version of a closed item's last record, from its entry in ``PageState.closed``:
+    ``(code, forget_at)`` when it is 1 (every closed item has had a record), else
+    ``(code, forget_at, version)``. States saved before versions existed say 1 too."""
+    return entry[2] if len(entry) > 2 else 1
 
 
 def due_at(it: Item, cfg: PageConfigLike) -> int:
@@ -155,7 +166,8 @@ def _row(it: Item) -> list[Any]:
     out, since the table holds a copy of every row and so does the dump cache. ``0`` for the object
     id when the item id is ``<object id>:<something>``; ``0`` for the thread root when it is the item
     itself; ``received_at`` as its delay after ``created_at``; ``reported`` as 0 or 1; the deadline
-    instant, a cache, as -1 (not known)."""
+    instant, a cache, as -1 (not known). Optional tail: the triage exclusion (or None), then the
+    item's version when it is not 0 (rows saved before versions existed have neither)."""
     item = it.item
     object_id: str | int = it.object_id
     if item.rpartition(":")[0] == object_id:
@@ -178,7 +190,10 @@ def _row(it: Item) -> list[Any]:
         it.answers,
         it.life,
     ]
-    if it.excluded is not None:
+    if it.version:
+        row.append(it.excluded)
+        row.append(it.version)
+    elif it.excluded is not None:
         row.append(it.excluded)
     return row
 
@@ -196,6 +211,8 @@ def _unrow(row: list[Any]) -> Item:
     it = Item(*row[:11])
     if len(row) > 13:
         it.excluded = row[13]
+        if len(row) > 14:
+            it.version = row[14]
     return it
 
 
@@ -330,7 +347,8 @@ class PageState:
     page: str
     items: dict[str, Item] = field(default_factory=dict)
     by_object: dict[str, Siblings] = field(default_factory=dict)
-    # item id -> (outcome code, forget_at): closed items remembered for the retention horizon.
+    # item id -> (outcome code, forget_at[, version]): closed items remembered for the retention horizon
+    # (the version of their last record when it is not 1, see closed_version).
     closed: Log = field(default_factory=Log)
     # item id not seen yet -> held deletions / restorations (received_at, code, deleted_by).
     held: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
@@ -451,7 +469,7 @@ def load_page(page: str, raw: dict[str, Any]) -> PageState:
         it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
         it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
         state.add_item(it, siblings)
-    state.closed = Log({k: (v[0], v[1]) for k, v in raw["closed"].items()})
+    state.closed = Log({k: tuple(v) for k, v in raw["closed"].items()})
     state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
     for row in raw["replies"]:
         reply = Reply(*row)

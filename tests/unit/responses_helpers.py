@@ -33,7 +33,10 @@ def open_records(engine: ResponseEngine, now: int) -> Iterator[tuple[ResponseRec
             age = max(0, now - it.created_at)
             business = cfg.clock.working_seconds(it.created_at, now)
             breached = past_deadline(cfg.deadline, age, business)
-            yield engine._record(page, it, "open", None, cfg, breached=breached), age, business
+            version = it.version  # a look, not a record written: the item's version stays
+            record = engine._record(page, it, "open", None, cfg, breached=breached)
+            it.version = version
+            yield record, age, business
 
 
 def drop_page(engine: ResponseEngine, page: str) -> None:
