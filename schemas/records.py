@@ -2,7 +2,7 @@
 
 These are plain frozen records (dataclasses; :class:`Interaction`, built once per event, is a msgspec
 Struct for speed) so that the pure core can use them without faust; the faust agents encode them
-with :func:`to_json` and decode with the ``from_dict`` helpers.
+with their ``to_json`` and decode ``otklik.interactions`` with :meth:`Interaction.from_json`.
 The language-neutral contract of each topic is the JSON Schema in ``schemas/json/``.
 
 Times are integer unix seconds (UTC) throughout the core: VK's ``date`` has one-second
@@ -72,14 +72,6 @@ class Interaction(msgspec.Struct, frozen=True):
 
     def to_json(self) -> bytes:
         return orjson.dumps(msgspec.structs.asdict(self))
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record's fields in order, as ``dataclasses.asdict`` gave them."""
-        return msgspec.structs.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Interaction:
-        return cls(**data)
 
     @classmethod
     def from_json(cls, value: bytes) -> Interaction:

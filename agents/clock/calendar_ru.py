@@ -118,16 +118,6 @@ class ProductionCalendar:
         """A public holiday or a weekday the decree made a day off (not an ordinary weekend)."""
         return d in self._year(d.year)[0]
 
-    def is_working_weekend_day(self, d: date) -> bool:
-        return d in self._year(d.year)[1]
-
-    def is_day_off(self, d: date) -> bool:
-        """A day off of the five-day week: a holiday, a moved day off or a weekend day not made working."""
-        holidays_of_year, working_weekend, _ = self._year(d.year)
-        if d in holidays_of_year:
-            return True
-        return d.weekday() >= 5 and d not in working_weekend
-
     def is_short_day(self, d: date) -> bool:
         """A pre-holiday working day, one hour shorter by the decree year's table."""
         return d in self._year(d.year)[2]

@@ -213,10 +213,3 @@ class WorkingClock:
                 return table.intervals[next_day][0][0]
             table, day = self._table(table.year + 1), -1
         raise ValueError(f"no working time within {_MAX_YEARS_AHEAD} years after {t}")
-
-    def is_working(self, t: int) -> bool:
-        table = self._table_at(t)
-        for s, e in table.intervals[table.day_index(t)]:
-            if s <= t < e:
-                return True
-        return False

@@ -11,6 +11,7 @@ import holidays
 import pytest
 
 from otklik.agents.clock.calendar_ru import DECREES, RUSSIA, DecreeYear, ProductionCalendar
+from tests.clock_helpers import is_day_off, is_working_weekend_day
 
 
 def _days(year: int) -> list[date]:
@@ -113,15 +114,15 @@ def test_days_off_of_each_year_are_pinned(year: int) -> None:
     expected_working_weekend = {date.fromisoformat(d) for d in WORKING_WEEKEND_DAYS[year]}
     for d in _days(year):
         if d.weekday() < 5:
-            assert RUSSIA.is_day_off(d) == (d in expected_weekdays_off), d
+            assert is_day_off(RUSSIA, d) == (d in expected_weekdays_off), d
         else:
-            assert RUSSIA.is_day_off(d) == (d not in expected_working_weekend), d
-            assert RUSSIA.is_working_weekend_day(d) == (d in expected_working_weekend), d
+            assert is_day_off(RUSSIA, d) == (d not in expected_working_weekend), d
+            assert is_working_weekend_day(RUSSIA, d) == (d in expected_working_weekend), d
 
 
 @pytest.mark.parametrize("year", sorted(WORKING_DAYS))
 def test_working_days_per_year_by_a_five_day_week(year: int) -> None:
-    assert sum(not RUSSIA.is_day_off(d) for d in _days(year)) == WORKING_DAYS[year]
+    assert sum(not is_day_off(RUSSIA, d) for d in _days(year)) == WORKING_DAYS[year]
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_working_days_per_year_by_a_five_day_week(year: int) -> None:
     ],
 )
 def test_pinned_dates(day: date, off: bool) -> None:
-    assert RUSSIA.is_day_off(day) is off
+    assert is_day_off(RUSSIA, day) is off
 
 
 def test_holidays_on_weekends_are_holidays_not_ordinary_weekends() -> None:
@@ -177,8 +178,8 @@ def test_short_days_of_each_year(year: int, short: list[str]) -> None:
 def test_short_days_are_working_days_before_a_day_off() -> None:
     for row in DECREES.values():
         for d in row.short_days:
-            assert not RUSSIA.is_day_off(d), d
-            assert RUSSIA.is_day_off(d + timedelta(days=1)), d
+            assert not is_day_off(RUSSIA, d), d
+            assert is_day_off(RUSSIA, d + timedelta(days=1)), d
 
 
 def test_2024_working_saturdays_that_replace_full_days_are_not_short() -> None:
@@ -218,10 +219,10 @@ def test_kept_table_agrees_with_the_library(year: int) -> None:
 
 def test_years_outside_the_table_fall_back_to_the_library() -> None:
     calendar = ProductionCalendar(decrees={})
-    assert calendar.is_day_off(date(2025, 6, 13))  # the library knows moved days off
-    assert not calendar.is_day_off(date(2025, 11, 1))  # and working Saturdays
+    assert is_day_off(calendar, date(2025, 6, 13))  # the library knows moved days off
+    assert not is_day_off(calendar, date(2025, 11, 1))  # and working Saturdays
     assert not calendar.is_short_day(date(2025, 6, 11))  # but no short days
-    assert RUSSIA.is_day_off(date(2023, 2, 24))  # 2023, not in the table: moved from Sun 1 Jan
+    assert is_day_off(RUSSIA, date(2023, 2, 24))  # 2023, not in the table: moved from Sun 1 Jan
     assert not RUSSIA.is_short_day(date(2023, 2, 22))
 
 

@@ -27,6 +27,7 @@ from otklik.schemas.records import ResponseRecord
 from otklik.schemas.schedule import Schedule
 from otklik.streams.tools.simulate.traffic import generate, registry_mapping
 from otklik.streams.tools.simulate.world import SimConfig
+from tests.clock_helpers import is_working
 from tests.unit.responses_helpers import open_records
 
 
@@ -241,7 +242,7 @@ def test_the_clock_remembers_its_last_year_table_without_changing_answers() -> N
         fresh = WorkingClock("Europe/Moscow", Schedule.office())
         assert moscow.working_seconds(start, end) == fresh.working_seconds(start, end)
         assert moscow.add_working(start, 8 * 3600) == fresh.add_working(start, 8 * 3600)
-        assert moscow.is_working(end) == fresh.is_working(end)
+        assert is_working(moscow, end) == is_working(fresh, end)
 
 
 @pytest.mark.parametrize("triage", [None, decide])

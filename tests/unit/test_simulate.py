@@ -29,12 +29,30 @@ from referencing.jsonschema import DRAFT4
 
 from otklik.streams.tools.simulate.edges import _shift_dates, produce, simulate_command, write_jsonl
 from otklik.streams.tools.simulate.traffic import generate, registry_mapping, write_registry
-from otklik.streams.tools.simulate.world import SimConfig, add_working_seconds, working_seconds_between
+from otklik.streams.tools.simulate.world import SimConfig, _local_ordinal, _work_window, add_working_seconds
 from tests.conftest import SHARED_REFERENCE
 
 NSK = ZoneInfo("Asia/Novosibirsk")
 # Tuesday 17 March 2026, 10:00 in Novosibirsk: a plain working morning.
 TUESDAY_MORNING = int(datetime(2026, 3, 17, 10, 0, tzinfo=NSK).timestamp())
+
+
+def working_seconds_between(a: float, b: float, tz_name: str) -> float:
+    """Working time between two instants (0 when ``b <= a``), by the simulator's own working days."""
+    if b <= a:
+        return 0.0
+    total = 0.0
+    ordinal = _local_ordinal(a, tz_name)
+    last = _local_ordinal(b, tz_name)
+    while ordinal <= last:
+        window = _work_window(tz_name, ordinal)
+        if window is not None:
+            begin, end = max(a, window[0]), min(b, window[1])
+            if end > begin:
+                total += end - begin
+        ordinal += 1
+    return total
+
 
 COMMENT_PREFIXES = {
     "wall_reply": "wall",

@@ -92,23 +92,6 @@ def add_working_seconds(t: float, seconds: float, tz_name: str) -> float:
         ordinal += 1
 
 
-def working_seconds_between(a: float, b: float, tz_name: str) -> float:
-    """Working time between two instants (0 when ``b <= a``)."""
-    if b <= a:
-        return 0.0
-    total = 0.0
-    ordinal = _local_ordinal(a, tz_name)
-    last = _local_ordinal(b, tz_name)
-    while ordinal <= last:
-        window = _work_window(tz_name, ordinal)
-        if window is not None:
-            begin, end = max(a, window[0]), min(b, window[1])
-            if end > begin:
-                total += end - begin
-        ordinal += 1
-    return total
-
-
 # ---------------------------------------------------------------------------------------------
 # Places and institutions. Municipalities are real places; institutions are generic names from
 # templates; people are never named (contacts are role addresses at example.org).
