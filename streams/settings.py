@@ -636,7 +636,3 @@ def render_readme(text: str) -> str:
             raise SettingsError(f"README.md has no {start} … {end} markers")
         text = pattern.sub(lambda _: f"{start}\n{table(cls)}\n{end}", text, count=1)
     return text
-
-
-def documented_variables() -> set[str]:
-    return {variable for cls in README_TABLES.values() for variable, _, _ in cls.variables()}

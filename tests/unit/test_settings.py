@@ -23,12 +23,16 @@ from otklik.streams.settings import (
     SecretsSettings,
     SettingsError,
     WorkerSettings,
-    documented_variables,
     render_readme,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = sorted(set(README_TABLES.values()), key=lambda cls: cls.__name__)
+
+
+def documented_variables() -> set[str]:
+    """Every variable README's settings tables list."""
+    return {variable for cls in README_TABLES.values() for variable, _, _ in cls.variables()}
 
 
 def fields_of(cls: type[OtklikSettings], kind: type) -> list[str]:
