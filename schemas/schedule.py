@@ -65,11 +65,6 @@ class Schedule:
         return {DAY_NAMES[wd]: [_fmt_range(r) for r in ranges] for wd, ranges in enumerate(self.days) if ranges}
 
     @classmethod
-    def always(cls) -> Schedule:
-        """24/7: with ``calendar=None`` working time equals wall time."""
-        return cls(tuple(((0, MINUTES_PER_DAY),) for _ in range(7)))
-
-    @classmethod
     def office(cls) -> Schedule:
         """The built-in default: Monday to Friday 09:00–18:00."""
         return cls(tuple(((9 * 60, 18 * 60),) if wd < 5 else () for wd in range(7)))

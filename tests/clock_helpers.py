@@ -7,6 +7,12 @@ from datetime import date
 
 from otklik.agents.clock.calendar_ru import ProductionCalendar
 from otklik.agents.clock.working import WorkingClock
+from otklik.schemas.schedule import MINUTES_PER_DAY, Schedule
+
+
+def around_the_clock() -> Schedule:
+    """Every minute of every day: with no calendar, working time equals wall time."""
+    return Schedule(tuple(((0, MINUTES_PER_DAY),) for _ in range(7)))
 
 
 def is_working(clock: WorkingClock, t: int) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from otklik.agents.clock.calendar_ru import RUSSIA
 from otklik.agents.clock.working import WorkingClock
 from otklik.schemas.schedule import Deadline, Schedule, parse_schedule
-from tests.clock_helpers import is_day_off, is_working
+from tests.clock_helpers import around_the_clock, is_day_off, is_working
 
 HOUR = 3600
 MOSCOW = "Europe/Moscow"
@@ -54,7 +54,7 @@ def test_parse_schedule_days_spans_lists_and_merging() -> None:
 
 def test_parse_schedule_whole_day_and_roundtrip() -> None:
     s = parse_schedule({"mon-sun": "00:00-24:00"})
-    assert s == Schedule.always()
+    assert s == around_the_clock()
     assert s.weekly_minutes == 7 * 1440
     assert parse_schedule(Schedule.office().to_mapping()) == Schedule.office()
 
@@ -114,7 +114,7 @@ def test_a_shortened_pre_holiday_day_ends_an_hour_early() -> None:
 def test_a_short_day_cuts_the_last_range_even_with_a_lunch_break() -> None:
     lunch = WorkingClock(MOSCOW, parse_schedule({"mon-fri": ["08:00-12:00", "13:00-17:00"]}), RUSSIA)
     assert lunch.local_ranges(date(2025, 4, 30)) == ((480, 720), (780, 960))
-    always = WorkingClock(MOSCOW, Schedule.always(), RUSSIA)
+    always = WorkingClock(MOSCOW, around_the_clock(), RUSSIA)
     assert always.local_ranges(date(2025, 4, 30)) == ((0, 1380),)  # a 24-hour day ends at 23:00
 
 
@@ -180,7 +180,7 @@ def test_a_saturday_schedule_works_ordinary_saturdays_but_not_holidays() -> None
 
 
 def test_dst_days_have_23_and_25_hours_in_a_zone_with_dst() -> None:
-    berlin = WorkingClock("Europe/Berlin", Schedule.always(), None)
+    berlin = WorkingClock("Europe/Berlin", around_the_clock(), None)
     assert day_total(berlin, date(2025, 3, 30)) == 23 * HOUR
     assert day_total(berlin, date(2025, 10, 26)) == 25 * HOUR
     office = WorkingClock("Europe/Berlin", OFFICE, None)
@@ -280,7 +280,7 @@ CLOCKS = [
         short_days=frozenset({date(2025, 6, 5)}),
     ),
     WorkingClock("America/New_York", OFFICE, None),  # a zone with DST
-    WorkingClock("Europe/Berlin", Schedule.always(), RUSSIA),  # 23- and 25-hour days, with holidays
+    WorkingClock("Europe/Berlin", around_the_clock(), RUSSIA),  # 23- and 25-hour days, with holidays
 ]
 clocks = st.sampled_from(CLOCKS)
 # 2023-06-01 .. 2028-01-01: covers the table's years and their boundaries.
@@ -345,7 +345,7 @@ def test_no_working_time_on_a_day_off(day: date) -> None:
     zone=st.sampled_from(["Europe/Moscow", "Europe/Berlin", "America/New_York", "Asia/Kamchatka"]),
 )
 def test_a_24_7_schedule_without_calendar_is_wall_time(a: int, span: int, zone: str) -> None:
-    clock = WorkingClock(zone, Schedule.always(), None)
+    clock = WorkingClock(zone, around_the_clock(), None)
     assert clock.working_seconds(a, a + span) == span
     assert clock.add_working(a, span) == a + span
     assert is_working(clock, a) and clock.next_working_moment(a) == a

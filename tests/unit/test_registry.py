@@ -12,7 +12,8 @@ import pytest
 from otklik.agents.clock.calendar_ru import RUSSIA
 from otklik.agents.registry import PageConfig, Registry, load_registry
 from otklik.schemas.registry import Contact, RegistryError
-from otklik.schemas.schedule import Deadline, Schedule, parse_schedule
+from otklik.schemas.schedule import Deadline, parse_schedule
+from tests.clock_helpers import around_the_clock
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "registry-example.yaml"
 
@@ -58,7 +59,7 @@ def test_the_example_registry_loads() -> None:
 
     emergency = registry.page("vk:100003")
     assert emergency.calendar == "none" and emergency.clock.calendar is None
-    assert emergency.schedule == Schedule.always()
+    assert emergency.schedule == around_the_clock()
     assert not emergency.deadline.working and emergency.bot_replies_count
 
     clinic = registry.page("vk:100004")
