@@ -7,6 +7,9 @@ One process serves every community at one URL per platform:
   secret: 403 and nothing produced), deduplicated on (group_id, event_id), produced to Kafka with
   acks=all, and answered ``ok`` only once the broker acknowledged it. When Kafka cannot take it in
   time the answer is 503 with ``Retry-After``, so VK delivers it again later.
+  A body nested deeper than Kafka's record encoder can write (more than 253 levels) gets 400
+  ``too_deep``; one larger than a Kafka record may be gets 413 ``too_large``: neither could ever be
+  accepted, so they are never answered 503.
 * ``POST /tg/webhook`` — Telegram Bot API (``X-Telegram-Bot-Api-Secret-Token``), deduplicated on
   ``update_id``.
 * ``POST /max/webhook`` — MAX bot API (``X-Max-Bot-Api-Secret``), deduplicated on (update type,
@@ -18,6 +21,11 @@ batch until the broker takes it, so a body answered with 503 may still land in K
 Its delivery future is kept (bounded); if it succeeds, the event is marked seen, and the platform's
 redelivery is answered ``ok`` without a second copy. A redelivery arriving while the first copy is
 still in flight waits for that copy instead of producing another.
+
+The producer heals (:mod:`otklik.streams.edge.producer`): after a broker restart, a leader change or a
+fatal producer error it is replaced without restarting the gateway; a body is answered 503 only while
+no producer can reach the broker, and ``/health`` and ``otklik_gateway_kafka_ready`` say whether one
+can. The remembered futures above outlive a replaced producer: its batches in flight still settle.
 
 Secrets come from :mod:`otklik.streams.edge.secrets` and never reach a log line, a metric or an answer.
 """
@@ -37,6 +45,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable, limit_kafka_logs
 from otklik.streams.edge.secrets import Secrets, load_secrets
 from otklik.streams.settings import GatewaySettings, SettingsError, command_error
 
@@ -49,6 +58,7 @@ REASONS = (
     "not_json",
     "not_object",
     "bad_envelope",
+    "too_deep",
     "unknown_community",
     "not_configured",
     "missing_secret",
@@ -289,7 +299,9 @@ class GatewayMetrics:
             registry=registry,
         )
         self.kafka_ready = Gauge(
-            "otklik_gateway_kafka_ready", "1 while the gateway's Kafka producer is connected.", registry=registry
+            "otklik_gateway_kafka_ready",
+            "1 while the gateway has a live Kafka producer and the broker answered its last probe or produce.",
+            registry=registry,
         )
         for platform, source in (("vk", "vk-callback"), ("tg", "tg-webhook"), ("max", "max-webhook")):
             for outcome in ("accepted", "duplicate", "rejected"):
@@ -337,8 +349,8 @@ class Gateway:
         self._outcomes: dict[tuple[str, str, str], Any] = {}
         self._produce_seconds = {p: self.metrics.produce_seconds.labels(p) for p in ("vk", "tg", "max")}
         self._last_events: dict[tuple[str, str, str], Any] = {}
-        self._producer: Any = None
-        self._starter: asyncio.Task | None = None
+        self.kafka = HealingProducer(lambda: producer_factory(config), what=config.bootstrap)
+        self.metrics.kafka_ready.set_function(lambda: 1.0 if self.kafka.ready else 0.0)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -355,48 +367,13 @@ class Gateway:
 
     async def _on_startup(self, _app: web.Application) -> None:
         # Serve at once: while Kafka is unreachable, events get 503 (VK redelivers), never a lost `ok`.
-        self._starter = asyncio.create_task(self._connect_producer())
-
-    async def _connect_producer(self) -> None:
-        delay = 0.5
-        while True:
-            producer = self._producer_factory(self.config)
-            try:
-                await producer.start()
-            except Exception as exc:
-                log.warning(
-                    "Kafka at %s is not reachable (%s); retrying in %.1fs",
-                    self.config.bootstrap,
-                    type(exc).__name__,
-                    delay,
-                )
-                try:
-                    await producer.stop()
-                except Exception:
-                    pass
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self._producer = producer
-            self.metrics.kafka_ready.set(1)
-            log.info("producing to %s on %s", self.topic, self.config.bootstrap)
-            return
+        await self.kafka.start()
 
     async def _on_cleanup(self, _app: web.Application) -> None:
-        if self._starter is not None:
-            self._starter.cancel()
-        if self._producer is not None:
-            try:
-                await asyncio.wait_for(self._producer.stop(), 15)
-            except Exception as exc:
-                log.warning("the producer did not stop cleanly: %s", type(exc).__name__)
-            self._producer = None
+        await self.kafka.stop(15)
 
     async def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._producer is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return self._producer is not None
+        return await self.kafka.wait_connected(timeout)
 
     # -- handlers ----------------------------------------------------------------------------------
 
@@ -456,10 +433,11 @@ class Gateway:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(self, _request: web.Request) -> web.Response:
-        ready = self._producer is not None
+        ready = self.kafka.ready
         data = {
             "status": "ok" if ready else "kafka_unavailable",
             "kafka": ready,
+            "producer_replacements": self.kafka.replacements,
             "inflight": len(self._inflight),
             "remembered_events": len(self.seen),
         }
@@ -529,22 +507,29 @@ class Gateway:
                 return self._ok(platform, source, "duplicate")
             if delivered is None:
                 return self._unavailable(platform, source, "an earlier delivery of this event is still unacknowledged")
-        producer = self._producer
-        if producer is None:
+        # A producer being replaced while the broker is up is back within milliseconds: wait for it.
+        if not self.kafka.connected and not await self.kafka.wait_connected(timeout, while_starting_only=True):
             return self._unavailable(platform, source, "Kafka is not connected")
         if len(self._inflight) >= MAX_INFLIGHT:
             return self._unavailable(platform, source, "too many bodies await the broker")
-        value = envelope_json(platform, source, time.time(), body)
+        try:
+            value = envelope_json(platform, source, time.time(), body)
+        except orjson.JSONEncodeError as exc:  # parsed, but deeper than the encoder writes
+            return self._refuse(platform, source, _unwritable(exc))
         # Registered before the first await, so that a concurrent redelivery waits for this copy.
         delivery = asyncio.get_running_loop().create_future()
         self._inflight[dedupe_key] = delivery
         delivery.add_done_callback(lambda fut: self._settled(dedupe_key, fut))
         try:
-            acked = await producer.send(self.topic, value=value, key=key.encode())
-        except BaseException as exc:  # nothing was queued (no metadata in time, or the producer refused)
+            acked = await self.kafka.send(self.topic, value, key.encode())
+        except BaseException as exc:  # nothing was queued (no metadata in time, or no live producer)
             delivery.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             if not isinstance(exc, Exception):
                 raise
+            if type(exc).__name__ == "MessageSizeTooLargeError":
+                return self._refuse(platform, source, _too_large_for_kafka())
+            if isinstance(exc, ProducerUnavailable):
+                return self._unavailable(platform, source, "Kafka is not connected")
             return self._unavailable(platform, source, f"Kafka did not take the body ({type(exc).__name__})")
         # The broker's answer settles our future, also after this request was answered 503.
         acked.add_done_callback(lambda fut: _copy_outcome(fut, delivery))
@@ -563,8 +548,8 @@ class Gateway:
             return
         if future.exception() is None:
             self.seen.add(dedupe_key)  # also when the request that produced it was already answered 503
-        else:
-            log.warning("a body was not produced: %s", type(future.exception()).__name__)
+        else:  # the producer logs why (bounded); one line per body would flood the log in an outage
+            log.debug("a body was not produced: %s", type(future.exception()).__name__)
 
 
 def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
@@ -576,6 +561,20 @@ def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
         target.set_exception(source.exception())  # type: ignore[arg-type]
     else:
         target.set_result(None)
+
+
+def _unwritable(exc: orjson.JSONEncodeError) -> Rejection:
+    if "recursion" in str(exc).lower():
+        return Rejection(
+            400,
+            "too_deep",
+            "bad request: the body is nested too deeply: at most 253 levels of objects and arrays can be stored",
+        )
+    return Rejection(400, "bad_envelope", f"bad request: the body cannot be stored as JSON ({exc})")
+
+
+def _too_large_for_kafka() -> Rejection:
+    return Rejection(413, "too_large", "payload too large: the event exceeds the largest record Kafka accepts")
 
 
 def envelope_json(platform: str, source: str, received_at: float, body: dict[str, Any]) -> bytes:
@@ -627,6 +626,7 @@ def gateway_command(host: str | None, port: int | None) -> None:
     except SettingsError as exc:
         raise command_error(exc) from None
     config.configure_logging()
+    limit_kafka_logs()
     click.echo(
         f"otklik gateway: http://{config.host}:{config.port} (/vk/callback, /tg/webhook, /max/webhook), "
         f"{len(secrets.vk)} VK communities, producing to {config.topic('raw')} on {config.bootstrap}",

@@ -34,6 +34,7 @@ import click
 import orjson
 
 from otklik.schemas.records import RawEnvelope
+from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable, limit_kafka_logs
 from otklik.streams.edge.secrets import load_secrets
 from otklik.streams.settings import LongPollSettings, SettingsError, command_error
 
@@ -77,23 +78,35 @@ class Sink(Protocol):
 
 
 class KafkaSink:
-    """An idempotent, acks=all aiokafka producer shared by every community's loop."""
+    """An idempotent, acks=all aiokafka producer shared by every community's loop; it heals
+    (:mod:`otklik.streams.edge.producer`): after a broker restart or a fatal producer error a batch
+    fails, its ts is not saved, and the same batch is produced again through a fresh producer."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, connect_timeout_s: float = 30.0) -> None:
         from aiokafka import AIOKafkaProducer
 
         self.topic = topic
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+        self.connect_timeout_s = connect_timeout_s
+        self.kafka = HealingProducer(
+            lambda: AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5),
+            what=bootstrap,
+        )
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Start connecting (in the background: :meth:`produce` waits for it)."""
+        await self.kafka.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        await self.kafka.stop()
 
     async def produce(self, key: str, values: Sequence[bytes]) -> None:
-        futures = [await self._producer.send(self.topic, value=value, key=key.encode()) for value in values]
-        await asyncio.gather(*futures)
+        if not await self.kafka.wait_connected(self.connect_timeout_s):
+            raise ProducerUnavailable(f"Kafka was not reachable within {self.connect_timeout_s:.0f}s")
+        futures = [await self.kafka.send(self.topic, value, key.encode()) for value in values]
+        # Every outcome is collected (none left unretrieved); the first failure fails the batch.
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 class StateFile:
@@ -350,6 +363,7 @@ def longpoll_command(groups: tuple[int, ...], wait: int) -> None:
         except LongPollError as exc:
             raise click.ClickException(str(exc)) from None
     settings.configure_logging()
+    limit_kafka_logs()
     click.echo(
         f"otklik longpoll: groups {', '.join(map(str, groups))} via {config.api_url}, producing to {config.topic}",
         err=True,
