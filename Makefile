@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+	@git rev-parse --git-dir >/dev/null 2>&1 && git config core.hooksPath .githooks || true
 
 # Opt-in: the pure core's hot modules compiled with mypyc (build_native.py; README, "The compiled
 # core"). A later edit of a compiled module's source makes otklik run every module as plain Python.
