@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from otklik.schemas.records import page_of_item
 
 # An item id (docs/data-flow.md, "Identifiers"): platform, page, object kind, object, own number.
-ITEM_ID = re.compile(r"^(vk|tg|max|ok):(-?\d+):(wall|photo|video|market|board|dm|post):(-?\d+):(\d+)$")
+ITEM_ID = re.compile(
+    r"^(vk|tg|max|ok):(-?\d+):(wall|photo|video|market|board|dm|post|chat):(-?\d+):(\d+|mid\.[0-9A-Za-z]+)$"
+)
 
 
 class OverrideError(ValueError):

@@ -43,3 +43,28 @@ def test_the_cli_refuses_a_bad_item_with_a_clear_message():
         timeout=60,
     )
     assert done.returncode != 0 and "is not an item id" in done.stderr
+
+
+def test_every_item_id_the_normalizers_make_can_be_corrected():
+    """A correction names an item by the id its normalizer gave it, on every platform."""
+    import json
+    from pathlib import Path
+
+    from otklik.agents.ingest.max import normalize_max
+    from otklik.agents.ingest.telegram import normalize_tg
+    from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    normalizers = {"vk": normalize_vk, "tg": normalize_tg, "max": normalize_max}
+    items = set()
+    for platform, normalize in normalizers.items():
+        for path in sorted((fixtures / platform).glob("*.json")):
+            try:
+                records = normalize(json.loads(path.read_text()), 1_764_144_000)
+            except NormalizeError:
+                continue
+            items.update(r.item for r in records if r.item)
+    assert {item.split(":", 1)[0] for item in items} == set(normalizers)
+    for item in sorted(items):
+        correction = Override(item=item, needs_answer=True, by="Петрова (ЦУР)", note="проверено")
+        assert correction.item == item
