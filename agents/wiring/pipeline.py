@@ -15,6 +15,7 @@ from otklik.agents.ingest.envelope import NormalizeTally, RejectedRecord, decode
 from otklik.agents.registry import RegistryWatcher
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
+from otklik.agents.wiring.stream_clock import MAX_AHEAD_S, InputPartition, StreamClock
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 
 log = logging.getLogger("otklik.agents")
@@ -123,6 +124,7 @@ class Worker(Protocol):
     registry_watcher: Any
     responses_state: Any
     moderation_state: Any
+    stream_time: Any
 
 
 def register_agents(otk: Worker) -> None:
@@ -147,6 +149,56 @@ def register_agents(otk: Worker) -> None:
         await topics.dead_letters.send(key=message.key, value=record.to_json())
 
     interactions_topic = topics.interactions.get_topic_name()
+    raw_topic = topics.raw.get_topic_name()
+    # The response engine's deadlines pass by the stream's own clock (docs/responses.md, "Stream time").
+    stream_clock: StreamClock | None = None
+    if "responses" in settings.agents:
+        stream_clock = StreamClock(interactions_topic, raw_topic if "normalize" in settings.agents else None)
+
+    def mark_processed(topic: str, events) -> None:  # type: ignore[no-untyped-def]
+        """Tell the stream clock how far an agent has processed its input."""
+        if stream_clock is not None:
+            mono = time.monotonic()
+            for event in events:
+                stream_clock.processed(topic, event.message.partition, event.message.offset, mono)
+
+    def stream_now() -> int | None:
+        """The stream time now, from what the consumer knows of each assigned input partition."""
+        if stream_clock is None:
+            return None
+        consumer = app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # no consumer yet, or rebalancing: the last stream time stands
+            assigned = set()
+        inputs = []
+        for tp in assigned:
+            if tp.topic != interactions_topic and tp.topic != raw_topic:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+                # When the consumer last heard the high-water mark (aiokafka keeps it per partition).
+                polled = consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+            except Exception:  # not fetched yet, or rebalancing: unknown, so the partition counts as behind
+                highwater = polled = None
+            inputs.append(
+                InputPartition(
+                    tp.topic,
+                    tp.partition,
+                    highwater,
+                    None if polled is None else polled / 1000,
+                    consumer._committed_offset.get(tp),
+                )
+            )
+        return stream_clock.now(time.time(), time.monotonic(), inputs)
+
+    otk.stream_time = stream_now
+
+    if stream_clock is not None:
+
+        @app.on_partitions_assigned.connect
+        async def _reassigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            stream_clock.forget(tp.partition for tp in assigned if tp.topic == interactions_topic)
 
     async def produce(topic: str, key: bytes, value: bytes):  # type: ignore[no-untyped-def]
         """Hand a record to the producer (partitioned by its key) and return its delivery future.
@@ -203,9 +255,11 @@ def register_agents(otk: Worker) -> None:
                     for record in records:
                         tally.interactions[record.platform, record.action] += 1
                         await produce(interactions_topic, record.page.encode(), record.to_json())
+                mark_processed(raw_topic, events)
                 metrics.observe_normalized(tally, len(events))
 
     if "responses" in settings.agents:
+        assert stream_clock is not None
         responses_state = otk.responses_state = PageStateMirror(
             app,
             "pages",
@@ -225,25 +279,34 @@ def register_agents(otk: Worker) -> None:
                 await responses_state.ensure_loaded()
                 engine = responses_state.core
                 out: list[ResponseRecord] = []
+                # A received_at beyond the limit moves no clock (docs/responses.md, "Stream time").
+                wall = time.time()
+                limit = stream_clock.limit(wall)
                 for event, ia in interactions_of(events):
                     if isinstance(ia, Exception):
                         await dead_letter(event, "responses", f"not an interaction record: {type(ia).__name__}: {ia}")
                         continue
+                    stream_clock.observe(event.message.partition, ia.received_at, wall)
                     try:
-                        out.extend(engine.process(ia))
+                        out.extend(engine.process(ia, limit))
                     except Exception as exc:  # a bug must cost one record, not the worker
                         log.exception("response engine failed on %s", ia.item)
                         await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
+                mark_processed(interactions_topic, events)
                 await write_then_save(responses_state, topics.responses, out, observe_response)
                 metrics.count_processed("responses", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def deadlines() -> None:
-            """Open items that passed their deadline, settling and expiry, even when no event comes."""
+            """Open items that passed their deadline, settling and expiry, even when no event comes: at the
+            stream time, never the wall clock while the input is behind (docs/responses.md, "Stream time")."""
             if app.rebalancing or not responses_state.ready:
                 return
             await responses_state.ensure_loaded()
-            out = responses_state.core.tick(int(time.time()))
+            now = stream_now()
+            if now is None:
+                return  # not known yet: some partition has neither a record read nor its input caught up
+            out = responses_state.core.tick(now)
             await write_then_save(responses_state, topics.responses, out, observe_response)
 
         @app.agent(topics.overrides, concurrency=1, name="otklik.overrides")
@@ -267,6 +330,7 @@ def register_agents(otk: Worker) -> None:
                         correction.by,
                         int(correction.requested_at),
                         correction.note,
+                        int(time.time()) + MAX_AHEAD_S,
                     )
                     log.info(
                         "correction of %s by %s: needs_answer=%s (%s)",
@@ -277,7 +341,7 @@ def register_agents(otk: Worker) -> None:
                     )
                 responses_state.save()
 
-        metrics.watch_engine(lambda: responses_state.core)
+        metrics.watch_engine(lambda: responses_state.core, stream_now)
         metrics.watch_unknown_page_events(lambda: responses_state.core.unknown_page_events)
         metrics.watch_oversized_state("pages", lambda: responses_state.oversized)
 

@@ -113,6 +113,7 @@ class OtklikApp:
         self.registry_watcher = None
         self.responses_state = None
         self.moderation_state = None
+        self.stream_time = lambda: None  # the engine's stream time (docs/responses.md, "Stream time")
         self._register_web()
         from otklik.agents.wiring.pipeline import register_agents  # the thin faust wiring of the pure cores
 
@@ -138,12 +139,14 @@ class OtklikApp:
 
         @app.page("/api/pages/{page}/open-items")
         async def open_items(web, request, page: str):  # type: ignore[no-untyped-def]
-            """The page's open items, oldest first, with their platform links (the notifier's links)."""
+            """The page's open items, oldest first, with their platform links (the notifier's links); ages
+            are measured at the worker's stream time, ``as_of``, and null until it is known
+            (docs/responses.md, "Stream time")."""
             from otklik.schemas.links import platform_link
 
             if self.responses_state is None or not self.responses_state.ready:
                 return web.json({"error": "the response engine is not running here"}, status=503)
-            now = int(time.time())
+            now = self.stream_time()
             try:
                 limit = int(request.query.get("limit", "20"))
             except ValueError:
@@ -157,6 +160,7 @@ class OtklikApp:
                     "page": page,
                     "title": config.title,
                     "deadline": config.deadline.text,
+                    "as_of": now,
                     "open_items": len(items),
                     "items": [
                         {
@@ -164,8 +168,10 @@ class OtklikApp:
                             "kind": view.kind,
                             "created_at": view.created_at,
                             "due_at": view.due_at,
-                            "age_s": max(0, now - view.created_at),
-                            "business_age_s": config.clock.working_seconds(view.created_at, now),
+                            "age_s": None if now is None else max(0, now - view.created_at),
+                            "business_age_s": None
+                            if now is None
+                            else config.clock.working_seconds(view.created_at, now),
                             "link": platform_link(view.item),
                         }
                         for view in items[:limit]

@@ -245,9 +245,13 @@ class PipelineMetrics:
                 self.latency_by_platform.labels(record.page.split(":", 1)[0]).observe(working)
         self._recent[record.page] = (self._clock(), page)
 
-    def watch_engine(self, engine: Callable[[], Any]) -> None:
-        """Export the backlog computed from the open items at scrape time, so ages never lag a timer."""
-        self._registry.register(_BacklogCollector(engine, self))
+    def watch_engine(self, engine: Callable[[], Any], stream_time: Callable[[], int | None] | None = None) -> None:
+        """Export the backlog computed from the open items at scrape time, so ages never lag a timer.
+
+        ``stream_time`` returns the worker's stream time (None while unknown): ages are measured at it,
+        not at the wall clock, so that a backlog not read yet makes no item look overdue (docs/responses.md,
+        "Stream time"). Without it (tests of the metrics alone), the metrics' clock."""
+        self._registry.register(_BacklogCollector(engine, self, stream_time))
 
     def watch_consumer(self, consumer: Callable[[], Any]) -> None:
         """Export the consumer lag of the worker's assigned partitions (``consumer`` returns faust's
@@ -319,9 +323,12 @@ def _engine_config(engine: Any, page: str) -> Any:
 class _BacklogCollector(Collector):
     """Per-page series only for pages holding open items or with recent activity."""
 
-    def __init__(self, engine: Callable[[], Any], metrics: PipelineMetrics) -> None:
+    def __init__(
+        self, engine: Callable[[], Any], metrics: PipelineMetrics, stream_time: Callable[[], int | None] | None = None
+    ) -> None:
         self._engine = engine
         self._metrics = metrics
+        self._stream_time = stream_time
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["page", "platform", "region", "municipality", "timezone"]
@@ -334,22 +341,34 @@ class _BacklogCollector(Collector):
         ratio = GaugeMetricFamily(
             "otklik_page_oldest_deadline_ratio",
             "Age of the page's oldest open item as a fraction of its deadline (working or calendar time "
-            "as the page's deadline says); 1 means due now. Exported only while the page has open items.",
+            "as the page's deadline says), measured at the worker's stream time; 1 means due now. Exported "
+            "only while the page has open items and the stream time is known.",
             labels=labels,
+        )
+        stream = GaugeMetricFamily(
+            "otklik_stream_time_seconds",
+            "The worker's stream time (unix seconds): how far it has read its input, by the records' own "
+            "times; the wall clock when its input is caught up. Deadlines and ages are judged at it.",
         )
         total_open = GaugeMetricFamily("otklik_open_items", "Open items held by this worker, all pages.")
         pages_open = GaugeMetricFamily("otklik_pages_with_open_items", "Pages of this worker holding open items.")
         now = self._metrics._clock()
+        at: float | None = now
+        if self._stream_time is not None:
+            at = self._stream_time()
+            if at is not None:
+                stream.add_metric([], at)
         engine = self._engine()
         seen: set[str] = set()
         count = 0
         if engine is not None:
-            for summary in engine.snapshot(int(now)):
+            # Unknown stream time (a worker just started): counts only, no ages.
+            for summary in engine.snapshot(int(now if at is None else at)):
                 values = _page_labels(summary.page, _engine_config(engine, summary.page))
                 open_items.add_metric(values, summary.open_count)
                 count += summary.open_count
                 seen.add(summary.page)
-                if summary.oldest_fraction is not None:
+                if summary.oldest_fraction is not None and at is not None:
                     ratio.add_metric(values, summary.oldest_fraction)
         for page, config in sorted(self._metrics.recent_pages(now).items()):
             if page not in seen:
@@ -360,6 +379,8 @@ class _BacklogCollector(Collector):
         yield ratio
         yield total_open
         yield pages_open
+        if self._stream_time is not None:
+            yield stream
 
 
 def consumer_lag(consumer: Any) -> Iterable[tuple[str, int, int]]:

@@ -1,5 +1,5 @@
-"""Deadlines pass by the stream's own clock, and one bad time moves no clock (docs/responses.md, "Stream
-time"; issue 19, findings 3 and 4).
+"""Deadlines pass by the stream's own clock, and one bad time moves no clock (issue 19, findings 3 and 4;
+docs/responses.md, "Stream time").
 
 The engine and the stream clock are the pure cores the worker wires together: these tests drive them as
 ``agents/wiring/pipeline.py`` does (records processed in batches, the ``deadlines`` timer ticking the
