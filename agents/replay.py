@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
@@ -39,7 +40,16 @@ from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction
 
-__all__ = ["ROW_FIELDS", "ReplayError", "iso", "parse_time", "replay_engine", "replay_file", "run_replay"]
+__all__ = [
+    "ROW_FIELDS",
+    "ReplayError",
+    "iso",
+    "parse_time",
+    "replay_engine",
+    "replay_file",
+    "run_replay",
+    "tick_times",
+]
 
 ROW_FIELDS = (
     "item",
@@ -326,13 +336,22 @@ def replay_engine(
 
 
 def _decode_all(
-    lines: Iterable[bytes], on_error: Callable[[int, str], None] | None, tg_links: Mapping[int, int]
+    lines: Iterable[bytes],
+    on_error: Callable[[int, str], None] | None,
+    tg_links: Mapping[int, int],
+    mine: Callable[[str], bool] | None = None,
 ) -> list[Interaction | OverrideLine]:
     """Every line's interactions (or its correction) in order of ``received_at``, file order breaking
-    ties; malformed lines go to ``on_error`` in file order."""
+    ties; malformed lines go to ``on_error`` in file order.
+
+    ``mine(page)`` (a job of a parallel replay, see :mod:`otklik.agents.replay_jobs`) keeps only the
+    pages it owns. A VK line whose page its ``group_id`` names is decoded, errors and all, only by that
+    page's owner; any other line by every job, keeping its owned pages' interactions (so its error is
+    reported by every job: the caller keeps one per line)."""
     loads = orjson.loads
     interactions: list[Any] = []
     batch: list[Any]
+    owned: dict[Any, bool] = {}  # group_id -> mine(its page)
     for number, line in enumerate(lines, 1):
         # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
         # (envelopes, and every error, with its message) goes through _decode.
@@ -344,6 +363,14 @@ def _decode_all(
             received_at = None
         try:
             if type(received_at) is int and "platform" not in data:
+                if mine is not None and type(body) is dict:
+                    group_id = body.get("group_id")
+                    if type(group_id) is int and group_id > 0:  # normalize_vk's page: vk:<group_id>
+                        is_mine = owned.get(group_id)
+                        if is_mine is None:
+                            is_mine = owned[group_id] = mine(f"vk:{group_id}")
+                        if not is_mine:
+                            continue
                 try:
                     batch = normalize_body("vk", body, received_at)
                 except NormalizeError as bad:  # its own name: compiled, a name keeps the type of its first use
@@ -352,6 +379,8 @@ def _decode_all(
                 continue
             else:
                 batch = _decode(line, number, tg_links)
+                if mine is not None:
+                    batch = [x for x in batch if mine(x.correction.page if type(x) is OverrideLine else x.page)]
         except ReplayError as error:
             if on_error is not None:
                 on_error(number, str(error))
@@ -365,19 +394,48 @@ def _decode_all(
 _RECEIVED_AT: Final = attrgetter("received_at")
 
 
+def tick_times(times: list[int]) -> list[int]:
+    """When a replay of events received at ``times`` (sorted) ticks its engine: at the first event an
+    hour (:data:`_TICK_EVERY_S`) or more after the first event or the previous tick. A parallel replay
+    ticks every job at the times of the whole input, so each page sees the ticks it would alone."""
+    ticks: list[int] = []
+    if not times:
+        return ticks
+    at = bisect_left(times, times[0] + _TICK_EVERY_S)
+    while at < len(times):
+        tick = times[at]
+        ticks.append(tick)
+        at = bisect_left(times, tick + _TICK_EVERY_S, at)
+    return ticks
+
+
 def _replay(
-    engine: ResponseEngine, interactions: list[Interaction | OverrideLine], now: int | None
+    engine: ResponseEngine,
+    interactions: list[Interaction | OverrideLine],
+    now: int | None,
+    ticks: list[int] | None = None,
+    last: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the interactions through the engine: the output row of every item, in no particular order."""
+    """Run the interactions through the engine: the output row of every item, in no particular order.
+
+    ``ticks`` (:func:`tick_times`) and ``last``, the last event's time, default to the interactions'
+    own; a job of a parallel replay passes those of the whole input."""
     rows: dict[str, dict[str, Any]] = {}  # by item: a later record of an item replaces the earlier one
+    if ticks is None:
+        ticks = tick_times([ia.received_at for ia in interactions])
+    if last is None:
+        last = interactions[-1].received_at if interactions else 0
+    ticks = [*ticks, sys.maxsize]  # a sentinel: no tick after the last one
+    next_tick = ticks[0]
+    at = 0
     # The engine's records are output rows here (see replay_engine): hence the casts.
-    next_tick = interactions[0].received_at + _TICK_EVERY_S if interactions else 0
     for ia in interactions:
-        if ia.received_at >= next_tick:
+        while ia.received_at >= next_tick:
             # Settles what the late window let go, prunes the windows; open items are judged at the end.
-            for row in cast(list[Any], engine.tick(ia.received_at, report_breaches=False)):
+            for row in cast(list[Any], engine.tick(next_tick, report_breaches=False)):
                 rows[row["item"]] = row
-            next_tick = ia.received_at + _TICK_EVERY_S
+            at += 1
+            next_tick = ticks[at]
         if type(ia) is OverrideLine:
             c = ia.correction
             engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
@@ -386,7 +444,6 @@ def _replay(
         if records:
             for row in records:
                 rows[row["item"]] = row
-    last = interactions[-1].received_at if interactions else 0
     if now is None:
         now = last
     # No more events will come: tentative outcomes are final; then expire what is past the horizon at now.
@@ -424,10 +481,12 @@ def replay_file(
     *,
     err: IO[str] | None = None,
     tg_links: Mapping[int, int] | None = None,
+    jobs: int = 1,
 ) -> dict[str, int]:
     """The CLI edge: read ``path`` (JSON Lines), load the registry, write rows as JSON Lines to ``out``
     (a path, a binary stream, or stdout), report malformed lines to ``err`` (stderr). Returns counts.
-    ``tg_links``: as for :func:`run_replay`."""
+    ``tg_links``: as for :func:`run_replay`. ``jobs`` > 1 splits the work by page across that many
+    processes (:mod:`otklik.agents.replay_jobs`), with the same output."""
     from otklik.agents.registry import load_registry
 
     err = err if err is not None else sys.stderr
@@ -442,8 +501,17 @@ def replay_file(
     started = time.perf_counter()
     with open(path, "rb") as source:
         lines = source.read().splitlines()
-    rows = run_replay(lines, registry, None if now is None else parse_time(now), on_error=report, tg_links=tg_links)
-    payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
+    at = None if now is None else parse_time(now)
+    if jobs > 1:
+        from otklik.agents.replay_jobs import replay_lines
+
+        encoded = replay_lines(lines, registry, at, jobs, on_error=report, tg_links=tg_links)
+        items = len(encoded)
+        payload = b"".join(encoded)
+    else:
+        rows = run_replay(lines, registry, at, on_error=report, tg_links=tg_links)
+        items = len(rows)
+        payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
     if out is None:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
@@ -454,7 +522,7 @@ def replay_file(
         out.write(payload)
     elapsed = time.perf_counter() - started
     print(
-        f"otklik replay: {len(lines)} lines, {malformed} malformed, {len(rows)} items in {elapsed:.2f}s",
+        f"otklik replay: {len(lines)} lines, {malformed} malformed, {items} items in {elapsed:.2f}s",
         file=err,
     )
-    return {"lines": len(lines), "malformed": malformed, "items": len(rows)}
+    return {"lines": len(lines), "malformed": malformed, "items": items}

@@ -136,7 +136,16 @@ def kafka_status() -> None:
     help="Telegram discussion groups and their channels, '<group id>=<channel id>,...' (Bot API ids), "
     "as the worker takes them [env OTKLIK_TG_LINKS].",
 )
-def replay(events: str, registry: str, now: str | None, out: str | None, tg_links: str | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to split the work across, by page; the output is the same for any number "
+    "(default: the cores this process may use).",
+)
+def replay(
+    events: str, registry: str, now: str | None, out: str | None, tg_links: str | None, jobs: int | None
+) -> None:
     """Run the response engine over an event file, without Kafka, with the worker's rules for every platform.
 
     \b
@@ -163,7 +172,11 @@ def replay(events: str, registry: str, now: str | None, out: str | None, tg_link
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tg-links") from None
     try:
-        counts = replay_file(events, registry, now, out, tg_links=links)
+        if jobs is None:
+            from otklik.agents.replay_jobs import default_jobs
+
+            jobs = default_jobs()
+        counts = replay_file(events, registry, now, out, tg_links=links, jobs=jobs)
     except (RegistryError, ReplayError) as exc:
         raise click.ClickException(str(exc)) from None
     if counts.get("malformed"):
