@@ -284,7 +284,8 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
     app_id: str = Field("otklik", description="the consumer group, and the prefix of the tables' changelog topics")
     store: str = Field(
         "memory://",
-        description="faust's table store: `memory://` (rebuilt from the changelog at start) or `rocksdb://`",
+        description="faust's table store: `memory://`, rebuilt from the changelog at start (the only one "
+        'otklik supports: docs/data-flow.md, "How state survives")',
     )
     data_dir: Path = Field(Path(".run/worker"), description="faust's data folder")
     web_host: str = Field("127.0.0.1", description="where `/metrics`, `/health` and the read API are served")
@@ -332,8 +333,13 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
     @field_validator("store")
     @classmethod
     def _store(cls, value: str) -> str:
-        if value.split("://")[0] not in ("memory", "rocksdb", "rocksdict"):
-            raise ValueError(f"{value!r} is not memory:// or rocksdb://")
+        scheme = value.split("://")[0]
+        if scheme in ("rocksdb", "rocksdict"):
+            # faust's rocksdb store writes a table only inside the event being processed, while otklik
+            # saves page state after each batch: the agent would crash at its first save.
+            raise ValueError(f"{value!r} is not supported: faust's rocksdb store cannot take otklik's batch saves")
+        if scheme != "memory":
+            raise ValueError(f"{value!r} is not memory://")
         return value
 
     @field_validator("agents", mode="before")

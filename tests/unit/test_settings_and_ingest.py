@@ -38,6 +38,14 @@ def test_bad_settings_name_the_variable(env, names):
         WorkerSettings.from_env(env)
 
 
+def test_the_rocksdb_store_is_refused_with_the_reason():
+    """faust's rocksdb store crashes on otklik's batch saves (docs/data-flow.md, "How state survives")."""
+    for value in ("rocksdb://", "rocksdict://"):
+        with pytest.raises(SettingsError, match=r"OTKLIK_STORE: .*not supported.*batch saves"):
+            WorkerSettings.from_env({"OTKLIK_STORE": value})
+    assert WorkerSettings.from_env({"OTKLIK_STORE": "memory://"}).store == "memory://"
+
+
 def envelope(**over):
     data = {"platform": "vk", "source": "test", "received_at": 1764000000, "body": {"type": "x"}}
     data.update(over)
