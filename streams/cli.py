@@ -66,7 +66,14 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
         f"otklik worker: broker {settings.bootstrap}, metrics http://{settings.web_host}:{settings.web_port}/metrics",
         err=True,
     )
-    runner = Worker(otk.faust, loglevel=settings.log_level, quiet=True)
+    from otklik.streams.logs import limit_kafka_logs
+
+    class OtklikWorker(Worker):
+        def on_setup_root_logger(self, logger, level):  # type: ignore[no-untyped-def]
+            super().on_setup_root_logger(logger, level)
+            limit_kafka_logs()  # faust has just configured the root logger's handlers
+
+    runner = OtklikWorker(otk.faust, loglevel=settings.log_level, quiet=True)
     # faust's terminal spinner logs every record at DEBUG level to spin: costly per message, useless
     # in a service.
     runner.spinner = None

@@ -45,8 +45,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable, limit_kafka_logs
+from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import Secrets, load_secrets
+from otklik.streams.logs import limit_kafka_logs
 from otklik.streams.settings import GatewaySettings, SettingsError, command_error
 
 log = logging.getLogger("otklik.gateway")
@@ -535,6 +536,8 @@ class Gateway:
         acked.add_done_callback(lambda fut: _copy_outcome(fut, delivery))
         delivered = await _outcome(delivery, max(0.0, timeout - (time.perf_counter() - started)))
         if not delivered:
+            if delivered is False and type(delivery.exception()).__name__ == "MessageSizeTooLargeError":
+                return self._refuse(platform, source, _too_large_for_kafka())  # the broker's limit is lower
             return self._unavailable(platform, source, "Kafka did not acknowledge the body in time")
         self.seen.add(dedupe_key)
         self._produce_seconds[platform].observe(time.perf_counter() - started)

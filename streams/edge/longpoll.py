@@ -34,8 +34,9 @@ import click
 import orjson
 
 from otklik.schemas.records import RawEnvelope
-from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable, limit_kafka_logs
+from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import load_secrets
+from otklik.streams.logs import limit_kafka_logs
 from otklik.streams.settings import LongPollSettings, SettingsError, command_error
 
 log = logging.getLogger("otklik.longpoll")

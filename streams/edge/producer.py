@@ -17,8 +17,7 @@ after ``abandon_after_s`` are the deliveries it never settled failed with :class
 last metadata probe (every ``probe_interval_s``) or delivery reached the broker.
 
 During an outage aiokafka logs a line per failed connection attempt and per retried request (hundreds
-of thousands in twenty seconds); :func:`limit_kafka_logs` lets through one line per logger, level and
-message per interval and counts the rest.
+of thousands in twenty seconds): the commands bound them with :func:`otklik.streams.logs.limit_kafka_logs`.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +46,7 @@ class _Generation:
 
     producer: Any
     number: int
+    born: float = field(default_factory=time.monotonic)
     pending: set[asyncio.Future] = field(default_factory=set)
     broken: str | None = None  # why it is being retired
 
@@ -69,14 +68,20 @@ class HealingProducer:
         probe_interval_s: float = 1.0,
         start_timeout_s: float = 30.0,
         abandon_after_s: float = 60.0,
-        max_backoff_s: float = 10.0,
+        min_backoff_s: float = 0.2,
+        max_backoff_s: float = 2.0,  # a connection attempt is cheap; recovery waits at most this long
+        stable_after_s: float = 10.0,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._factory = factory
         self.what = what  # for log lines: the bootstrap address
         self.probe_interval_s = probe_interval_s
         self.start_timeout_s = start_timeout_s
         self.abandon_after_s = abandon_after_s
+        self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.stable_after_s = stable_after_s  # a producer that failed sooner is replaced after a pause
+        self._sleep = sleep
         self._current: _Generation | None = None
         self._generations = 0
         self._reachable = False
@@ -202,7 +207,7 @@ class HealingProducer:
     # -- the supervisor --------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        backoff = 0.2
+        backoff = self.min_backoff_s
         assert self._wake is not None
         while True:
             self._wake.clear()  # before looking: a failure from now on wakes the wait below
@@ -215,11 +220,17 @@ class HealingProducer:
                     self._reachable = False
                     self._retiring.add(task := asyncio.create_task(self._retire(gen, self.abandon_after_s)))
                     task.add_done_callback(self._retiring.discard)
+                    if time.monotonic() - gen.born < self.stable_after_s:
+                        # It failed soon after it started (a record the broker refuses, say): no churn.
+                        self._starting = True
+                        self._signal()
+                        await self._sleep(backoff)
+                        backoff = min(backoff * 2, self.max_backoff_s)
+                    else:
+                        backoff = self.min_backoff_s
                     self._signal()
-                if await self._connect():
-                    backoff = 0.2
-                else:
-                    await asyncio.sleep(backoff)
+                if not await self._connect():
+                    await self._sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             try:
@@ -280,66 +291,3 @@ class HealingProducer:
         gen.pending.clear()
         if left:
             log.warning("the Kafka producer #%d was retired with %d deliveries unsettled", gen.number, len(left))
-
-
-# ---- bounded logs ----------------------------------------------------------------------------------
-
-
-class RateLimitFilter(logging.Filter):
-    """Lets one record per (logger, level, message template) through per ``interval_s`` from loggers
-    under ``prefixes``; the next one let through says how many were held back meanwhile."""
-
-    def __init__(
-        self,
-        prefixes: tuple[str, ...] = ("aiokafka", "otklik.kafka"),
-        interval_s: float = 30.0,
-        max_keys: int = 1000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.prefixes = prefixes
-        self.interval_s = interval_s
-        self.max_keys = max_keys
-        self._clock = clock
-        self._windows: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()  # [start, held back]
-        self.held_back = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(self.prefixes):
-            return True
-        decided = getattr(record, "_otklik_rate_limited", None)
-        if decided is not None:  # one filter on several handlers: decide once per record
-            return decided
-        decided = self._decide(record)
-        record._otklik_rate_limited = decided
-        return decided
-
-    def _decide(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg)[:200])
-        now = self._clock()
-        window = self._windows.get(key)
-        if window is not None and now - window[0] < self.interval_s:
-            window[1] += 1
-            self.held_back += 1
-            return False
-        if window is not None and window[1]:
-            held, seconds = int(window[1]), now - window[0]
-            record.msg = f"{record.msg} [{held} more like this in the last {seconds:.0f}s not logged]"
-        self._windows[key] = [now, 0]
-        self._windows.move_to_end(key)
-        while len(self._windows) > self.max_keys:
-            self._windows.popitem(last=False)
-        return True
-
-
-def limit_kafka_logs(interval_s: float = 30.0) -> RateLimitFilter:
-    """Put a :class:`RateLimitFilter` on every handler of the root logger (once); return it."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        for existing in handler.filters:
-            if isinstance(existing, RateLimitFilter):
-                return existing
-    limiter = RateLimitFilter(interval_s=interval_s)
-    for handler in root.handlers:
-        handler.addFilter(limiter)
-    return limiter

@@ -25,8 +25,8 @@ import pytest
 from aiohttp import web
 
 from otklik.streams.edge.gateway import Gateway
-from otklik.streams.edge.producer import limit_kafka_logs
 from otklik.streams.edge.secrets import Secrets, VkCommunity
+from otklik.streams.logs import limit_kafka_logs
 from otklik.streams.settings import GatewaySettings, WorkerSettings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
