@@ -280,3 +280,24 @@ def test_times_ahead_of_the_wall_clock_by_more_than_the_skew_are_ignored() -> No
     assert clock.ignored == 1
     assert clock.partition_clocks(wall, 0.0, [InputPartition(INTERACTIONS, 0, 5, wall)]) == {0: T0 + MAX_AHEAD_S}
     assert Counter(clock.partition_clocks(wall, 0.0, []).values()) == Counter()
+
+
+def test_the_backlog_gauges_measure_ages_at_the_stream_time_not_the_wall_clock() -> None:
+    """An alert on the deadline ratio must not fire for an item whose answer is still unread."""
+    reg = registry()
+    engine = ResponseEngine(reg.page, late_window_s=W)
+    for ia in normalize_vk(comment(GROUPS[0], 1, 5001, T0, 1), T0):
+        engine.process(ia)
+    stream: list[int | None] = [T0 + 900]  # read up to a quarter hour after the item; the wall clock is far ahead
+    prom = CollectorRegistry()
+    PipelineMetrics(prom, clock=lambda: T0 + 3 * H).watch_engine(lambda: engine, lambda: stream[0])
+
+    def samples(name: str) -> list[float]:
+        return [s.value for m in prom.collect() for s in m.samples if s.name == name]
+
+    assert samples("otklik_page_oldest_deadline_ratio") == [0.5]  # 900 s of a 30-minute deadline
+    assert samples("otklik_stream_time_seconds") == [T0 + 900]
+    stream[0] = None  # not known yet: counts, no ages
+    assert samples("otklik_page_oldest_deadline_ratio") == []
+    assert samples("otklik_stream_time_seconds") == []
+    assert samples("otklik_page_open_items") == [1]
