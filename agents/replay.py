@@ -34,7 +34,7 @@ from typing import IO, Any, Final, NamedTuple, cast
 import orjson
 
 from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, normalize_body, to_interactions
-from otklik.agents.ingest.vk import NormalizeError
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.overrides import Override, OverrideError
@@ -198,7 +198,7 @@ def _decode(line: bytes, number: int, tg_links: Mapping[int, int]) -> list[Inter
         date = _bare_date(body)
         if type(date) is not int:
             try:
-                measured = normalize_body("vk", body, 0)
+                measured = normalize_vk(body, 0)  # only whether it is measured: no time to check
             except NormalizeError as exc:
                 raise ReplayError(f"line {number}: {exc.reason}") from None
             if not measured:

@@ -4,9 +4,9 @@ for metrics, and the open items' ages for a replay's output. They read state and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from otklik.agents.responses.rules import KIND_OF_OBJECT, PageConfigLike, past_deadline
 from otklik.agents.responses.state import Item, PageState, due_at
@@ -20,7 +20,7 @@ class OpenItemView(NamedTuple):
     kind: str
     author: str
     created_at: int
-    due_at: int
+    due_at: int | None  # None: beyond what the clock computes (see _working)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,21 @@ def open_items(state: PageState, cfg: PageConfigLike) -> list[OpenItemView]:
         (it for it in state.items.values() if it.tentative is None), key=lambda i: (i.created_at, i.seq, i.item)
     )
     return [
-        OpenItemView(it.item, state.page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, due_at(it, cfg))
+        OpenItemView(
+            it.item, state.page, KIND_OF_OBJECT[it.object_kind], it.author, it.created_at, _working(due_at, it, cfg)
+        )
         for it in items
     ]
+
+
+def _working(compute: Callable[..., int], *args: Any) -> int | None:
+    """``compute(*args)`` (a computation on the working-hours clock), or None when an item's time is
+    beyond the calendar the clock computes: bounded input keeps such times out (docs/data-flow.md,
+    "Bounded input"), but one held from before must not fail its page's view."""
+    try:
+        return compute(*args)
+    except (ValueError, OverflowError):
+        return None
 
 
 def summary(state: PageState, cfg: PageConfigLike, now: int) -> PageSummary:
@@ -65,10 +77,16 @@ def summary(state: PageState, cfg: PageConfigLike, now: int) -> PageSummary:
     if oldest is None:
         return PageSummary(state.page, 0, None, None, None, None, cfg.deadline.text)
     age = max(0, now - oldest.created_at)
-    business = cfg.clock.working_seconds(oldest.created_at, now)
+    business = _working(cfg.clock.working_seconds, oldest.created_at, now)
     judged = business if cfg.deadline.working else age
     return PageSummary(
-        state.page, count, oldest.created_at, age, business, judged / cfg.deadline.seconds, cfg.deadline.text
+        state.page,
+        count,
+        oldest.created_at,
+        age,
+        business,
+        None if judged is None else judged / cfg.deadline.seconds,
+        cfg.deadline.text,
     )
 
 

@@ -171,7 +171,7 @@ class OtklikApp:
                             "age_s": None if now is None else max(0, now - view.created_at),
                             "business_age_s": None
                             if now is None
-                            else config.clock.working_seconds(view.created_at, now),
+                            else _business_age(config.clock, view.created_at, now),
                             "link": platform_link(view.item),
                         }
                         for view in items[:limit]
@@ -220,6 +220,16 @@ class OtklikApp:
                     "fast_delivery": app.fast_delivery_stats.as_dict(),
                 }
             )
+
+
+def _business_age(clock, created_at: int, now: int) -> int | None:  # type: ignore[no-untyped-def]
+    """An open item's age in working time, or None when its time is beyond the clock's calendar (an
+    item held from before input was bounded, docs/data-flow.md, "Bounded input"): one item's values
+    must not fail its page's answer."""
+    try:
+        return clock.working_seconds(created_at, now)  # type: ignore[no-any-return]
+    except (ValueError, OverflowError):
+        return None
 
 
 def create_app(settings: WorkerSettings | None = None) -> OtklikApp:

@@ -247,9 +247,10 @@ def test_unmeasured_updates_give_nothing_and_bad_ones_name_the_field():
 def test_ingest_dispatches_tg_and_max_and_rejects_with_the_reason(monkeypatch):
     # The links come from the caller only: the variable of the same name is not read by the core.
     monkeypatch.setenv("OTKLIK_TG_LINKS", "-1009876543210=-1001234567890")
-    reply = RawEnvelope("tg", "tg-webhook", 1764061201.5, tg("followup_reply_to_own_comment"))
+    reply = RawEnvelope("tg", "tg-webhook", 1764062001.5, tg("followup_reply_to_own_comment"))
     assert one(to_interactions(reply, LINKS)).page == PAGE
-    assert one(to_interactions(RawEnvelope("max", "max-webhook", 1.0, mx("chat_message_created")), {})).page == MAX_PAGE
+    created = RawEnvelope("max", "max-webhook", 1764061201.0, mx("chat_message_created"))
+    assert one(to_interactions(created, {})).page == MAX_PAGE
     with pytest.raises(RejectedRecord, match="not linked"):
         to_interactions(reply, {})
 

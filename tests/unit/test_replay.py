@@ -344,7 +344,7 @@ def test_raw_envelopes_of_every_platform_replay_through_the_workers_normalizers(
         envelope("tg", fixture("tg", "other_citizen_comment"), 1764062001.0),
         envelope("tg", fixture("tg", "channel_reply"), 1764064800.9),
         envelope("max", fixture("max", "chat_message_created"), 1764061200.4),
-        envelope("max", fixture("max", "chat_admin_reply"), 1764061500.0),
+        envelope("max", fixture("max", "chat_admin_reply"), 1764064800.5),
         envelope("vk", comment(1, 5001, T), T + 0.7, source="vk-callback"),
     ]
     errors: list[tuple[int, str]] = []
