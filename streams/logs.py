@@ -1,7 +1,7 @@
 """Bounded logs: during a Kafka outage aiokafka logs a line per failed connection attempt and per
-retried request (hundreds of thousands in twenty seconds from one gateway). :func:`limit_kafka_logs`
-lets one line per logger, level and message through per interval and counts the rest; every command
-that talks to Kafka installs it once its logging is configured."""
+retried request, enough to fill a disk in a long outage. :func:`limit_kafka_logs` lets one line per
+logger, level and message through per interval and counts the rest; every command that talks to Kafka
+installs it once its logging is configured."""
 
 from __future__ import annotations
 

@@ -341,7 +341,6 @@ class Gateway:
         self.config = config
         self.topic = config.topic("raw")
         self.secrets = secrets
-        self._producer_factory = producer_factory
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.seen = TtlSet(config.dedupe_ttl_s, config.dedupe_max)

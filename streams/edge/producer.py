@@ -16,8 +16,8 @@ after ``abandon_after_s`` are the deliveries it never settled failed with :class
 :attr:`HealingProducer.ready` is what ``/health`` and the ready gauges report: a live producer whose
 last metadata probe (every ``probe_interval_s``) or delivery reached the broker.
 
-During an outage aiokafka logs a line per failed connection attempt and per retried request (hundreds
-of thousands in twenty seconds): the commands bound them with :func:`otklik.streams.logs.limit_kafka_logs`.
+During an outage aiokafka logs a line per failed connection attempt and per retried request: the
+commands bound them with :func:`otklik.streams.logs.limit_kafka_logs`.
 """
 
 from __future__ import annotations
