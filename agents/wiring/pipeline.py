@@ -11,7 +11,16 @@ import time
 import zlib
 from typing import Any, Protocol
 
-from otklik.agents.ingest.envelope import NormalizeTally, RejectedRecord, decode_raw, to_interactions
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
+
+from otklik.agents.ingest.envelope import (
+    NormalizeTally,
+    RejectedRecord,
+    decode_raw,
+    interaction_problem,
+    to_interactions,
+)
 from otklik.agents.registry import RegistryWatcher
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
@@ -208,14 +217,36 @@ def register_agents(otk: Worker) -> None:
         commits offsets, so a record sent here is durable before its input counts as processed."""
         return await app.producer.send(topic, key, value, None, None, None)
 
+    async def produce_or_dead_letter(event, stage: str, topic: str, key: bytes, value: bytes) -> bool:  # type: ignore[no-untyped-def]
+        """:func:`produce`, but a record the broker refuses for itself (too large) is its input's dead
+        letter; an unavailable broker still stops the agent, whose input is then read again."""
+        try:
+            await produce(topic, key, value)
+        except ProducerSendError as exc:
+            if not isinstance(exc.__cause__, MessageSizeTooLargeError):
+                raise
+            await dead_letter(event, stage, f"output to {topic}: {len(value)} bytes, over the topic's limit")
+            return False
+        return True
+
     async def write_then_save(state: PageStateMirror, topic, records, observe) -> None:  # type: ignore[no-untyped-def]
         """Count records in the metrics (``observe``), write them, wait for the broker's acks, and only
         then save the core's changed pages: after a crash a record may repeat (same content), never go
-        missing."""
-        for record in records:
-            observe(record)
+        missing. A record that cannot be encoded is a dead letter of its own; the others are written."""
         name = topic.get_topic_name()
-        futures = [await produce(name, r.page.encode(), r.to_json()) for r in records]
+        encoded = []
+        for r in records:
+            try:
+                encoded.append((r.page.encode(), r.to_json()))
+            except Exception as exc:  # one record's values must not cost the batch's others
+                reason = f"output to {name} not encodable: {type(exc).__name__}: {exc}"
+                log.error("record of %s: %s", r.item, reason)
+                metrics.dead_letters.labels("output").inc()
+                letter = DeadLetter(stage="output", reason=reason, input=r.item, topic=name, failed_at=time.time())
+                await topics.dead_letters.send(key=r.page.encode(), value=letter.to_json())
+                continue
+            observe(r)
+        futures = [await produce(name, key, value) for key, value in encoded]
         for fut in futures:
             await fut
         state.save()
@@ -224,9 +255,13 @@ def register_agents(otk: Worker) -> None:
         """Decoded interaction records of a batch, each with its event (for dead letters)."""
         for event in events:
             try:
-                yield event, Interaction.from_json(event.message.value or b"")
+                ia = Interaction.from_json(event.message.value or b"")
             except Exception as exc:
                 yield event, exc
+                continue
+            # Any producer may write otklik.interactions: its times are bounded as the normalizer's are.
+            problem = interaction_problem(ia)
+            yield event, ia if problem is None else RejectedRecord("responses", problem)
 
     if "normalize" in settings.agents:
 
@@ -237,11 +272,15 @@ def register_agents(otk: Worker) -> None:
                 # Metrics are tallied here and applied once per batch: updating the labelled metrics per
                 # record cost ~7 µs, four times normalizing it.
                 tally = NormalizeTally()
+                now = time.time()  # the receiving clock of the bounds (docs/data-flow.md, "Bounded input")
                 for event in events:
+                    # Every step of one record, encoding its output included, fails for that record
+                    # alone: a dead letter with the reason, and the batch goes on.
                     try:
-                        envelope = decode_raw(event.message.value)
+                        envelope = decode_raw(event.message.value, now)
                         tally.raw[envelope.platform] += 1
                         records = to_interactions(envelope, settings.tg_links)
+                        encoded = [(r.page.encode(), r.to_json()) for r in records]
                     except RejectedRecord as exc:
                         if exc.stage == "decode":
                             tally.raw["unknown"] += 1
@@ -252,9 +291,9 @@ def register_agents(otk: Worker) -> None:
                         await dead_letter(event, "normalize", f"internal error: {type(exc).__name__}: {exc}")
                         continue
                     tally.last_seen[envelope.platform, envelope.source] = envelope.received_at
-                    for record in records:
-                        tally.interactions[record.platform, record.action] += 1
-                        await produce(interactions_topic, record.page.encode(), record.to_json())
+                    for record, (key, value) in zip(records, encoded):
+                        if await produce_or_dead_letter(event, "normalize", interactions_topic, key, value):
+                            tally.interactions[record.platform, record.action] += 1
                 mark_processed(raw_topic, events)
                 metrics.observe_normalized(tally, len(events))
 
@@ -284,6 +323,9 @@ def register_agents(otk: Worker) -> None:
                 limit = stream_clock.limit(wall)
                 for event, ia in interactions_of(events):
                     if isinstance(ia, Exception):
+                        if isinstance(ia, RejectedRecord):
+                            await dead_letter(event, "responses", ia.reason)
+                            continue
                         await dead_letter(event, "responses", f"not an interaction record: {type(ia).__name__}: {ia}")
                         continue
                     stream_clock.observe(event.message.partition, ia.received_at, wall)

@@ -1,0 +1,63 @@
+"""One poison record in a batch of otklik.raw costs that record, never the rest of its batch (issue 19,
+finding 2; docs/data-flow.md, "Bounded input").
+
+The issue's case: 400 records in ``otklik.raw`` before the worker starts (so that they come in one
+batch), the 200th with ``received_at`` 1e20. The normalizer used to build an interaction the encoder
+could not write, outside the agent's ``try``: faust restarted the agent and committed the batch's
+offsets, and the 199 records after the poison were lost without a trace.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from otklik.schemas.records import RawEnvelope
+from tests.reliability.conftest import consume, create_topics, metric_sum, produce_many, run
+
+pytestmark = pytest.mark.integration
+
+GROUP = 200000919
+RECORDS = 400
+POISON_AT = 200  # its position in the batch, counted from 1
+
+
+def comment(n: int, received_at: float) -> tuple[bytes, bytes]:
+    body = {
+        "type": "wall_reply_new",
+        "group_id": GROUP,
+        "event_id": f"p{n}",
+        "v": "5.199",
+        "object": {"id": n, "from_id": 5000 + n, "date": int(received_at), "text": f"Вопрос {n}", "post_id": 1},
+    }
+    return f"vk:{GROUP}".encode(), RawEnvelope("vk", "test", received_at, body).to_json()
+
+
+def test_a_poison_record_costs_itself_alone(worker_factory, kafka) -> None:
+    worker = worker_factory(OTKLIK_AGENTS="normalize")
+    create_topics(worker)
+    now = time.time()
+    records = [comment(n, now - 60) for n in range(1, RECORDS + 1)]
+    key, _ = records[POISON_AT - 1]
+    records[POISON_AT - 1] = (
+        key,
+        orjson.dumps({"platform": "vk", "source": "test", "received_at": 1e20, "body": orjson.loads(_)["body"]}),
+    )
+    run(produce_many(kafka, worker.topic("otklik.raw"), records))
+    worker.start()
+
+    out = run(consume(kafka, worker.topic("otklik.interactions"), expect=RECORDS - 1, timeout=60))
+    items = sorted(int(orjson.loads(m.value)["item"].rsplit(":", 1)[1]) for m in out)
+    assert items == [n for n in range(1, RECORDS + 1) if n != POISON_AT]
+
+    dead = run(consume(kafka, worker.topic("otklik.dead-letters"), expect=1, timeout=30))
+    assert len(dead) == 1
+    letter = orjson.loads(dead[0].value)
+    assert letter["stage"] == "decode" and letter["offset"] == POISON_AT - 1
+    assert letter["reason"].startswith("envelope.received_at: 1e+20 is after the receiving clock")
+    text = worker.metrics()
+    assert metric_sum(text, "otklik_dead_letters_total") == 1
+    assert metric_sum(text, "otklik_interactions_total") == RECORDS - 1
+    assert worker.proc is not None and worker.proc.poll() is None
