@@ -3,6 +3,7 @@
 A broker of the test's own (own ports, own data folder; the shared broker is never touched) is stopped
 for 20 s and started again on the same data while a VK-like client keeps posting new events and
 redelivering every event answered 503, as VK does. The gateway runs in-process and is never restarted.
+A second run kills the broker (SIGKILL: connections lost, no clean hand-over) for 10 s instead.
 
 What must hold: every event answered ``ok`` is in ``otklik.raw`` exactly once; every event answered
 503 lands exactly once after its redeliveries; ``/health`` and ``otklik_gateway_kafka_ready`` say the
@@ -16,6 +17,8 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -36,7 +39,6 @@ pytestmark = pytest.mark.integration
 
 GROUP = 310031
 SECRET = "restart-secret-310031"
-OUTAGE_S = 20.0
 NEW_EVENTS_PER_S = 40  # about 800 distinct events arrive during the outage
 CONNECTIONS = 32  # concurrent requests at most, as VK keeps several connections open
 REDELIVERY_PAUSES_S = (1.0, 2.0, 4.0)  # then every 4 s: VK backs off too, more slowly
@@ -101,8 +103,18 @@ class VkClient:
             await asyncio.sleep(REDELIVERY_PAUSES_S[min(attempt, len(REDELIVERY_PAUSES_S) - 1)])
 
 
-async def test_a_clean_broker_restart_with_callbacks_in_flight_loses_and_repeats_nothing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def kill(broker) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL the broker and wait for its end (LocalKafka then forgets the stale pid file)."""
+    pid = broker.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    while broker.pid() is not None:
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("how", "outage_s"), [("clean", 20.0), ("sigkill", 10.0)])
+async def test_a_broker_restart_with_callbacks_in_flight_loses_and_repeats_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str, outage_s: float
 ):
     from otklik.streams.tools.kafka_local import LocalKafka
 
@@ -142,10 +154,10 @@ async def test_a_clean_broker_restart_with_callbacks_in_flight_loses_and_repeats
             assert client.accepted, "nothing was accepted before the outage"
             assert await probe(session, base) == (200, 1.0)
 
-            await asyncio.to_thread(broker.stop)
-            await asyncio.sleep(OUTAGE_S / 2)
+            await asyncio.to_thread(broker.stop if how == "clean" else lambda: kill(broker))
+            await asyncio.sleep(outage_s / 2)
             during = await probe(session, base)
-            await asyncio.sleep(OUTAGE_S / 2)
+            await asyncio.sleep(outage_s / 2)
             await asyncio.to_thread(broker.start)
             back = time.monotonic()
 
@@ -185,7 +197,7 @@ async def test_a_clean_broker_restart_with_callbacks_in_flight_loses_and_repeats
     duplicated = sorted(e for e, n in copies.items() if n > 1)
     lost = sorted(e for e in client.issued if copies[e] == 0)
     print(
-        f"\nscenario 3: {len(client.issued)} events, {sum(client.accepted.values())} answers of ok, "
+        f"\nscenario 3 ({how} stop, {outage_s:.0f}s): {len(client.issued)} events, {sum(client.accepted.values())} answers of ok, "
         f"{sum(client.refused.values())} answers of 503 for {len(refused)} events; "
         f"recovered {recovered_s:.2f}s after the broker returned; drained in {drain_s:.1f}s; "
         f"lost {len(lost)}, duplicated {len(duplicated)}; health during the outage {during}; "
