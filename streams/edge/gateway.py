@@ -8,8 +8,9 @@ One process serves every community at one URL per platform:
   acks=all, and answered ``ok`` only once the broker acknowledged it. When Kafka cannot take it in
   time the answer is 503 with ``Retry-After``, so VK delivers it again later.
   A body nested deeper than Kafka's record encoder can write (more than 253 levels) gets 400
-  ``too_deep``; one larger than a Kafka record may be gets 413 ``too_large``: neither could ever be
-  accepted, so they are never answered 503.
+  ``too_deep``; one with a time out of range or an integer over 64 bits gets 400 ``out_of_bounds``
+  (the worker's own rule, docs/data-flow.md, "Bounded input"); one larger than a Kafka record may be
+  gets 413 ``too_large``: none could ever be accepted, so they are never answered 503.
 * ``POST /tg/webhook`` — Telegram Bot API (``X-Telegram-Bot-Api-Secret-Token``), deduplicated on
   ``update_id``.
 * ``POST /max/webhook`` — MAX bot API (``X-Max-Bot-Api-Secret``), deduplicated on (update type,
@@ -45,6 +46,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from otklik.agents.ingest.envelope import gateway_problem
 from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import Secrets, load_secrets
 from otklik.streams.logs import limit_kafka_logs
@@ -60,6 +62,7 @@ REASONS = (
     "not_object",
     "bad_envelope",
     "too_deep",
+    "out_of_bounds",
     "unknown_community",
     "not_configured",
     "missing_secret",
@@ -498,6 +501,13 @@ class Gateway:
         started = time.perf_counter()
         if dedupe_key in self.seen:
             return self._ok(platform, source, "duplicate")
+        received_at = time.time()
+        # What the worker would dead-letter for good (times out of range, integers over 64 bits, nesting
+        # the encoder cannot write) is refused here, before Kafka, also while Kafka is down.
+        problem = gateway_problem(platform, body, received_at, self.config.tg_links)
+        if problem is not None:
+            reason = "too_deep" if "nested deeper" in problem else "out_of_bounds"
+            return self._refuse(platform, source, Rejection(400, reason, f"bad request: {problem}"))
         timeout = self.config.produce_timeout_s
         pending = self._inflight.get(dedupe_key)
         if pending is not None:
@@ -513,7 +523,7 @@ class Gateway:
         if len(self._inflight) >= MAX_INFLIGHT:
             return self._unavailable(platform, source, "too many bodies await the broker")
         try:
-            value = envelope_json(platform, source, time.time(), body)
+            value = envelope_json(platform, source, received_at, body)
         except orjson.JSONEncodeError as exc:  # parsed, but deeper than the encoder writes
             return self._refuse(platform, source, _unwritable(exc))
         # Registered before the first await, so that a concurrent redelivery waits for this copy.

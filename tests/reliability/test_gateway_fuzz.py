@@ -2,7 +2,8 @@
 
 A seeded generator mixes valid events with truncated JSON, wrong types, huge strings, nesting of every
 depth up to the JSON parser's limit (1,024), invalid UTF-8, wrong and missing secrets, unknown
-communities and event types, bodies just under the size limit and 2 MB ones, on all three webhooks.
+communities and event types, times out of range, bodies just under the size limit and 2 MB ones, on
+all three webhooks.
 What must hold: no answer of 5xx but the documented 503 (Kafka unavailable, with ``Retry-After``),
 and a 503'd event is accepted once redelivered; nothing with a wrong secret is produced; every event
 answered ``ok`` is in ``otklik.raw`` exactly once; the gateway is healthy afterwards.
@@ -17,6 +18,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -39,6 +41,7 @@ GROUP, SECRET = 410041, "fuzz-secret-410041"
 UNCONFIGURED_GROUP = 410042
 TG_TOKEN, MAX_SECRET = "fuzz-tg-token", "fuzz-max-secret"
 MAX_BODY = 1 << 20
+WALL_REPLY = (Path(__file__).resolve().parent.parent / "fixtures" / "vk" / "wall_reply_new.json").read_bytes()
 
 
 @dataclass
@@ -92,6 +95,7 @@ def cases(rng: random.Random) -> Iterator[Case]:
         + ["missing_secret"] * 2
         + ["unknown_community"] * 2
         + ["unknown_type"] * 3
+        + ["bad_time"] * 3
         + ["not_object"] * 2
         + ["garbage"] * 2
         + ["two_megabytes"]
@@ -152,6 +156,12 @@ def cases(rng: random.Random) -> Iterator[Case]:
         elif kind == "unknown_type":
             body = vk(event_id, type=rng.choice(["zzz_new_event", "wall_post_new_v2", "Ω", "x" * 64]))
             yield Case(kind, "/vk/callback", orjson.dumps(body), json_headers, event_id, (200,))
+        elif kind == "bad_time":
+            # Zero, before 2006, milliseconds, centuries ahead: the worker would dead-letter it; refused here.
+            body = orjson.loads(WALL_REPLY)
+            body.update(group_id=GROUP, secret=SECRET, event_id=event_id)
+            body["object"]["date"] = rng.choice([0, 1_000_000_000, 1_764_000_000_000, 7_258_118_400])
+            yield Case(kind, "/vk/callback", orjson.dumps(body), json_headers, None, (400,))
         elif kind == "not_object":
             raw = rng.choice([b"[]", b"[1,2]", b"42", b'"ok"', b"null", b"true", b"1e999"])
             yield Case(kind, "/vk/callback", raw, json_headers, None, (400,))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, OutOfOrderSequenceNumber
@@ -273,6 +275,7 @@ def test_the_log_filter_lets_one_line_per_message_through_per_interval_and_count
 
 # ---- the gateway on a healing producer ---------------------------------------------------------------
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GROUP = 424242
 SECRET = "unit-secret"
 
@@ -347,7 +350,7 @@ async def test_json_nested_deeper_than_can_be_stored_gets_400_too_deep_never_500
     if depth + 3 <= 254:
         assert (status, text) == (200, "ok")
     else:
-        assert status == 400 and "nested too deeply" in text, (depth, status, text)
+        assert status == 400 and "nested deeper than 253 levels" in text, (depth, status, text)
         metrics = await (await client.get("/metrics")).text()
         assert 'reason="too_deep",source="vk-callback"} 1.0' in metrics
 
@@ -364,3 +367,19 @@ async def test_a_body_larger_than_a_kafka_record_gets_413_not_503(broker, gatewa
         413,
         "payload too large: the event exceeds the largest record Kafka accepts",
     )
+
+
+async def test_a_body_dated_far_ahead_of_its_receipt_gets_400_out_of_bounds(broker, gateway_client):
+    _gateway, client = gateway_client
+    body = orjson.loads((FIXTURES / "vk" / "wall_reply_new.json").read_bytes())
+    body.update(group_id=GROUP, secret=SECRET, event_id="ahead")
+    body["object"]["date"] = 7_258_118_400  # 2200-01-01: a typo or milliseconds, never a real comment
+    resp = await client.post("/vk/callback", data=orjson.dumps(body))
+    text = await resp.text()
+    assert resp.status == 400 and text.startswith("bad request: vk object.date: 7258118400 is after received_at"), text
+    metrics = await (await client.get("/metrics")).text()
+    assert 'reason="out_of_bounds",source="vk-callback"} 1.0' in metrics
+    assert not broker.made[0].sent  # nothing produced
+    body["object"]["date"] = 1_764_000_000
+    body["event_id"] = "in-range"
+    assert await post_settled(client, broker, orjson.dumps(body)) == (200, "ok")
