@@ -109,7 +109,11 @@ class ModerationWatch:
         self.pages: dict[str, dict[str, _Visible]] = {}
         self.removed: dict[str, dict[str, int]] = {}  # page -> item -> when removed (kept REMEMBER_S)
         self._due: list[tuple[int, str, str]] = []
-        self._dirty: set[str] = set()
+        # page -> slots changed since they were last saved: "v<item>" a visible text, "x<item>" a removed one
+        self._changed: dict[str, set[str]] = {}
+
+    def _touch(self, page: str, slot: str) -> None:
+        self._changed.setdefault(page, set()).add(slot)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -148,7 +152,7 @@ class ModerationWatch:
                 entry = _Visible(ia.page, role, labels, since, due, ia.author)
                 self.pages.setdefault(ia.page, {})[ia.item] = entry
                 heapq.heappush(self._due, (due, ia.page, ia.item))
-                self._dirty.add(ia.page)
+                self._touch(ia.page, "v" + ia.item)
                 out.append(self._record("labelled", ia.item, entry, cfg, at))
         elif current is not None and ia.action == "edit":
             # Edited clean: no longer offensive; counts as removed by its author at the edit.
@@ -173,12 +177,13 @@ class ModerationWatch:
             who = "other"
         self._forget(ia.page, ia.item)
         self.removed.setdefault(ia.page, {})[ia.item] = ia.received_at
+        self._touch(ia.page, "x" + ia.item)
         return [self._removed(ia.item, current, cfg, ia.received_at, who, {})]
 
     def _forget(self, page: str, item: str) -> None:
         visible = self.pages.get(page)
         if visible is not None and visible.pop(item, None) is not None:
-            self._dirty.add(page)
+            self._touch(page, "v" + item)
             if not visible:
                 del self.pages[page]
 
@@ -193,13 +198,14 @@ class ModerationWatch:
             if current is None or current.reported or current.due_at != due:
                 continue
             current.reported = True
-            self._dirty.add(page)
+            self._touch(page, "v" + item)
             out.append(self._record("overdue", item, current, self._page_config(page), due))
         horizon = now - REMEMBER_S
         for page in list(self.removed):
             kept = {item: at for item, at in self.removed[page].items() if at >= horizon}
             if len(kept) != len(self.removed[page]):
-                self._dirty.add(page)
+                for item in self.removed[page].keys() - kept.keys():
+                    self._touch(page, "x" + item)
                 if kept:
                     self.removed[page] = kept
                 else:
@@ -244,33 +250,69 @@ class ModerationWatch:
             extra=extra,
         )
 
-    # -- persistence (one value per page, like the response engine) -------------------------------
+    # -- persistence: one piece per text, only what changed (docs/data-flow.md, "How state survives") --
 
     def take_dirty(self) -> set[str]:
-        dirty, self._dirty = self._dirty, set()
-        return dirty
+        return set(self._changed)
+
+    def page_pieces(self, page: str) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """The pieces of ``page`` changed since the last call: ("v<item>", a visible text's row) and
+        ("x<item>", when a removed text was removed) to write, and the slots gone."""
+        pieces: list[tuple[str, bytes]] = []
+        dropped: list[str] = []
+        visible = self.pages.get(page, {})
+        removed = self.removed.get(page, {})
+        for slot in sorted(self._changed.pop(page, ())):
+            item = slot[1:]
+            if slot[0] == "v":
+                v = visible.get(item)
+                if v is None:
+                    dropped.append(slot)
+                else:
+                    pieces.append((slot, orjson.dumps(self._row(v))))
+            elif item in removed:
+                pieces.append((slot, orjson.dumps(removed[item])))
+            else:
+                dropped.append(slot)
+        return pieces, dropped
+
+    def load_pieces(self, page: str, pieces: list[tuple[str, bytes]]) -> None:
+        visible: dict[str, list[Any]] = {}
+        removed: dict[str, int] = {}
+        for slot, value in pieces:
+            if slot[0] == "v":
+                visible[slot[1:]] = orjson.loads(value)
+            elif slot[0] == "x":
+                removed[slot[1:]] = orjson.loads(value)
+            else:
+                raise ValueError(f"moderation state of {page}: unknown piece {slot!r}")
+        self._restore(page, visible, removed)
+
+    @staticmethod
+    def _row(v: _Visible) -> list[Any]:
+        return [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
 
     def dump_page(self, page: str) -> bytes:
+        """One page's state as one value (the format saved before pieces; tests compare with it)."""
         visible = self.pages.get(page, {})
         return orjson.dumps(
-            {
-                "visible": {
-                    k: [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
-                    for k, v in visible.items()
-                },
-                "removed": self.removed.get(page, {}),
-            }
+            {"visible": {k: self._row(v) for k, v in visible.items()}, "removed": self.removed.get(page, {})}
         )
 
     def load_page(self, page: str, data: bytes) -> None:
+        """Restore a page from :meth:`dump_page` output; its next pieces are all of it."""
         raw = orjson.loads(data)
-        visible = {k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in raw["visible"].items()}
+        self._restore(page, raw["visible"], raw["removed"])
+        self._changed[page] = {"v" + k for k in raw["visible"]} | {"x" + k for k in raw["removed"]}
+
+    def _restore(self, page: str, rows: dict[str, list[Any]], removed: dict[str, int]) -> None:
+        visible = {k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in rows.items()}
         if visible:
             self.pages[page] = visible
         else:
             self.pages.pop(page, None)
-        if raw["removed"]:
-            self.removed[page] = dict(raw["removed"])
+        if removed:
+            self.removed[page] = dict(removed)
         else:
             self.removed.pop(page, None)
         for k, v in visible.items():

@@ -58,6 +58,7 @@ from otklik.agents.responses.state import (
     dump_page,
     event_key,
     load_page,
+    load_pieces,
 )
 from otklik.agents.responses.views import OpenItemView, PageSummary
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
@@ -103,7 +104,8 @@ class ResponseEngine:
     * :meth:`process` takes one interaction; returns the records of items whose outcome became final.
     * :meth:`tick` advances time: settles, expires, and reports open items past their deadline once.
     * :meth:`open_items`, :meth:`summary`, :meth:`snapshot` read the backlog for metrics and the read API.
-    * :meth:`dump_page` / :meth:`load_page` (de)serialise one page's state.
+    * :meth:`dump_page` / :meth:`load_page` (de)serialise one page's state as one value;
+      :meth:`page_pieces` / :meth:`load_pieces` as pieces, only what changed (the live worker's way).
 
     Two options serve ``otklik replay``, which never persists the engine and reads records only to
     print them: ``keep_event_ids`` dedupes redeliveries by the event id itself instead of its digest
@@ -185,10 +187,10 @@ class ResponseEngine:
         for state in self.pages.values():
             state.config = None
 
-    def _touched(self, state: PageState, it: Item | None = None, *, replies: bool = False) -> None:
+    def _touched(self, state: PageState, it: Item | None = None, *, replies: str | None = None) -> None:
         """``state`` changed: its page must be saved again (:meth:`take_dirty`), and the cached
-        encodings of ``it``'s row and, if ``replies``, of its kept replies are stale. Every change
-        to saved state goes through here."""
+        encodings of ``it``'s row and of the replies kept on the object ``replies`` are stale. Every
+        change to saved state goes through here."""
         self._dirty.add(state.page)
         state.changed(it, replies)
 
@@ -350,7 +352,7 @@ class ResponseEngine:
         )
         state.reply_ids.add(reply.item)
         state.replies.setdefault(reply.object_id, []).append(reply)
-        self._touched(state, replies=True)
+        self._touched(state, replies=reply.object_id)
         candidates = state.by_object.get(reply.object_id)
         if candidates is None:
             return
@@ -675,7 +677,7 @@ class ResponseEngine:
                     kept_replies = [r for r in replies if r.received_at + window >= now]
                     if len(kept_replies) == len(replies):
                         continue
-                    self._touched(state, replies=True)
+                    self._touched(state, replies=object_id)
                     for r in replies:
                         if r.received_at + window < now:
                             state.reply_ids.discard(r.item)
@@ -753,7 +755,27 @@ class ResponseEngine:
         self.pages.pop(page, None)
         if raw is None:
             return
-        state = load_page(page, raw)
+        self._adopt(load_page(page, raw))
+
+    def page_pieces(self, page: str) -> tuple[list[tuple[str, bytes]], list[str]] | None:
+        """What changed in one page's saved state since the last call, as pieces saved under their own
+        keys (see :meth:`~otklik.agents.responses.state.PageState.take_pieces`): (slot, bytes) to
+        write and the slots gone; None when the engine holds no such page."""
+        if self.keep_event_ids:
+            raise ValueError("an engine that keeps event ids verbatim (a replay's) cannot be persisted")
+        state = self.pages.get(page)
+        return None if state is None else state.take_pieces()
+
+    def load_pieces(self, page: str, pieces: list[tuple[str, bytes]]) -> None:
+        """Restore one page from the last value of each of its pieces (:meth:`page_pieces`), re-arming
+        its timers."""
+        if self.keep_event_ids:
+            raise ValueError("an engine that keeps event ids verbatim (a replay's) cannot be persisted")
+        self.pages.pop(page, None)
+        self._adopt(load_pieces(page, pieces))
+
+    def _adopt(self, state: PageState) -> None:
+        """Hold a restored page and re-arm its timers."""
         self.pages[state.page] = state
         for it in state.items.values():
             if it.reported or not self.watch_deadlines:

@@ -2,18 +2,21 @@
 
 A page's state (:class:`PageState`) is its open (or tentatively closed) items, the closed ones it
 still remembers, the page replies and the deletions it keeps for the late window, and the ids of the
-events it has seen; the live worker keeps one page per key of a faust table (:func:`dump_page`,
-:func:`load_page`; docs/data-flow.md, "How state survives").
+events it has seen; the live worker saves it in pieces, each under its own key of a faust table
+(:meth:`PageState.take_pieces`, :func:`load_pieces`; docs/data-flow.md, "How state survives").
 
 Cost of persistence
 -------------------
-The worker writes every changed page after each batch, so :func:`dump_page` costs what changed, not
-the page's size: open items are encoded in blocks of :data:`BLOCK` whose JSON is cached until one of
-their items changes, and the dedupe memory and the closed items (which grow at one end and are pruned
-from the other) keep their encoding in sealed chunks plus the entries added since the last dump
-(:class:`Log`). What remains proportional to size is joining the cached bytes (a memcpy). The output
-stays one self-contained value: :func:`load_page` restores the page from it. The engine tells the page
-what changed through one helper (``ResponseEngine._touched``).
+The worker saves what changed in each changed page after each batch, so saving costs what changed,
+not the page's size: open items are kept in blocks of :data:`BLOCK` whose JSON is cached until one of
+their items changes, the dedupe memory and the closed items (which grow at one end and are pruned
+from the other) in chunks of :data:`CHUNK` entries (:class:`Log`), the kept replies per object.
+:meth:`PageState.take_pieces` gives the blocks, chunks and objects that changed since it was last
+called, and the ones that went: the live worker writes each under its own key (docs/data-flow.md,
+"How state survives"), and :func:`load_pieces` restores the page from them. :func:`dump_page` joins
+the same cached encodings into one self-contained value (:func:`load_page` reads it, and the values
+earlier releases saved). The engine tells the page what changed through one helper
+(``ResponseEngine._touched``).
 
 Redeliveries are recognised by a 60-bit digest of the event id (:func:`event_key`), not the id itself:
 VK's ids are 40 hex characters (~90 bytes as a str, kept for a day). Among n distinct ids of one page
@@ -146,18 +149,21 @@ class Siblings:
 
 
 class Block:
-    """Up to :data:`BLOCK` consecutive open items of a page and their cached JSON rows (None: stale)."""
+    """Up to :data:`BLOCK` consecutive open items of a page and their cached JSON rows (None: stale).
+    ``slot`` numbers it within its page, in order: the live worker saves it under its own key."""
 
-    __slots__ = ("blob", "items")
+    __slots__ = ("blob", "items", "slot")
 
-    def __init__(self) -> None:
+    def __init__(self, slot: int = -1) -> None:
         self.items: list[Item] = []
         self.blob: bytes | None = None
+        self.slot = slot
 
 
-# Items per cached block of a page dump: a change re-encodes its block, a dump joins the page's
-# blocks. Small enough that one change is cheap, large enough that a block costs little.
-BLOCK = 16
+# Items per cached block of a page dump: a change re-encodes its block, and the live worker writes
+# that block (its own key); a dump joins the page's blocks. Small, since a change costs a block's rows
+# to encode and to write; large enough that a block's own overhead, in memory and as a key, stays small.
+BLOCK = 4
 _NO_BLOCK = Block()  # placeholder until the item joins its page
 
 
@@ -223,8 +229,9 @@ def _block_blob(block: Block) -> bytes:
     return blob
 
 
-# Entries per sealed chunk of a Log's cached encoding.
-CHUNK = 256
+# Entries per chunk of a Log's cached encoding. The live worker saves each chunk under its own key, and
+# the last one again at each save until it is full: small, so that a save writes little.
+CHUNK = 64
 
 
 def _encode_entries(entries: dict[Any, Any]) -> bytes:
@@ -232,21 +239,37 @@ def _encode_entries(entries: dict[Any, Any]) -> bytes:
     return orjson.dumps(entries, option=orjson.OPT_NON_STR_KEYS)[1:-1]
 
 
+class _Chunk:
+    """Up to :data:`CHUNK` consecutive entries of a :class:`Log`: how many, their encoding (None: to
+    encode again), and ``slot``, which numbers it within its log, in order."""
+
+    __slots__ = ("blob", "count", "slot")
+
+    def __init__(self, count: int, blob: bytes | None, slot: int) -> None:
+        self.count = count
+        self.blob = blob
+        self.slot = slot
+
+
 class Log(dict):  # type: ignore[type-arg]
     """A mapping that grows at its end and is pruned from its front (the dedupe memory, closed items),
-    with a cached JSON encoding: sealed chunks of consecutive entries plus the entries added since the
-    last :meth:`encode`. Reads are plain dict reads; writes go through :meth:`add`, :meth:`discard`
-    and :meth:`drop_front`, which keep the invariant *entries in order = chunks' entries + tail*.
+    with a cached JSON encoding: chunks of consecutive entries plus the entries added since the last
+    encoding. Reads are plain dict reads; writes go through :meth:`add`, :meth:`discard` and
+    :meth:`drop_front`, which keep the invariant *entries in order = chunks' entries + tail*, and
+    remember which chunks changed or went (:meth:`take_pieces`).
 
-    Nothing is cached until the first :meth:`encode`: a replay never dumps and pays nothing for it.
+    Nothing is cached until the first encoding: a replay never dumps and pays nothing for it.
     """
 
-    __slots__ = ("_chunks", "_tail")
+    __slots__ = ("_chunks", "_dirty", "_dropped", "_next", "_tail")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._chunks: list[list[Any]] | None = None  # [entry count, bytes or None when re-encoding is due]
+        self._chunks: list[_Chunk] | None = None
         self._tail: dict[Any, Any] | None = None
+        self._next = 0  # slot of the next new chunk
+        self._dirty: dict[_Chunk, None] = {}  # chunks encoded anew since the last take_pieces
+        self._dropped: list[int] = []  # slots of the chunks gone since then
 
     def add(self, key: Any, value: Any) -> None:
         if key in self:
@@ -258,13 +281,42 @@ class Log(dict):  # type: ignore[type-arg]
     def discard(self, key: Any) -> None:
         if key not in self:
             return
-        dict.__delitem__(self, key)
         tail = self._tail
         if tail is not None:
             if key in tail:
                 del tail[key]
-            else:  # inside a sealed chunk (a restored item: rare): re-encode everything at the next dump
-                self._chunks = self._tail = None
+            else:  # inside a chunk (a restored item: rare): found by its position, a walk over the log
+                position = 0
+                for k in self:
+                    if k == key:
+                        break
+                    position += 1
+                self._shrink(position)
+        dict.__delitem__(self, key)
+
+    def _shrink(self, position: int) -> None:
+        """The entry at ``position`` (inside a chunk) is going: its chunk is encoded again, or goes."""
+        chunks = self._chunks
+        assert chunks is not None
+        start = 0
+        for n, chunk in enumerate(chunks):
+            if position < start + chunk.count:
+                chunk.count -= 1
+                if chunk.count:
+                    self._stale(chunk)
+                else:
+                    del chunks[n]
+                    self._drop(chunk)
+                return
+            start += chunk.count
+
+    def _stale(self, chunk: _Chunk) -> None:
+        chunk.blob = None
+        self._dirty[chunk] = None
+
+    def _drop(self, chunk: _Chunk) -> None:
+        self._dirty.pop(chunk, None)
+        self._dropped.append(chunk.slot)
 
     def drop_front(self, keys: list[Any]) -> None:
         """Remove ``keys``, which must be the mapping's first ``len(keys)`` entries in order."""
@@ -276,17 +328,51 @@ class Log(dict):  # type: ignore[type-arg]
         n = len(keys)
         while n and chunks:
             first = chunks[0]
-            if first[0] <= n:
-                n -= first[0]
+            if first.count <= n:
+                n -= first.count
                 del chunks[0]
+                self._drop(first)
             else:
-                first[0] -= n
-                first[1] = None  # its remaining entries are re-encoded at the next dump
+                first.count -= n
+                self._stale(first)  # its remaining entries are encoded again
                 n = 0
         if n:
             tail = self._tail
             for key in keys[len(keys) - n :]:
                 del tail[key]  # type: ignore[index,union-attr]
+
+    def _fold(self) -> list[_Chunk]:
+        """Encode what changed: stale chunks again, the tail into the last chunk and new ones."""
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = []
+            self._tail = dict(self)
+        if any(chunk.blob is None for chunk in self._dirty):
+            start = 0
+            for chunk in chunks:  # a walk over the chunks only when one is stale (after a prune)
+                if chunk.blob is None:
+                    chunk.blob = _encode_entries(dict(islice(self.items(), start, start + chunk.count)))
+                start += chunk.count
+        tail = self._tail
+        if tail:
+            entries = list(tail.items())
+            done = 0
+            if chunks and chunks[-1].count < CHUNK:
+                last = chunks[-1]
+                room = entries[: CHUNK - last.count]
+                last.blob = bytes(last.blob or b"") + b"," + _encode_entries(dict(room))
+                last.count += len(room)
+                self._dirty[last] = None
+                done = len(room)
+            while done < len(entries):
+                part = entries[done : done + CHUNK]
+                chunk = _Chunk(len(part), _encode_entries(dict(part)), self._next)
+                self._next += 1
+                chunks.append(chunk)
+                self._dirty[chunk] = None
+                done += len(part)
+            self._tail = {}
+        return chunks
 
     def encode(self) -> bytes:
         """The mapping as a JSON object; costs the entries added or pruned since the last call."""
@@ -296,25 +382,31 @@ class Log(dict):  # type: ignore[type-arg]
 
     def encode_into(self, parts: list[bytes]) -> None:
         """Append the pieces of :meth:`encode` to ``parts`` (one join for the whole dump, not one each)."""
-        chunks = self._chunks
-        if chunks is None:
-            chunks = self._chunks = []
-            self._tail = dict(self)
-        if chunks and chunks[0][1] is None:
-            chunks[0][1] = _encode_entries(dict(islice(self.items(), chunks[0][0])))
-        tail = self._tail
-        if tail:
-            blob = _encode_entries(tail)
-            if chunks and chunks[-1][0] + len(tail) <= CHUNK:
-                last = chunks[-1]
-                last[0] += len(tail)
-                last[1] = last[1] + b"," + blob
-            else:
-                chunks.append([len(tail), blob])
-            self._tail = {}
+        chunks = self._fold()
         parts.append(b"{")
-        _interleave(parts, [chunk[1] for chunk in chunks])
+        _interleave(parts, [bytes(chunk.blob or b"") for chunk in chunks])
         parts.append(b"}")
+
+    def take_pieces(self, prefix: str, out: list[tuple[str, bytes]], dropped: list[str]) -> None:
+        """Append the chunks encoded anew since the last call to ``out`` as (``prefix`` + slot, entries
+        without braces), and the slots of the chunks gone to ``dropped``."""
+        self._fold()
+        for chunk in self._dirty:
+            out.append((prefix + str(chunk.slot), bytes(chunk.blob or b"")))
+        self._dirty = {}
+        for slot in self._dropped:
+            dropped.append(prefix + str(slot))
+        self._dropped = []
+
+    @staticmethod
+    def restore(chunks: list[tuple[int, int, bytes]], entries: dict[Any, Any]) -> Log:
+        """A log holding ``entries`` (in order), saved as ``chunks``: (slot, entry count, encoding) in
+        slot order, together the encoding of ``entries``; nothing is to be written again."""
+        log = Log(entries)
+        log._chunks = [_Chunk(count, blob, slot) for slot, count, blob in chunks]
+        log._tail = {}
+        log._next = chunks[-1][0] + 1 if chunks else 0
+        return log
 
 
 def _interleave(parts: list[bytes], pieces: list[bytes]) -> None:
@@ -358,9 +450,15 @@ class PageState:
     reply_ids: set[str] = field(default_factory=set)
     # event_key(event_id) -> received_at, for dedupe of redeliveries.
     events: Log = field(default_factory=Log)
-    # The open items in dump order, in blocks whose encoding is cached (see "Cost of persistence");
-    # None until the page is first dumped (a replay never dumps and pays nothing for them).
-    blocks: list[Block] | None = None
+    # The open items in dump order, in blocks whose encoding is cached (see "Cost of persistence"),
+    # as an ordered set; None until the page is first dumped (a replay never dumps and pays nothing).
+    blocks: dict[Block, None] | None = None
+    next_slot: int = 0  # of the next new block
+    # What changed since the last take_pieces: blocks to write, slots of pieces gone, the last "s" piece.
+    dirty_blocks: dict[Block, None] = field(default_factory=dict)
+    dirty_replies: set[str] = field(default_factory=set)  # objects whose kept replies changed
+    dropped: list[str] = field(default_factory=list)
+    saved_rest: bytes | None = None
     config: Any = None
     # From config, looked up once per event otherwise.
     administrators: frozenset[str] = frozenset()
@@ -383,13 +481,14 @@ class PageState:
     def _place(self, it: Item) -> None:
         blocks = self.blocks
         assert blocks is not None
-        if blocks and len(blocks[-1].items) < BLOCK:
-            block = blocks[-1]
-        else:
-            block = Block()
-            blocks.append(block)
+        block = next(reversed(blocks)) if blocks else _NO_BLOCK
+        if block is _NO_BLOCK or len(block.items) >= BLOCK:
+            block = Block(self.next_slot)
+            self.next_slot += 1
+            blocks[block] = None
         block.items.append(it)
         block.blob = None
+        self.dirty_blocks[block] = None
         it.block = block
 
     def remove_item(self, it: Item) -> None:
@@ -401,17 +500,28 @@ class PageState:
                 del self.by_object[it.object_id]
         block = it.block
         if block is not _NO_BLOCK:
+            it.block = _NO_BLOCK  # a later change to it must not mark the block it left
             block.items.remove(it)
             block.blob = None
-            if not block.items:
-                self.blocks.remove(block)  # type: ignore[union-attr]
+            if block.items:
+                self.dirty_blocks[block] = None
+            else:
+                del self.blocks[block]  # type: ignore[union-attr]
+                self.dirty_blocks.pop(block, None)
+                self.dropped.append("i" + str(block.slot))
 
-    def changed(self, it: Item | None, replies: bool) -> None:
-        """Forget the cached encodings that ``it``'s row and, if ``replies``, the kept replies had."""
+    def changed(self, it: Item | None, replies: str | None) -> None:
+        """Forget the cached encodings that ``it``'s row and the replies kept on the object
+        ``replies`` had."""
         if it is not None:
-            it.block.blob = None
-        if replies:
+            block = it.block
+            if block is not _NO_BLOCK:
+                block.blob = None
+                self.dirty_blocks[block] = None
+        if replies is not None:
             self.replies_blob = None
+            if self.blocks is not None:  # saved at least once (a replay never is)
+                self.dirty_replies.add(replies)
 
     def encoded_replies(self) -> bytes:
         blob = self.replies_blob
@@ -422,10 +532,52 @@ class PageState:
     def encoded_items(self) -> list[bytes]:
         """The open items' rows by block (each comma-separated inside), from the cached encodings."""
         if self.blocks is None:
-            self.blocks = []
+            self.blocks = {}
             for it in self.items.values():
                 self._place(it)
         return [_block_blob(block) for block in self.blocks]
+
+    def encoded_rest(self) -> bytes:
+        """Held deletions and corrections (few: the late window's, and people's)."""
+        parts = [b'{"held":', orjson.dumps(self.held) if self.held else b"{}"]
+        if self.overrides:
+            parts.append(b',"overrides":')
+            parts.append(orjson.dumps(self.overrides))
+        parts.append(b"}")
+        return b"".join(parts)
+
+    def take_pieces(self) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """What changed since the last call, as pieces the live worker saves under their own keys
+        (docs/data-flow.md, "How state survives"): (slot, bytes) to write, and the slots gone.
+
+        Slots: ``i<n>`` a block of open items (its rows, comma-separated), ``c<n>`` and ``e<n>`` a
+        chunk of the closed items and of the event digests (their entries, without braces),
+        ``r<object id>`` the page replies kept on an object (a list of rows), ``s`` the rest
+        (:meth:`encoded_rest`). Costs what changed, not the page's size; the first call on a page
+        loaded from a whole-page value (or never saved) gives every piece.
+        """
+        out: list[tuple[str, bytes]] = []
+        if self.blocks is None:
+            self.encoded_items()
+            self.dirty_replies = set(self.replies)
+        for object_id in self.dirty_replies:
+            kept = self.replies.get(object_id)
+            if kept:
+                out.append(("r" + object_id, orjson.dumps([list(r) for r in kept])))
+            else:
+                self.dropped.append("r" + object_id)
+        self.dirty_replies = set()
+        for block in self.dirty_blocks:
+            out.append(("i" + str(block.slot), _block_blob(block)))
+        self.dirty_blocks = {}
+        dropped, self.dropped = self.dropped, []
+        self.closed.take_pieces("c", out, dropped)
+        self.events.take_pieces("e", out, dropped)
+        rest = self.encoded_rest()
+        if rest != self.saved_rest:
+            out.append(("s", rest))
+            self.saved_rest = rest
+        return out, dropped
 
 
 def dump_page(state: PageState) -> bytes:
@@ -462,22 +614,88 @@ def load_page(page: str, raw: dict[str, Any]) -> PageState:
         raise ValueError(f"page state of {page}: unknown version {version!r}")
     state = PageState(sys.intern(page))
     for row in raw["items"]:
-        it = Item(*row[:11]) if version == 1 else _unrow(row)
-        siblings = state.by_object.get(it.object_id)
-        if siblings is not None:
-            it.object_id = siblings.object_id  # one string for every item on the object
-        it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
-        it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
-        state.add_item(it, siblings)
+        _load_item(state, row, version)
     state.closed = Log({k: tuple(v) for k, v in raw["closed"].items()})
+    _load_rest(state, raw)
+    if version == 1:
+        state.events = Log({event_key(k): t for k, t in raw["events"].items()})
+    else:
+        state.events = Log({int(k): t for k, t in raw["events"].items()})
+    return state
+
+
+def _load_item(state: PageState, row: list[Any], version: int) -> Item:
+    """Add the open item of a saved ``row`` (of that dump version) to ``state``."""
+    it = Item(*row[:11]) if version == 1 else _unrow(row)
+    siblings = state.by_object.get(it.object_id)
+    if siblings is not None:
+        it.object_id = siblings.object_id  # one string for every item on the object
+    it.answers = [tuple(a) for a in row[11]] if row[11] else None  # type: ignore[misc]
+    it.life = [tuple(x) for x in row[12]] if row[12] else None  # type: ignore[misc]
+    state.add_item(it, siblings)
+    return it
+
+
+def _load_rest(state: PageState, raw: dict[str, Any]) -> None:
+    """Held deletions, kept replies and corrections from a dump or an ``s`` piece."""
     state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
     for row in raw["replies"]:
         reply = Reply(*row)
         state.replies.setdefault(reply.object_id, []).append(reply)
         state.reply_ids.add(reply.item)
     state.overrides = raw.get("overrides", {})
-    if version == 1:
-        state.events = Log({event_key(k): t for k, t in raw["events"].items()})
-    else:
-        state.events = Log({int(k): t for k, t in raw["events"].items()})
+
+
+def load_pieces(page: str, pieces: list[tuple[str, bytes]]) -> PageState:
+    """The page whose pieces :meth:`PageState.take_pieces` gave (each slot's last value, any order),
+    without timers or outcomes. The encodings stay cached as loaded: nothing is written again until
+    it changes, so the first save after a restart costs what changed, as any other."""
+    state = PageState(sys.intern(page))
+    blocks: list[tuple[int, bytes]] = []
+    logs: dict[str, list[tuple[int, bytes]]] = {"c": [], "e": []}
+    rest = b'{"held":{}}'
+    replies: list[Any] = []
+    for slot, value in pieces:
+        kind = slot[:1]
+        if kind == "i":
+            blocks.append((int(slot[1:]), value))
+        elif kind == "r":
+            replies.extend(orjson.loads(value))
+        elif kind in logs and slot[1:].isdigit():
+            logs[kind].append((int(slot[1:]), value))
+        elif slot == "s":
+            rest = value
+        else:
+            raise ValueError(f"page state of {page}: unknown piece {slot!r}")
+    blocks.sort()
+    loaded: dict[Block, None] = {}
+    for number, blob in blocks:
+        block = Block(number)
+        for row in orjson.loads(b"[" + blob + b"]"):
+            it = _load_item(state, row, 2)  # blocks are None yet: the item is not placed
+            it.block = block
+            block.items.append(it)
+        block.blob = blob
+        loaded[block] = None
+    state.blocks = loaded
+    state.next_slot = blocks[-1][0] + 1 if blocks else 0
+    for kind, chunks in logs.items():
+        chunks.sort()
+        entries: dict[Any, Any] = {}
+        saved: list[tuple[int, int, bytes]] = []
+        for number, blob in chunks:
+            part = orjson.loads(b"{" + blob + b"}")
+            if kind == "c":
+                entries.update((k, tuple(v)) for k, v in part.items())
+            else:
+                entries.update((int(k), t) for k, t in part.items())
+            saved.append((number, len(part), blob))
+        if kind == "c":
+            state.closed = Log.restore(saved, entries)
+        else:
+            state.events = Log.restore(saved, entries)
+    raw = orjson.loads(rest)
+    raw["replies"] = replies
+    _load_rest(state, raw)
+    state.saved_rest = rest
     return state

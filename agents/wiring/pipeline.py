@@ -12,6 +12,7 @@ import zlib
 from typing import Any, Protocol
 
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 from faust.exceptions import ProducerSendError
 
 from otklik.agents.ingest.envelope import (
@@ -24,10 +25,12 @@ from otklik.agents.ingest.envelope import (
 from otklik.agents.registry import RegistryWatcher
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
+from otklik.agents.wiring.page_pieces import PIECE_MAX, PieceTable, page_of
 from otklik.agents.wiring.stream_clock import MAX_AHEAD_S, InputPartition, StreamClock
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 
 log = logging.getLogger("otklik.agents")
+_PARTITIONER = DefaultPartitioner()
 
 BATCH = 500  # normalize: small batches keep the latency to otklik.interactions low
 RESPONSES_BATCH = 20_000  # responses: a page touched many times in a batch is saved once
@@ -35,17 +38,14 @@ RESPONSES_WITHIN_S = 1.0
 BATCH_WITHIN_S = 0.05
 
 
-# A page's saved state is compressed (JSON of many similar rows shrinks five- to tenfold) and may be
-# up to this big: a neglected page with tens of thousands of open items must not stop the worker.
-MAX_STATE_BYTES = 8 * 1024 * 1024
-# Smaller values are saved as they are: compressing every busy page once a second cost more CPU than the
-# engine itself, and the changelog is compacted anyway.
+# Earlier releases saved a page whole, as one value, compressed when over this size; such values still
+# load (a worker upgraded in place recovers from its changelog) and are then saved again as pieces.
 COMPRESS_ABOVE = 64 * 1024
 _ZLIB = b"z"  # marks a compressed value (a JSON value never starts with it)
 
 
 def pack_state(value: bytes) -> bytes:
-    """A page's dumped state as saved in its table: compressed (and marked) when it is big."""
+    """A page's whole dumped state as earlier releases saved it: compressed (and marked) when big."""
     return _ZLIB + zlib.compress(value, 1) if len(value) > COMPRESS_ABOVE else value
 
 
@@ -58,10 +58,11 @@ class PageStateMirror:
     """A pure core's state, page by page, mirrored into a faust table.
 
     The core (the response engine, the moderation watch) keeps every page of this worker's
-    partitions in memory and says which pages changed (``take_dirty``); after each batch those are
-    written once each to the table, whose changelog makes them survive a crash. After a rebalance
-    the core is rebuilt from the table, which faust has recovered by then. The core must offer
-    ``take_dirty()``, ``dump_page(page)`` and ``load_page(page, data)``.
+    partitions in memory and says which pages changed (``take_dirty``) and what changed in each
+    (``page_pieces``); after each batch those pieces are written to the table, each under its own
+    key, whose changelog makes them survive a crash (:mod:`~otklik.agents.wiring.page_pieces`).
+    After a rebalance the core is rebuilt from the table, which faust has recovered by then. The
+    core must offer what :class:`~otklik.agents.wiring.page_pieces.PieceCore` lists.
     """
 
     def __init__(self, app, name: str, partitions: int, new_core) -> None:  # type: ignore[no-untyped-def]
@@ -76,13 +77,22 @@ class PageStateMirror:
             key_type=bytes,  # the app's serializers are "raw": the core encodes page state itself
             value_type=bytes,
             partitions=partitions,
-            # Written after a batch and by timers, outside one event's context: the key's partition
-            # comes from the producer's partitioner, the one that keyed the page's records on
-            # otklik.interactions (same key bytes, same partition count).
+            # Written after a batch and by timers, outside one event's context: the partition is the
+            # page's (see _partition_for_key), not the current event's.
             use_partitioner=True,
-            extra_topic_configs={"max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024)},
+            extra_topic_configs={
+                "max.message.bytes": str(2 * PIECE_MAX),
+                # Compaction leaves the active segment alone: small, short segments keep the part of
+                # the changelog a recovery reads beyond the live pieces small.
+                "segment.bytes": str(64 * 1024 * 1024),
+                "segment.ms": str(3600 * 1000),
+            },
         )
-        self.oversized = 0  # pages whose state was too big to save, even compressed
+        if hasattr(self.table, "partition_for_key"):  # faust's table (tests may pass a plain mapping)
+            self.table.partition_for_key = self._partition_for_key
+        self.partitions = list(range(partitions))  # of the changelog topic, from the broker once known
+        self._partition_of: dict[bytes, int] = {}
+        self.pieces = PieceTable(self.table, unpack_state)
 
         @app.on_partitions_assigned.connect
         async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -99,28 +109,27 @@ class PageStateMirror:
         # Table writes pick their partition from the producer's metadata of the changelog topic,
         # which a fresh producer may not have yet: wait for it once, here, where we may await.
         producer = self.app.producer._ensure_producer()  # faust's aiokafka producer
-        await producer.partitions_for(self.table.changelog_topic.get_topic_name())
+        found = await producer.partitions_for(self.table.changelog_topic.get_topic_name())
+        if found and sorted(found) != self.partitions:
+            self.partitions, self._partition_of = sorted(found), {}
         self.core = self.new_core()
-        pages = 0
-        for key, value in self.table.items():
-            if value:
-                self.core.load_page(key.decode(), unpack_state(value))
-                pages += 1
+        pages = self.pieces.load(self.core)
         self.loaded_generation = self.generation
         log.info("%s state rebuilt from its table: %d pages", self.table.name, pages)
 
     def save(self) -> None:
-        """Write the pages that changed (by events or by timers) once each."""
-        core = self.core
-        for page in core.take_dirty():
-            value = pack_state(core.dump_page(page))
-            if len(value) > MAX_STATE_BYTES:
-                # Saving it would fail in the producer and stop the worker; keep measuring it in memory
-                # and say so loudly (after a restart this page starts afresh from its changelog's last value).
-                self.oversized += 1
-                log.error("state of %s is %d bytes compressed, over %d: not saved", page, len(value), MAX_STATE_BYTES)
-                continue
-            self.table[page.encode()] = value
+        """Write what changed in the pages that changed (by events or by timers)."""
+        self.pieces.save(self.core)
+
+    def _partition_for_key(self, key: bytes) -> int:
+        """The changelog partition of any key of a page: the one the producer's partitioner gives the
+        page id's bytes, as it did for the page's records on otklik.interactions (same key bytes, same
+        partition count), so that a page's state is recovered by the worker that reads its events."""
+        page = page_of(key)
+        partition = self._partition_of.get(page)
+        if partition is None:
+            partition = self._partition_of[page] = _PARTITIONER(page, self.partitions, self.partitions)
+        return partition
 
 
 class Worker(Protocol):
@@ -385,7 +394,6 @@ def register_agents(otk: Worker) -> None:
 
         metrics.watch_engine(lambda: responses_state.core, stream_now)
         metrics.watch_unknown_page_events(lambda: responses_state.core.unknown_page_events)
-        metrics.watch_oversized_state("pages", lambda: responses_state.oversized)
 
     if "moderation" in settings.agents:
         from otklik.agents.moderation_watch import ModerationWatch
@@ -423,7 +431,6 @@ def register_agents(otk: Worker) -> None:
             await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
         metrics.watch_moderation(lambda: moderation_state.core)
-        metrics.watch_oversized_state("moderation", lambda: moderation_state.oversized)
 
     metrics.watch_consumer(lambda: app.consumer)
 

@@ -89,7 +89,8 @@ class OtklikApp:
             # A few milliseconds of linger turn a batch of sends into a few produce requests.
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
-            # A page's saved state may reach agents.pipeline.MAX_STATE_BYTES (compressed).
+            # Above any record the agents write (page state goes in pieces of at most
+            # agents.wiring.page_pieces.PIECE_MAX).
             producer_max_request_size=9 * 1024 * 1024,
             consumer_auto_offset_reset="earliest",
             broker_rebalance_timeout=settings.rebalance_timeout_s,

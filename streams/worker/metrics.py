@@ -194,7 +194,6 @@ class PipelineMetrics:
         )
         # page id -> (time of its last closure or breach, its config): pages with recent activity.
         self._recent: dict[str, tuple[float, Any]] = {}
-        self._oversized: dict[str, Callable[[], int]] = {}  # table -> its mirror's count
 
     # ---- called by the pipeline ---------------------------------------------------------------------
 
@@ -268,21 +267,6 @@ class PipelineMetrics:
                 lambda: [((), count())],
             )
         )
-
-    def watch_oversized_state(self, table: str, count: Callable[[], int]) -> None:
-        """Export how many times a page's state was too big to save in ``table``, read at scrape time."""
-        if not self._oversized:
-            self._registry.register(
-                _ScrapedCounter(
-                    "otklik_page_state_oversized",
-                    "Saves of a page's state skipped because it was over the size limit even compressed, by "
-                    "table (pages: the response engine, moderation: the moderation watch). The page goes on in "
-                    "memory, but a restart takes it back to its last saved state.",
-                    lambda: [((name,), n()) for name, n in sorted(self._oversized.items())],
-                    ("table",),
-                )
-            )
-        self._oversized[table] = count
 
     def watch_fast_delivery(self, stats: Callable[[], Any]) -> None:
         """Export the consumer's fast hand-over (streams/worker/fast_delivery.py): records by path, and

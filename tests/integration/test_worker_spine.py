@@ -86,4 +86,3 @@ def test_raw_records_reach_interactions_and_bad_ones_go_to_dead_letters(worker_f
     assert re.search(r'^otklik_fast_delivery_records_total\{path="fast"\} \S+$', text, re.M)
     assert re.search(r"^otklik_fast_delivery_installed 1\.0$", text, re.M)
     assert re.search(r"^otklik_unknown_page_events_total 0\.0$", text, re.M)  # every page has the defaults
-    assert re.search(r'^otklik_page_state_oversized_total\{table="pages"\} 0\.0$', text, re.M)

@@ -381,38 +381,6 @@ def test_unknown_page_events_are_the_engines_own_count_read_when_scraped() -> No
     assert "registry gives their page no rules" in _help(reg, "otklik_unknown_page_events_total")
 
 
-def test_oversized_page_states_are_counted_per_table_as_the_mirror_skips_them(monkeypatch) -> None:
-    import os
-
-    from otklik.agents.wiring import pipeline
-
-    states = {"vk:1": b"[]", "vk:2": os.urandom(4096)}  # random bytes do not compress
-
-    class Core:
-        def take_dirty(self) -> list[str]:
-            return list(states)
-
-        def dump_page(self, page: str) -> bytes:
-            return states[page]
-
-    table: dict[bytes, bytes] = {}  # what the mirror writes to faust's table
-    app = SimpleNamespace(
-        Table=lambda *args, **kwargs: table, on_partitions_assigned=SimpleNamespace(connect=lambda handler: handler)
-    )
-    monkeypatch.setattr(pipeline, "MAX_STATE_BYTES", 1024)
-    mirror = pipeline.PageStateMirror(app, "pages", 1, Core)
-    reg = CollectorRegistry()
-    metrics = PipelineMetrics(reg)
-    metrics.watch_oversized_state("pages", lambda: mirror.oversized)
-    metrics.watch_oversized_state("moderation", lambda: 0)
-    assert value(reg, "otklik_page_state_oversized_total", table="pages") == 0
-    mirror.save()
-    assert table == {b"vk:1": b"[]"}  # the small page saved, the big one skipped
-    assert value(reg, "otklik_page_state_oversized_total", table="pages") == 1
-    assert value(reg, "otklik_page_state_oversized_total", table="moderation") == 0
-    assert "over the size limit" in _help(reg, "otklik_page_state_oversized_total")
-
-
 def test_fast_delivery_records_by_path_and_whether_it_is_installed() -> None:
     from otklik.streams.worker.fast_delivery import FastDeliveryStats
 
