@@ -15,6 +15,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.exceptions import ProducerSendError
 
+from otklik.agents.ingest.bounds import received_at_problem
 from otklik.agents.ingest.envelope import (
     NormalizeTally,
     RejectedRecord,
@@ -373,6 +374,12 @@ def register_agents(otk: Worker) -> None:
                         correction = Override.parse(_loads(event.message.value))
                     except (OverrideError, ValueError) as exc:
                         await dead_letter(event, "overrides", f"not a correction: {exc}")
+                        continue
+                    # Its time goes into the page's state, which a time beyond 64 bits would keep from
+                    # being saved ever after (docs/data-flow.md, "Bounded input").
+                    problem = received_at_problem(correction.requested_at, time.time())
+                    if problem is not None:
+                        await dead_letter(event, "overrides", f"requested_at: {problem}")
                         continue
                     held = engine.override(
                         correction.page,

@@ -188,6 +188,7 @@ class OtklikApp:
             written to otklik.overrides (202 once the broker has it); 400 names what is wrong."""
 
             async def post(self, request, item: str):  # type: ignore[no-untyped-def]
+                from otklik.agents.ingest.bounds import received_at_problem
                 from otklik.schemas.overrides import Override, OverrideError
 
                 try:
@@ -200,6 +201,9 @@ class OtklikApp:
                     correction = Override.parse({**body, "item": item})
                 except OverrideError as exc:
                     return self.json({"error": str(exc)}, status=400)
+                problem = received_at_problem(correction.requested_at, time.time())
+                if problem is not None:  # the worker would dead-letter it (docs/data-flow.md, "Bounded input")
+                    return self.json({"error": f"requested_at: {problem}"}, status=400)
                 fut = await otk.topics.overrides.send(key=correction.page.encode(), value=correction.to_json())
                 await fut
                 return self.json({"accepted": correction.model_dump()}, status=202)

@@ -10,12 +10,14 @@ offsets, and the 199 records after the poison were lost without a trace.
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 
 import orjson
 import pytest
 
 from otklik.schemas.records import RawEnvelope
-from tests.reliability.conftest import consume, create_topics, metric_sum, produce_many, run
+from tests.reliability.conftest import consume, create_topics, metric_sum, produce, produce_many, run
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +63,39 @@ def test_a_poison_record_costs_itself_alone(worker_factory, kafka) -> None:
     assert metric_sum(text, "otklik_dead_letters_total") == 1
     assert metric_sum(text, "otklik_interactions_total") == RECORDS - 1
     assert worker.proc is not None and worker.proc.poll() is None
+
+
+def test_a_correction_dated_beyond_the_clock_is_refused_and_costs_nothing(worker_factory, kafka, tmp_path) -> None:
+    """A correction's time goes into its page's state: one of 1e20 could never be saved again, and
+    every later save of the page failed with it. The API refuses it (400) and the worker dead-letters
+    one written straight to otklik.overrides; the page's state keeps being saved."""
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"defaults:\n  timezone: Europe/Moscow\npages:\n  - id: vk:{GROUP}\n")
+    worker = worker_factory(registry, OTKLIK_AGENTS="normalize,responses")
+    worker.start()
+    item = f"vk:{GROUP}:wall:1:1"
+    poison = {"needs_answer": False, "by": "Петрова (ЦУР)", "note": "спам", "requested_at": 1e20}
+    request = urllib.request.Request(
+        f"{worker.web}/api/items/{item}/override",
+        method="POST",
+        data=orjson.dumps(poison),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400 and b"requested_at: 1e+20 is after the receiving clock" in refused.value.read()
+
+    run(
+        produce(
+            kafka, worker.topic("otklik.overrides"), [(f"vk:{GROUP}".encode(), orjson.dumps({**poison, "item": item}))]
+        )
+    )
+    dead = run(consume(kafka, worker.topic("otklik.dead-letters"), expect=1, timeout=30))
+    letters = [orjson.loads(m.value) for m in dead]
+    assert [letter["stage"] for letter in letters] == ["overrides"]
+    assert letters[0]["reason"].startswith("requested_at: 1e+20 is after the receiving clock")
+    # The page's state is saved after the next batch, as before the correction: nothing saved it yet.
+    run(produce(kafka, worker.topic("otklik.raw"), [comment(1, time.time() - 60)]))
+    saved = run(consume(kafka, worker.env["OTKLIK_APP_ID"] + "-pages-changelog", expect=1, timeout=30))
+    assert saved
+    assert "Crashed" not in worker.log_tail(500)
