@@ -33,6 +33,7 @@ from typing import IO, Any, Final, NamedTuple, cast
 
 import orjson
 
+from otklik.agents.ingest.bounds import received_at_problem
 from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, normalize_body, to_interactions
 from otklik.agents.ingest.vk import NormalizeError, normalize_vk
 from otklik.agents.responses.engine import ResponseEngine
@@ -153,9 +154,13 @@ def _received_at(data: dict[str, Any], number: int) -> int:
     if "received_at" not in data:
         raise ReplayError(f"line {number}: received_at: missing")
     try:
-        return parse_time(data["received_at"])
+        received_at = parse_time(data["received_at"])
     except ValueError as exc:
         raise ReplayError(f"line {number}: received_at: {exc}") from None
+    problem = received_at_problem(received_at)  # a replay has no receiving clock: the absolute bounds
+    if problem is not None:
+        raise ReplayError(f"line {number}: received_at: {problem}")
+    return received_at
 
 
 def _override(data: dict[str, Any], number: int) -> OverrideLine:

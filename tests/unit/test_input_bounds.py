@@ -282,6 +282,22 @@ def test_a_replay_reports_out_of_bounds_lines_and_keeps_the_others() -> None:
     assert "received_at" in errors[0][1] and "object.date" in errors[1][1] and "milliseconds" in errors[2][1]
 
 
+def test_a_replayed_correction_out_of_bounds_is_reported_not_a_crash() -> None:
+    registry = Registry.from_mapping({"defaults": {"timezone": "Europe/Moscow"}, "pages": [{"id": "vk:200000101"}]})
+    correction = {"item": "vk:200000101:wall:1:1", "needs_answer": False, "by": "Петрова", "note": "спам"}
+    lines = [
+        orjson.dumps({"received_at": NOW, "body": vk_comment(NOW, cid=1)}),
+        orjson.dumps({"received_at": 1e20, "override": correction}),
+        orjson.dumps({"received_at": NOW * 1000, "override": correction}),
+    ]
+    errors: list[tuple[int, str]] = []
+    rows = run_replay(lines, registry, on_error=lambda n, reason: errors.append((n, reason)))
+    assert [(r["item"], r["outcome"]) for r in rows] == [("vk:200000101:wall:1:1", "open")]
+    assert [n for n, _ in errors] == [2, 3]
+    assert errors[0][1].startswith("line 2: received_at: an integer of 67 bits is after 2100")
+    assert errors[1][1].endswith("milliseconds?")
+
+
 # ---- the views ------------------------------------------------------------------------------------------
 
 
