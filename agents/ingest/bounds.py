@@ -81,9 +81,11 @@ def _time_problem(value: Any, latest: float, what: str) -> str | None:
 def received_at_problem(value: Any, now: float | None = None) -> str | None:
     """Why ``value`` cannot be a ``received_at`` at wall time ``now`` (None: no receiving clock, as in a
     replay, which only the absolute bounds apply to), or None when it can."""
+    latest = LATEST_S if now is None else min(LATEST_S, now + MAX_AHEAD_S)
+    if (type(value) is int or type(value) is float) and EARLIEST_S <= value <= latest:
+        return None  # the usual case, before any reason is written (NaN fails the comparisons)
     if now is None:
         return _time_problem(value, LATEST_S, _iso(LATEST_S))
-    latest = min(LATEST_S, now + MAX_AHEAD_S)
     return _time_problem(value, latest, f"the receiving clock ({_iso(now)}) by more than {MAX_AHEAD_S} s")
 
 
@@ -91,6 +93,8 @@ def created_at_problem(value: Any, received_at: int) -> str | None:
     """Why ``value`` cannot be the own time of a body received at ``received_at`` (already checked), or
     None when it can: not before EARLIEST_S and not more than MAX_AHEAD_S after ``received_at``."""
     latest = received_at + MAX_AHEAD_S
+    if (type(value) is int or type(value) is float) and EARLIEST_S <= value <= latest:
+        return None
     return _time_problem(value, latest, f"received_at ({_iso(received_at)}) by more than {MAX_AHEAD_S} s")
 
 
