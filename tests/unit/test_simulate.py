@@ -864,3 +864,22 @@ def test_working_time_addition_and_measure_agree(start: int, seconds: int, zone:
     local = datetime.fromtimestamp(end, ZoneInfo(zone))
     assert holidays.country_holidays("RU").is_working_day(local.date())
     assert 9 * 3600 < local.hour * 3600 + local.minute * 60 + local.second + (end % 1) <= 18 * 3600
+
+
+def test_fast_to_kafka_without_a_start_ends_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sent with the simulated times, a stream that began now would run ahead of the worker's clock,
+    which refuses such times (docs/data-flow.md, "Bounded input"): it ends now instead."""
+    sent: list[int] = []
+
+    async def fake_produce(events, target, topic, realtime, speed):  # type: ignore[no-untyped-def]
+        assert not realtime
+        sent.extend(received_at for received_at, _ in events)
+        return len(sent)
+
+    monkeypatch.setattr("otklik.streams.tools.simulate.edges.produce", fake_produce)
+    before = time.time()
+    args = ["--pages", "3", "--rate", "5", "--duration", "600", "--seed", "4", "--fast", "--bootstrap", "127.0.0.1:1"]
+    result = CliRunner().invoke(simulate_command, args)
+    assert result.exit_code == 0, result.output
+    assert sent and min(sent) >= before - 601 and max(sent) <= time.time()
+    assert max(sent) - min(sent) > 300  # the simulated span, not squeezed

@@ -134,7 +134,8 @@ def _parse_start(value: str | None) -> int | None:
         'With --out FILE it writes JSON Lines {"received_at", "body"} (the format of `otklik replay`; '
         "'-' is stdout). Otherwise it sends to Kafka (--bootstrap, default from OTKLIK_KAFKA_BROKER or "
         "127.0.0.1:9092) paced to the simulated clock, dates moved onto the real clock (--speed runs "
-        "faster); --fast sends as fast as possible with the simulated times. --duration 0 runs until "
+        "faster); --fast sends as fast as possible with the simulated times, ending now unless --start "
+        "is given. --duration 0 runs until "
         "Ctrl-C (realtime Kafka only). --registry-out writes the page registry (YAML) that matches the "
         "simulated pages and their administrators."
     ),
@@ -226,6 +227,10 @@ def simulate_command(
     )
     if cfg.start is None:
         cfg.start = resolve_start(cfg)  # fixed once, so the registry and stream agree on "now"
+        if fast and out_path is None:
+            # Sent with the simulated times, the stream ends now: the worker refuses times ahead of
+            # its clock (docs/data-flow.md, "Bounded input").
+            cfg.start -= int(math.ceil(duration))
     if registry_out:
         write_registry(cfg, registry_out)
     began = time.perf_counter()
