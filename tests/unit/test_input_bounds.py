@@ -314,3 +314,10 @@ def test_an_item_beyond_the_clocks_calendar_fails_no_view_of_its_page() -> None:
     assert [(v.created_at, v.due_at is None) for v in views] == [(NOW - 60, False), (253402300800 + 100, True)]
     summary = engine.summary("vk:1", NOW)  # the metrics' view
     assert summary is not None and summary.open_count == 2 and summary.oldest_created_at == NOW - 60
+
+
+def test_the_normalizer_and_the_stream_clock_allow_the_same_skew() -> None:
+    """A record the normalizer accepts must not be one the stream clock ignores, nor the reverse."""
+    from otklik.agents.wiring import stream_clock
+
+    assert stream_clock.MAX_AHEAD_S == MAX_AHEAD_S
