@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, live, memory,
-gateway, moderation, triage)."""
+state-cost, gateway, moderation, triage)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
-ORDER = ["replay", "memory", "live", "gateway", "alerts", "moderation", "triage"]
+ORDER = ["replay", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage"]
 MODULES = {
     "replay": "bench.replay",
     "memory": "bench.memory",
+    "state-cost": "bench.state_cost",
     "live": "bench.live",
     "gateway": "bench.gateway",
     "alerts": "bench.alert_latency",
