@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OTK := $(VENV)/bin/otklik
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench venv native lock deb-packages kafka-start kafka-stop clean dashboards
+.PHONY: run test bench train-moderation venv native lock deb-packages kafka-start kafka-stop clean dashboards
 
 # The virtual environment, created when missing and refreshed when the dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -39,6 +39,11 @@ test: deb-packages venv
 # Benchmarks: each figure beside a baseline measured in the same run.
 bench: venv
 	bash deploy/with-services.sh $(PY) -m bench
+
+# The moderation model (agents/text/models/moderation.npz) from the corpora in shared/data/moderation (beside the repository):
+# reproducible (fixed seeds, a keyed split); not part of `make test`. Its model card: agents/text/models/README.md.
+train-moderation: venv
+	$(PY) -m training.train_moderation
 
 # Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json (a unit test fails when they are stale).
 dashboards: venv

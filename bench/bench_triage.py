@@ -93,9 +93,9 @@ def main() -> None:
                 print(f"  [{r['group']}] {r['text']!r} -> {d.reason}")
 
     if args.with_detector:
-        from otklik.agents.text.moderation import default_detector
+        from otklik.agents.text.moderation import rule_detector  # triage's fast path: the rules alone
 
-        use_moderation_detector(default_detector().labels)
+        use_moderation_detector(rule_detector().labels)
     detector = "external detector on" if args.with_detector else "own rules only"
 
     # The rules' own cost, as this figure always meant: with the memo on, every pass after the first would

@@ -234,14 +234,18 @@ def _filter_lines(function) -> None:  # type: ignore[no-untyped-def]
 
 
 @main.command()
-def moderate() -> None:
+@click.option(
+    "--explain", is_flag=True, help="Also print, per label, which rule or model decided it, its score and evidence."
+)
+def moderate(explain: bool) -> None:
     """Label texts for moderation: JSON Lines {"id", "text"} on standard input, {"id", "labels": [...]} out.
 
     Labels: obscene, insult, threat, spam, flood; an empty list when the text is clean. A malformed line
-    gives {"id": null, "error": "..."} and the rest is still processed."""
+    gives {"id": null, "error": "..."} and the rest is still processed. The rules and the trained model
+    decide together (docs/moderation.md)."""
     from otklik.agents.text.moderation import moderate_lines
 
-    _filter_lines(moderate_lines)
+    _filter_lines(lambda lines: moderate_lines(lines, explain=explain))
 
 
 @main.command()

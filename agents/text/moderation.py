@@ -57,17 +57,23 @@ from typing import Any, Protocol
 import orjson
 
 from otklik.agents.text.moderation_lexicon import (
+    AD_CONTACT,
     AD_CUES,
+    AD_OFFERS,
     BODY_PARTS,
     BODY_VERBS,
     CALL_CUES,
+    CALL_PHRASES,
     HANDLE,
     INSULT_OBSCENE,
+    INSULT_STEMS,
     INSULT_STRONG,
     INSULT_WEAK,
     KEYBOARD_4GRAMS,
+    KILL_CALL_ALONE,
     KILL_CALL_VERBS,
     MASK_FILL,
+    NOT_A_CALL,
     NOUN_PERSONS,
     OBSCENE_FORMS,
     OFFICIAL_LINK,
@@ -84,16 +90,20 @@ from otklik.agents.text.moderation_lexicon import (
     WEAPONS,
     looks_obscene,
 )
-from otklik.agents.text.normalize import collapse_repeats, fold, normalized_key, tokenize
+from otklik.agents.text.moderation_model import model_doc
+from otklik.agents.text.normalize import Tokens, collapse_repeats, fold, normalized_key, strip_markup, tokenize
 
 __all__ = [
     "LABELS",
     "Detector",
     "FloodTracker",
+    "ModelDetector",
     "RuleDetector",
     "SpamRepeatTracker",
+    "Verdict",
     "default_detector",
     "moderate_lines",
+    "rule_detector",
 ]
 
 LABELS: tuple[str, ...] = ("obscene", "insult", "threat", "spam", "flood")
@@ -155,31 +165,55 @@ class RuleDetector:
     def __init__(self) -> None:
         self._morph = _Morph()
         self._obscene_word = lru_cache(maxsize=200_000)(self._obscene_word_uncached)
+        self.obscene_word = self._obscene_word  # one normalised word: does a мат rule call it obscene?
+        self.model_token = lru_cache(maxsize=200_000)(self._model_token)
+
+    def _model_token(self, word: str) -> str:
+        """A word as :func:`model_input` shows it to the model."""
+        if self._obscene_word(word):
+            return MAT_TOKEN
+        parses = self._morph.parse(word)
+        if parses and parses[0][2]:
+            # The insult lexicon is the rules' to judge, in context ("тупая отписка" is criticism, "вы
+            # тупые" an insult): the model never sees those words, so it learns the other cues.
+            if parses[0][0] in INSULT_WEAK or parses[0][0] in INSULT_STRONG:
+                return ""
+            return "=" + parses[0][0]
+        return word
 
     # ------------------------------------------------------------------ public
 
     def labels(self, text: str) -> frozenset[str]:
+        return frozenset(self.explain(text))
+
+    def explain(self, text: str) -> dict[str, str]:
+        """Each label found, with the rule's evidence (the word or pattern that decided it)."""
+        # VK's reply markup names a person, never content: "[id1|Иван], да" is no flood (docs/moderation.md).
+        text = strip_markup(text)
+        return self.explain_tokens(text, tokenize(text))
+
+    def explain_tokens(self, text: str, tokens: Tokens) -> dict[str, str]:
+        """As :meth:`explain`, for a text already stripped of markup and its ``tokenize`` result."""
         if not text or text.isspace():
-            return frozenset()
-        tokens = tokenize(text)
+            return {}
         prepared = _Text(fold(text), tokens.words, tokens.joined)
-        found: set[str] = set()
-        if self._is_obscene(prepared):
-            found.add("obscene")
-        if self._is_insult(prepared):
-            found.add("insult")
-        if self._is_threat(prepared):
-            found.add("threat")
-        if self._is_spam(prepared):
-            found.add("spam")
-        if self._is_flood(prepared):
-            found.add("flood")
-        return frozenset(found)
+        found: dict[str, str] = {}
+        for label, check in (
+            ("obscene", self._is_obscene),
+            ("insult", self._is_insult),
+            ("threat", self._is_threat),
+            ("spam", self._is_spam),
+            ("flood", self._is_flood),
+        ):
+            evidence = check(prepared)
+            if evidence:
+                found[label] = evidence
+        return found
 
     # ------------------------------------------------------------------ obscene
 
-    def _is_obscene(self, t: _Text) -> bool:
-        return any(self._obscene_word(w) for w in itertools.chain(t.words, t.joined))
+    def _is_obscene(self, t: _Text) -> str | None:
+        return next((f"мат: {w}" for w in itertools.chain(t.words, t.joined) if self._obscene_word(w)), None)
 
     def _obscene_word_uncached(self, word: str) -> bool:
         if word in OBSCENE_FORMS:
@@ -213,18 +247,22 @@ class RuleDetector:
 
     # ------------------------------------------------------------------ insult
 
-    def _is_insult(self, t: _Text) -> bool:
+    def _is_insult(self, t: _Text) -> str | None:
         words = t.words
         lemma_sets = [self._morph.lemmas(w) for w in words]
         for i, word in enumerate(words):
-            if INSULT_OBSCENE.search(collapse_repeats(word)):
-                return True
+            squeezed = collapse_repeats(word)
+            if INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed):
+                return f"derogatory name: {word}"
             lemmas = lemma_sets[i]
             if lemmas & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
-                return True
+                return f"derogatory name: {word}"
             if lemmas & INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
-                return True
-        return False
+                return f"aimed at people: {word}"
+        for word in t.joined:  # disguised by separators or spelt-out letters: "у.р.о.д"
+            if self._morph.lemmas(word) & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
+                return f"derogatory name: {word}"
+        return None
 
     def _innocent_reading(self, word: str, lexicon: frozenset[str]) -> bool:
         """The dictionary's most likely reading of the word is not in the lexicon (сучки → сучок)."""
@@ -244,30 +282,39 @@ class RuleDetector:
 
     # ------------------------------------------------------------------ threat
 
-    def _is_threat(self, t: _Text) -> bool:
+    def _is_threat(self, t: _Text) -> str | None:
         plain = " ".join(t.words)
-        if THREAT_PHRASES.search(plain):
-            return True
+        phrase = THREAT_PHRASES.search(plain) or CALL_PHRASES.search(plain)
+        if phrase:
+            return f"phrase: {phrase.group(0)}"
         words = t.words
         lemma_sets = [self._morph.lemmas(w) for w in words]
-        has_call_cue = any(w in CALL_CUES for w in words)
         for i, word in enumerate(words):
             if word in THREAT_FORMS:
-                return True
+                return f"threat: {word}"
             lemmas = lemma_sets[i]
             if not (lemmas & (THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS)) and lemmas.isdisjoint({"прийти"}):
                 continue
             for lemma, tag, _known in self._morph.parse(word):
                 if "VERB" in tag and "1per" in tag and "past" not in tag:
                     if lemma in THREAT_VERBS:
-                        return True
+                        return f"announced violence: {word}"
                     if lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
-                        return True
+                        return f"announced violence: {word}"
                     if lemma == "прийти" and self._near(lemma_sets, i, WEAPONS, span=5):
-                        return True
-                if "INFN" in tag and lemma in KILL_CALL_VERBS and has_call_cue:
-                    return True
-        return False
+                        return f"announced violence: {word}"
+                if "INFN" in tag and lemma in KILL_CALL_VERBS and self._is_call(words, i, lemma):
+                    return f"call to kill: {word}"
+        return None
+
+    @staticmethod
+    def _is_call(words: tuple[str, ...], i: int, lemma: str) -> bool:
+        """An infinitive of killing is a call: alone for executions ("расстрелять!", "казнить на месте"),
+        with a cue for verbs that have innocent uses ("их бы просто пристрелить", "сразу вешать"); never
+        negated or reported ("не надо вешать", "обещал расстрелять", "хотели убить")."""
+        if any(w in NOT_A_CALL for w in words[max(0, i - 3) : i]):
+            return False
+        return lemma in KILL_CALL_ALONE or any(w in CALL_CUES for w in words)
 
     @staticmethod
     def _near(lemma_sets: list[frozenset[str]], i: int, lexicon: frozenset[str], span: int = 3) -> bool:
@@ -276,37 +323,49 @@ class RuleDetector:
 
     # ------------------------------------------------------------------ spam
 
-    def _is_spam(self, t: _Text) -> bool:
+    def _is_spam(self, t: _Text) -> str | None:
+        """A link or a contact, or an offer with a contact, or a pattern only ads use; a commercial word
+        alone ("недорого для СПБ", "продают крепкие напитки") is ordinary talk (docs/moderation.md)."""
         text = t.folded
         for match in URL.finditer(text):
             if not OFFICIAL_LINK.search(match.group(0)):
-                return True
-        if HANDLE.search(text) or AD_CUES.search(text):
-            return True
-        return bool(PHONE.search(text)) and not OWN_CONTACT.search(text)
+                return f"link: {match.group(0)}"
+        handle = HANDLE.search(text)
+        if handle:
+            return f"handle: {handle.group(0)}"
+        pattern = AD_CUES.search(text)
+        if pattern:
+            return f"ad pattern: {pattern.group(0)}"
+        phone = PHONE.search(text)
+        offer = AD_OFFERS.search(text)
+        if offer and (phone or AD_CONTACT.search(text)):
+            return f"offer with a contact: {offer.group(0)}"
+        if phone and not OWN_CONTACT.search(text):
+            return f"phone: {phone.group(0)}"
+        return None
 
     # ------------------------------------------------------------------ flood
 
-    def _is_flood(self, t: _Text) -> bool:
+    def _is_flood(self, t: _Text) -> str | None:
         dense = "".join(t.folded.split())
         if len(dense) < 5:
-            return False
+            return None
         # Runs of one character ("аааааа", "!!!!!!", "😡😡😡😡") or of a short unit ("хахаха").
         covered = sum(len(m.group(0)) for m in RUN4.finditer(dense))
         if covered >= 0.7 * len(dense):
-            return True
+            return "one character repeated"
         covered = sum(len(m.group(0)) for m in UNIT_REPEAT.finditer(dense))
         if covered >= 0.7 * len(dense):
-            return True
+            return "a short unit repeated"
         raw_words = [w for w in re.split(r"[\W_]+", t.folded) if w]
         if not raw_words:
-            return False
+            return None
         # The same word or two over and over ("ответьте ответьте ответьте …").
         if len(raw_words) >= 8 and len(set(raw_words)) <= 0.3 * len(raw_words):
-            return True
+            return "the same words over and over"
         # Keyboard mash: unknown words of a few letters or along a keyboard row.
         mash_letters = sum(len(w) for w in raw_words if self._is_mash(w))
-        return mash_letters >= 0.6 * sum(len(w) for w in raw_words)
+        return "keyboard mash" if mash_letters >= 0.6 * sum(len(w) for w in raw_words) else None
 
     def _is_mash(self, word: str) -> bool:
         if len(word) < 5 or word.isdigit():
@@ -320,9 +379,88 @@ class RuleDetector:
 
 
 @lru_cache(maxsize=1)
-def default_detector() -> Detector:
-    """The shared default detector, built once per process (loading pymorphy3 takes ~0.1 s)."""
+def rule_detector() -> RuleDetector:
+    """The rules alone, built once per process (loading pymorphy3 takes ~0.1 s): triage's fast path."""
     return RuleDetector()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One label of one text: what decided it (``rules`` or ``model``), its score and the evidence."""
+
+    label: str
+    by: str
+    score: float
+    evidence: str
+
+
+# The model's heads and the label each one gives (docs/moderation.md, "The trained model").
+_HEAD_LABEL = {"toxic": "insult", "threat": "threat"}
+
+
+class ModelDetector:
+    """The full detector: the rules, then the trained model (:mod:`.moderation_model`) for what no rule
+    lists. A rule's label scores 1.0; the model adds ``insult`` (its ``toxic`` head) and ``threat`` when
+    its score reaches the threshold written in the model file. The model never removes a rule's label."""
+
+    def __init__(self, rules: RuleDetector | None = None, model: Any | None = None) -> None:
+        from otklik.agents.text.moderation_model import load_model  # numpy, scikit-learn: only when built
+
+        self.rules = rules if rules is not None else rule_detector()
+        self.model = model if model is not None else load_model()
+
+    def labels(self, text: str) -> frozenset[str]:
+        return frozenset(v.label for v in self.explain(text))
+
+    def explain(self, text: str) -> list[Verdict]:
+        """Every label found, rules first; the model's heads are scored on every text with words."""
+        return self.explain_scores(text)[0]
+
+    def explain_scores(self, text: str) -> tuple[list[Verdict], dict[str, float]]:
+        """:meth:`explain` and the model's score per head (empty when the text has no words)."""
+        # One normalisation for both (docs/moderation.md, "One text pipeline").
+        text = strip_markup(text)
+        tokens = tokenize(text)
+        found_by_rules = self.rules.explain_tokens(text, tokens)
+        verdicts = [Verdict(label, "rules", 1.0, why) for label, why in found_by_rules.items()]
+        found = set(found_by_rules)
+        scores: dict[str, float] = {}
+        if tokens.words:
+            scores = self.model.scores_doc(model_input(self.rules, tokens))
+            for head, label in _HEAD_LABEL.items():
+                threshold = self.model.thresholds[head]
+                # The model adds what no rule found: its toxic head also fires on мат, threats, and on the
+                # spam and flood it was never trained on (docs/moderation.md, "The trained model").
+                if label == "insult" and found:
+                    continue
+                if label == "threat" and found & {"spam", "flood"}:
+                    continue
+                if label not in found and scores[head] >= threshold:
+                    verdicts.append(
+                        Verdict(label, "model", scores[head], f"{head} {scores[head]:.2f} ≥ {threshold:.2f}")
+                    )
+        return verdicts, scores
+
+
+MAT_TOKEN = "<мат>"
+
+
+def model_input(rules: RuleDetector, tokens: Tokens) -> str:
+    """The text as the model sees it (training and service alike): every word the мат rules recognise
+    becomes one token, the insult lexicon's words are left out, every other word the dictionary knows
+    becomes ``=lemma``, and only the rest (disguised,
+    misspelt, slang) is left as written, for character n-grams. So the model never learns мат's or a
+    dictionary word's letters and is not fooled where the dictionary knows better (употреблять, бляшки,
+    дебаты), while inflections share one feature."""
+    words = tuple(t for t in map(rules.model_token, tokens.words) if t)
+    return model_doc(words, tuple(t for t in map(rules.model_token, tokens.joined) if t))
+
+
+@lru_cache(maxsize=1)
+def default_detector() -> Detector:
+    """The shared full detector (rules + model), built once per process: what the moderation agent and
+    ``otklik moderate`` use. Triage uses :func:`rule_detector`, its fast path."""
+    return ModelDetector()
 
 
 # --------------------------------------------------------------------------- repetition trackers
@@ -429,12 +567,34 @@ def _error(reason: str) -> str:
     return orjson.dumps({"id": None, "error": reason}).decode()
 
 
-def moderate_lines(lines: Iterable[bytes | str], detector: Detector | None = None) -> Iterator[str]:
+def _explained(det: Detector, text: str) -> dict[str, Any]:
+    """``--explain``'s fields: per label what decided it, the score and the evidence; the model's scores."""
+    if isinstance(det, ModelDetector):
+        verdicts, scores = det.explain_scores(text)
+    elif isinstance(det, RuleDetector):
+        verdicts, scores = [Verdict(label, "rules", 1.0, why) for label, why in det.explain(text).items()], {}
+    else:
+        verdicts, scores = [Verdict(label, type(det).__name__, 1.0, "") for label in det.labels(text)], {}
+    return {
+        "labels": sorted({v.label for v in verdicts}),
+        "explain": [
+            {"label": v.label, "by": v.by, "score": round(v.score, 3), "evidence": v.evidence}
+            for v in sorted(verdicts, key=lambda v: v.label)
+        ],
+        "model_scores": {head: round(score, 3) for head, score in scores.items()},
+    }
+
+
+def moderate_lines(
+    lines: Iterable[bytes | str], detector: Detector | None = None, explain: bool = False
+) -> Iterator[str]:
     """``otklik moderate``: JSON Lines ``{"id", "text"}`` in, ``{"id", "labels": [...]}`` out, one per line.
 
     Labels are sorted, ``[]`` when clean. A line that cannot be used yields
     ``{"id": null, "error": "<reason>"}`` and processing goes on. Blank lines are skipped. The
-    yielded strings carry no trailing newline.
+    yielded strings carry no trailing newline. With ``explain``, each output also has ``explain``
+    (per label: ``by`` ``rules`` or ``model``, ``score``, ``evidence``) and ``model_scores`` (the
+    model's score per head, whether or not it reached its threshold).
     """
     det = detector if detector is not None else default_detector()
     for number, line in enumerate(lines, start=1):
@@ -463,6 +623,9 @@ def moderate_lines(lines: Iterable[bytes | str], detector: Detector | None = Non
         text = record.get("text")
         if not isinstance(text, str):
             yield _error(f"line {number}: field 'text' must be a string")
+            continue
+        if explain:
+            yield orjson.dumps({"id": record["id"], **_explained(det, text)}).decode()
             continue
         labels = sorted(det.labels(text))
         yield orjson.dumps({"id": record["id"], "labels": labels}).decode()

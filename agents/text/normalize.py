@@ -11,7 +11,10 @@ that a detector can look at plain lowercase Cyrillic words:
 * separators inside a word: ``п.и.з.д.е.ц``, ``пи-здец`` → ``пиздец`` (offered as an extra
   candidate next to the parts, so ``бляха-муха`` still yields ``бляха`` and ``муха``);
 * letters spelt out with spaces: ``х у й`` → ``хуй`` (a run of three or more single letters);
-* repeated letters: :func:`collapse_repeats` squeezes ``хууууй`` → ``хуй`` for matching stems.
+* repeated letters: :func:`collapse_repeats` squeezes ``хууууй`` → ``хуй`` for matching stems;
+* platform markup: :func:`strip_markup` drops VK's reply markup (``[id123|Иван]``, ``[club1|…]``) and
+  ``@id123 (Иван)`` mentions, which name a person and say nothing about the content (triage reads
+  the same patterns, :data:`VK_MENTION` and :data:`AT_MENTION`, to learn who is addressed).
 
 Masking characters (``*``, ``#``) stand for hidden letters and are kept as ``*`` so a detector can
 decide what they hide. Nothing here knows any word list: it only changes spelling.
@@ -24,12 +27,15 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "AT_MENTION",
     "INVISIBLE_CHARS",
     "STRIP_INVISIBLE",
+    "VK_MENTION",
     "Tokens",
     "collapse_repeats",
     "fold",
     "normalized_key",
+    "strip_markup",
     "tokenize",
     "transliterate",
     "unmask_lookalikes",
@@ -38,6 +44,13 @@ __all__ = [
 # Invisible characters used to split a word without showing it.
 INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"  # soft hyphen, zero-width ones, BOM …
 STRIP_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARS), None)  # a str.translate table
+
+# VK writes a reply's addressee as "[id123|Иван]" (a person) or "[club123|Name]" (a community);
+# users also type "@id123 (Иван)" or "@nickname". Group 1 of VK_MENTION is the kind of addressee.
+VK_MENTION = re.compile(r"\[(id|club|public)\d+\|[^\]]*\]", re.IGNORECASE)
+AT_MENTION = re.compile(r"@[\w.]+(?:\s*\([^)]*\))?")
+# Only numeric VK ids are markup for moderation: "@nickname" may be a Telegram handle in an ad.
+_AT_VK_ID = re.compile(r"@(?:id|club|public)\d+(?:\s*\([^)]*\))?", re.IGNORECASE)
 
 # Latin letters, digits and symbols that look like a Cyrillic letter (after lowercasing).
 # Only applied inside words that already contain Cyrillic, where the intent is unambiguous.
@@ -57,6 +70,7 @@ _LOOKALIKE = str.maketrans(
         "u": "и",
         "x": "х",
         "y": "у",
+        "z": "з",
         "h": "н",
         "i": "и",
         "0": "о",
@@ -121,7 +135,9 @@ _VOWELS_LATIN = frozenset("aeiouy")
 # Characters that writers put between the letters of one word.
 _SEPARATORS = ".-_'’`·•|/\\~^+,:"
 _SEP_SPLIT = re.compile("[" + re.escape(_SEPARATORS) + "]+")
-_MASK = re.compile(r"[*#]")
+_MASK = re.compile(r"[*#%]")
+# "3.14" read aloud is "пи": "3.14дорас" → "пидорас".
+_PI = re.compile(r"3[.,]14(?=[^\W\d_])")
 _DOTS_MASK = re.compile(r"(?<=[^\W\d_])(?:\.{2,}|…)(?=[^\W\d_])")
 _HAS_CYRILLIC = re.compile(r"[а-я]")
 _HAS_LATIN = re.compile(r"[a-z]")
@@ -142,6 +158,15 @@ def fold(text: str) -> str:
             "NFC", "".join(ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch))
         )
     return text.replace("ё", "е")
+
+
+def strip_markup(text: str) -> str:
+    """Drop VK's reply markup and ``@id123 (Имя)`` mentions; the rest of the text is unchanged."""
+    if "[" in text:
+        text = VK_MENTION.sub(" ", text)
+    if "@" in text:
+        text = _AT_VK_ID.sub(" ", text)
+    return text
 
 
 def collapse_repeats(word: str, keep: int = 1) -> str:
@@ -198,7 +223,13 @@ def _chunk_words(chunk: str) -> tuple[list[str], str | None]:
     chunk = chunk.strip(_SEPARATORS + '"«»()[]{}<>!?;…—–')
     if not chunk or not _WORD_CHARS.search(chunk):
         return [], None
+    if "3" in chunk:
+        chunk = _PI.sub("пи", chunk)
+    alternative = None
     if _HAS_CYRILLIC.search(chunk):
+        if "h" in chunk:
+            # "h" is "н" by shape and "х" by sound ("шлюhа"): offer the second reading too.
+            alternative = chunk.replace("h", "х").translate(_LOOKALIKE)
         chunk = chunk.translate(_LOOKALIKE)
     elif _HAS_LATIN.search(chunk) and not any(ch.isdigit() for ch in chunk):
         # A Latin-only word: read it as transliterated Russian (English words rarely matter here).
@@ -209,6 +240,9 @@ def _chunk_words(chunk: str) -> tuple[list[str], str | None]:
     chunk = "".join(ch for ch in chunk if ch.isalnum() or ch == "*" or ch in _SEPARATORS)
     parts = [p for p in _SEP_SPLIT.split(chunk) if p]
     joined = "".join(parts) if len(parts) > 1 else None
+    if alternative is not None:
+        alternative = "".join(ch for ch in _MASK.sub("*", alternative) if ch.isalnum() or ch == "*")
+        joined = f"{joined} {alternative}" if joined else alternative
     return parts, joined
 
 
@@ -221,7 +255,7 @@ def tokenize(text: str) -> Tokens:
         parts, whole = _chunk_words(chunk)
         words.extend(parts)
         if whole is not None:
-            joined.append(whole)
+            joined.extend(whole.split(" "))
     for match in _SPELLED_OUT.finditer(folded):
         letters = "".join(ch for ch in match.group(0) if ch.isalpha())
         joined.append(unmask_lookalikes(letters) if _HAS_CYRILLIC.search(letters) else transliterate(letters))

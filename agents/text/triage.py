@@ -27,7 +27,8 @@ Needs an answer (``needs_answer=True``):
 Offensive content and spam are never excluded (docs/triage.md, "Offensive content and spam"). The check here is
 a small conservative one of our own (links, phone numbers, ad phrases, obvious obscene and insulting roots,
 threats), which runs first and names the reason. When ``otklik.agents.text.moderation`` is importable, its
-``default_detector().labels(text)`` (loaded lazily, once) is consulted *in addition* for every text our
+``rule_detector().labels(text)`` (the rules alone, triage's fast path: the trained model runs in the
+moderation agent; loaded lazily, once) is consulted *in addition* for every text our
 rules would exclude: any label but ``flood`` turns "no answer" into "needs answer" (reason ``spam`` for
 its spam label, ``offensive`` for the others). It never turns "needs answer" into "no answer", it does
 not rename the reason of a text that needs an answer anyway (its labels go to ``otklik.moderation``),
@@ -44,7 +45,7 @@ from typing import Any, Final, Literal, NamedTuple, cast
 
 import orjson
 
-from otklik.agents.text.normalize import INVISIBLE_CHARS
+from otklik.agents.text.normalize import AT_MENTION, INVISIBLE_CHARS, VK_MENTION
 from otklik.agents.text.normalize import STRIP_INVISIBLE as _INVISIBLE  # the table textnorm.fold uses
 from otklik.agents.text.triage_lexicon import (
     ACK,
@@ -118,10 +119,9 @@ class TriageDecision:
 
 # --- normalisation ---------------------------------------------------------------------------------------
 
-# VK writes a reply's addressee as "[id123|Иван]" (a person) or "[club123|Name]" (a community);
-# users also type "@id123 (Иван)" or "@nickname".
-_VK_MENTION = re.compile(r"\[(id|club|public)\d+\|[^\]]*\]")
-_AT_MENTION = re.compile(r"@[\w.]+(?:\s*\([^)]*\))?")
+# VK's reply markup ("[id123|Иван]") and "@id123 (Иван)" / "@nickname": the patterns moderation strips too.
+_VK_MENTION = VK_MENTION
+_AT_MENTION = AT_MENTION
 _WORD = re.compile(r"[a-zа-я0-9]+")
 _INNER_HYPHEN = re.compile(r"(?<=[a-zа-я])-(?=[a-zа-я])")
 
@@ -172,7 +172,7 @@ def _external_moderation(text: str) -> str | None:
         try:
             from otklik.agents.text import moderation  # lazy: another engineer's module, maybe not ready
 
-            _detector_labels = moderation.default_detector().labels
+            _detector_labels = moderation.rule_detector().labels
         except Exception:
             _detector_labels = None
     if _detector_labels is None:

@@ -1,0 +1,134 @@
+"""The trained part of moderation: a linear model over hashed character and word n-grams (pure core).
+
+The rules of :mod:`otklik.agents.text.moderation` name what a policy can list (мат, named insults,
+calls to kill, spam patterns); this model scores what they cannot: rude and insulting talk without a
+listed word, and threats in other words. It is a logistic regression per head (``toxic``,
+``threat``) over features that scikit-learn's stateless ``HashingVectorizer`` hashes from the text
+as ``moderation.model_input`` normalises it (:func:`analyze`), L2-normalised. Only the coefficients ship: ``models/moderation.npz`` inside
+the package (no pickle: plain arrays), with the thresholds chosen on out-of-fold predictions and
+written beside them. ``training/train_moderation.py`` (``make train-moderation``) writes it; the
+model card is ``agents/text/models/README.md``.
+
+Nothing is read at import: :func:`load_model` reads the file (through ``importlib.resources``) on
+first use, and scikit-learn is imported then too.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+__all__ = ["HEADS", "N_FEATURES", "LinearModel", "analyze", "load_model", "model_doc", "vectorizer"]
+
+MODEL_FILE = "moderation.npz"
+HEADS: tuple[str, ...] = ("toxic", "threat")
+# The size of the hashed feature space; the training command and the service share it (and analyze).
+N_FEATURES = 2**18
+
+
+def model_doc(words: tuple[str, ...], joined: tuple[str, ...]) -> str:
+    """Model tokens (``moderation.model_input``) as one document, one space between them."""
+    return " ".join((*words, *joined))
+
+
+def analyze(doc: str) -> list[str]:
+    """The features of a model document: each token, each pair of neighbouring tokens, and character
+    2–5-grams (with a space at either end) of the tokens left as written; a dictionary word (``=lemma``)
+    or the мат token (``<мат>``) is one feature."""
+    tokens = doc.split()
+    grams = list(tokens)
+    grams.extend(f"{a} {b}" for a, b in itertools.pairwise(tokens))
+    for token in tokens:
+        if token[0] in "=<":
+            continue
+        padded = f" {token} "
+        for n in range(2, 6):
+            grams.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+    return grams
+
+
+def vectorizer() -> Any:
+    """Counts, not yet normalised (:meth:`LinearModel.margin` and training normalise them the same way)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(analyzer=analyze, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype="float32")
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Coefficients and intercept per head, and the per-head thresholds of the model card."""
+
+    coef: dict[str, Any]  # head -> dense float32 vector of N_FEATURES
+    intercept: dict[str, float]
+    thresholds: dict[str, float]
+    meta: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_vectorizer", vectorizer())
+
+    def scores_doc(self, doc: str) -> dict[str, float]:
+        """Probability-like score per head for one document (``moderation.model_input``)."""
+        import math
+
+        import numpy as np
+        import sklearn
+
+        if not doc:
+            return dict.fromkeys(self.coef, 0.0)
+        # Parameter checks cost more than the hashing for one short text; the inputs here are ours.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            x = self._vectorizer.transform((doc,))  # type: ignore[attr-defined]
+        values = x.data
+        norm = float(np.sqrt(values @ values)) or 1.0
+        out = {}
+        for head, vector in self.coef.items():
+            margin = float(values @ vector[x.indices]) / norm + self.intercept[head]
+            out[head] = 1.0 / (1.0 + math.exp(-margin))
+        return out
+
+    def to_bytes(self) -> bytes:
+        import numpy as np
+
+        arrays: dict[str, Any] = {}
+        for head, vector in self.coef.items():
+            # Sparse on disk: most hashed features never occur in training and stay zero.
+            nz = np.flatnonzero(vector)
+            arrays[f"{head}.index"] = nz.astype(np.int32)
+            arrays[f"{head}.value"] = vector[nz].astype(np.float16)
+        header = {"intercept": self.intercept, "thresholds": self.thresholds, "meta": self.meta}
+        arrays["header"] = np.frombuffer(json.dumps(header, ensure_ascii=False).encode(), dtype=np.uint8)
+        # np.savez's layout, written with a fixed timestamp so that the same training gives the same bytes.
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w") as f:
+                    np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LinearModel:
+        import numpy as np
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            header = json.loads(arrays["header"].tobytes().decode())
+            coef: dict[str, Any] = {}
+            for head in header["intercept"]:
+                vector = np.zeros(N_FEATURES, dtype=np.float32)
+                vector[arrays[f"{head}.index"]] = arrays[f"{head}.value"].astype(np.float32)
+                coef[head] = vector
+        return cls(coef, {h: float(v) for h, v in header["intercept"].items()}, header["thresholds"], header["meta"])
+
+
+@lru_cache(maxsize=1)
+def load_model() -> LinearModel:
+    """The model shipped in the package, read once per process."""
+    data = resources.files("otklik.agents.text").joinpath("models", MODEL_FILE).read_bytes()
+    return LinearModel.from_bytes(data)

@@ -1,0 +1,236 @@
+"""Issue 18: what people actually write. The known misses of the rules, VK markup, spam that needs more
+than a commercial word, the trained model shipped in the package, and ``otklik moderate --explain``."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from otklik.agents.text.moderation import (
+    MAT_TOKEN,
+    ModelDetector,
+    RuleDetector,
+    default_detector,
+    model_input,
+    moderate_lines,
+    rule_detector,
+)
+from otklik.agents.text.moderation_model import N_FEATURES, LinearModel, load_model
+from otklik.agents.text.normalize import strip_markup, tokenize
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleDetector:
+    return rule_detector()
+
+
+@pytest.fixture(scope="module")
+def full() -> ModelDetector:
+    detector = default_detector()
+    assert isinstance(detector, ModelDetector)
+    return detector
+
+
+# ---------------------------------------------------------------------- the known misses, by the rules alone
+
+DISGUISED_MAT = [
+    "Пиcдyй отсюда",
+    "пиzданула она",
+    "зае%ал уже",
+    "мне по%уй",
+    "дол..еб",
+    "3.14дораса",
+    "блэт",
+    "шлюhа",
+    "далбоеб",
+    "блдь",
+]
+NAMES = ["ублюдочный", "упыри", "мурло", "быдло", "чмо", "пропагандон", "хохлы", "конченое тупое поколение", "х@м"]
+CALLS = [
+    "казнить на месте",
+    "на кол посадить!",
+    "их бы просто пристрелить!",
+    "расстрелять",
+    "сразу вешать",
+    "забеги и сдохни!",
+]
+
+
+@pytest.mark.parametrize("text", [t for t in DISGUISED_MAT if t != "шлюhа"])
+def test_disguised_mat_is_obscene(rules: RuleDetector, text: str) -> None:
+    assert "obscene" in rules.labels(text)
+
+
+def test_a_latin_h_is_read_as_kh_too(rules: RuleDetector) -> None:
+    # "шлюха" is a derogatory name, not мат: the disguise must not hide it either way.
+    assert rules.labels("шлюhа") == {"insult"}
+    assert "шлюха" in tokenize("шлюhа").joined
+
+
+@pytest.mark.parametrize("text", NAMES)
+def test_derogatory_names_for_people_and_groups_are_insults(rules: RuleDetector, text: str) -> None:
+    assert "insult" in rules.labels(text)
+
+
+@pytest.mark.parametrize("text", CALLS)
+def test_calls_for_violence_are_threats(rules: RuleDetector, text: str) -> None:
+    assert "threat" in rules.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Не надо никого вешать, давайте разберёмся.",
+        "Он обещал расстрелять всех, его задержали.",
+        "Сухую траву нельзя сжигать.",
+    ],
+)
+def test_refused_or_reported_violence_is_no_call(rules: RuleDetector, text: str) -> None:
+    assert "threat" not in rules.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["[id12980101|Иван], да", "[club1|Администрация], спасибо!", "@id123 (Иван) ок", "[id5|Мария], ++"]
+)
+def test_vk_markup_alone_is_never_a_label(full: ModelDetector, text: str) -> None:
+    assert full.labels(text) == frozenset()
+
+
+def test_markup_changes_no_label(rules: RuleDetector) -> None:
+    for text in ("Урою тебя.", "Продам гараж, звоните 89161234567", "ааааааааааа", "Когда включат воду?"):
+        assert rules.labels(f"[id12980101|Иван], {text}") == rules.labels(text)
+    assert strip_markup("[id1|Иван], да") == " , да"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "со скольки лет в РФ продают крепкие спиртные напитки?",
+        "недорого для СПБ",
+        "решил заработать на донатах",
+        "Где купить недорого детское кресло?",
+    ],
+)
+def test_a_commercial_word_alone_is_not_spam(full: ModelDetector, text: str) -> None:
+    assert "spam" not in full.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Продаю щенков недорого, пишите в личку",
+        "Кто хочет зарабатывать дома? Пишите в личку, всё расскажу.",
+        "Ремонт квартир под ключ, звоните 8 916 123-45-67",
+        "Скидки до 80% только сегодня!",
+    ],
+)
+def test_an_offer_with_a_contact_is_spam(rules: RuleDetector, text: str) -> None:
+    assert "spam" in rules.labels(text)
+
+
+# ---------------------------------------------------------------------- the model
+
+
+def test_the_model_ships_in_the_package_and_loads_without_pickle() -> None:
+    model = load_model()
+    assert set(model.coef) == {"toxic", "threat"}
+    assert all(v.shape == (N_FEATURES,) for v in model.coef.values())
+    assert all(0.0 < t < 1.0 for t in model.thresholds.values())
+    # A round trip keeps what matters, and the file format holds no pickled object.
+    again = LinearModel.from_bytes(model.to_bytes())
+    assert again.thresholds == model.thresholds
+    assert np.allclose(again.coef["toxic"], model.coef["toxic"], atol=1e-3)
+    with zipfile.ZipFile(io.BytesIO(model.to_bytes())) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as f:
+                np.lib.format.read_array(f, allow_pickle=False)
+
+
+def test_the_same_model_gives_the_same_bytes() -> None:
+    model = load_model()
+    assert model.to_bytes() == model.to_bytes()
+
+
+def test_the_model_input_hides_mat_and_the_insult_lexicon(rules: RuleDetector) -> None:
+    doc = model_input(rules, tokenize("Эти идиоты нахуй всё сломали, упоротые"))
+    assert MAT_TOKEN in doc.split()
+    assert "идиот" not in doc and "=идиот" not in doc
+    assert "=сломать" in doc.split()  # a dictionary word is its lemma
+
+
+def test_the_model_finds_insults_no_rule_lists(full: ModelDetector) -> None:
+    text = "заткни свою пасть, школота малолетняя, мозгов как у табуретки"
+    assert rule_detector().labels(text) == frozenset() or "insult" in rule_detector().labels(text)
+    verdicts = full.explain(text)
+    assert [v.label for v in verdicts] == ["insult"]
+
+
+def test_the_model_never_removes_a_rule_label_and_adds_no_insult_to_rule_labels(full: ModelDetector) -> None:
+    for text in ("Урою тебя, админ.", "Подписывайтесь на мой канал t.me/luchshie_skidki", "ааааааааааааааааааа"):
+        verdicts = full.explain(text)
+        assert {v.label for v in verdicts if v.by == "rules"} == rule_detector().labels(text)
+        assert all(v.label != "insult" for v in verdicts if v.by == "model")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Тупая отписка, а не ответ.",
+        "Дебаты кандидатов пройдут в доме культуры.",
+        "Бляшки на сосудах лечат в кардиоцентре?",
+    ],
+)
+def test_the_model_is_not_fooled_by_letters_the_dictionary_knows(full: ModelDetector, text: str) -> None:
+    assert full.labels(text) == frozenset()
+
+
+def test_explain_names_the_rule_or_the_model_and_the_score(full: ModelDetector) -> None:
+    lines = [
+        '{"id": 1, "text": "их бы просто пристрелить!"}',
+        '{"id": 2, "text": "заткни свою пасть, школота малолетняя, мозгов как у табуретки"}',
+        '{"id": 3, "text": "[id1|Иван], да"}',
+    ]
+    out = [orjson.loads(line) for line in moderate_lines(lines, detector=full, explain=True)]
+    assert out[0]["explain"][0] == {
+        "label": "threat",
+        "by": "rules",
+        "score": 1.0,
+        "evidence": "call to kill: пристрелить",
+    }
+    assert out[1]["labels"] == ["insult"]
+    (model_verdict,) = out[1]["explain"]
+    assert model_verdict["by"] == "model"
+    assert model_verdict["score"] >= round(load_model().thresholds["toxic"], 3)
+    assert out[1]["model_scores"]["toxic"] == model_verdict["score"]
+    assert out[2] == {"id": 3, "labels": [], "explain": [], "model_scores": out[2]["model_scores"]}
+    assert set(out[2]["model_scores"]) == {"toxic", "threat"}
+    # Without --explain the contract is unchanged.
+    plain = [orjson.loads(line) for line in moderate_lines(lines, detector=full)]
+    assert plain == [{"id": o["id"], "labels": o["labels"]} for o in out]
+
+
+def test_the_cli_explains() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("otklik")), "moderate", "--explain"],
+        input='{"id": "a", "text": "расстрелять"}\n'.encode(),
+        capture_output=True,
+        check=True,
+    )
+    record = orjson.loads(result.stdout.splitlines()[0])
+    assert record["labels"] == ["threat"] and record["explain"][0]["by"] == "rules"
+
+
+def test_importing_the_core_reads_no_model() -> None:
+    code = (
+        "import sys; import otklik.agents.text.moderation, otklik.agents.text.triage;"
+        "print(any(m.split('.')[0] in ('sklearn', 'numpy', 'scipy') for m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    assert result.stdout.strip() == "False"
