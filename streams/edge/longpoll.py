@@ -33,6 +33,7 @@ import aiohttp
 import click
 import orjson
 
+from otklik.agents.ingest.bounds import body_problem
 from otklik.schemas.records import RawEnvelope
 from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import load_secrets
@@ -162,6 +163,7 @@ class LongPollSource:
         self.key = f"vk:{group_id}"
         self.produced = 0  # updates acknowledged by Kafka
         self.lost_notices = 0  # failed 1 / 3: VK says events were lost
+        self.unwritable = 0  # updates skipped: the encoder cannot write them (docs/data-flow.md, "Bounded input")
         self.last_event_at: float | None = None
 
     def __repr__(self) -> str:  # never the token
@@ -274,6 +276,13 @@ class LongPollSource:
         for update in updates:
             if not isinstance(update, dict):
                 log.warning("group %s: skipping an update that is not a JSON object", self.group_id)
+                continue
+            problem = body_problem(update)
+            if problem is not None:
+                # It can never be written to Kafka: polling the same ts again would stop the stream for
+                # good (docs/data-flow.md, "Bounded input"). Skipped, with the reason.
+                self.unwritable += 1
+                log.error("group %s: skipping an update that cannot be written: %s", self.group_id, problem)
                 continue
             values.append(RawEnvelope("vk", SOURCE, time.time(), update).to_json())
         if values:

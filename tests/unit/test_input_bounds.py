@@ -321,3 +321,32 @@ def test_the_normalizer_and_the_stream_clock_allow_the_same_skew() -> None:
     from otklik.agents.wiring import stream_clock
 
     assert stream_clock.MAX_AHEAD_S == MAX_AHEAD_S
+
+
+def test_long_poll_skips_an_update_it_cannot_write_and_produces_the_rest(tmp_path: Path) -> None:
+    """Kafka refusing its batch makes Long Poll poll the same ts again: an update the encoder cannot
+    write would have stopped the community's stream for good."""
+    import asyncio
+
+    from otklik.streams.edge.longpoll import LongPollConfig, LongPollSource
+
+    class Sink:
+        def __init__(self) -> None:
+            self.values: list[bytes] = []
+
+        async def produce(self, key: str, values: list[bytes]) -> None:
+            self.values += values
+
+    sink = Sink()
+    config = LongPollConfig(
+        api_url="http://vk.invalid", api_version="5.199", state_dir=tmp_path, bootstrap="", topic="t"
+    )
+    source = LongPollSource(200000101, "token", config, sink, session=None)  # type: ignore[arg-type]
+    updates = [
+        vk_comment(NOW, cid=1),
+        {"type": "wall_reply_new", "object": nested(MAX_BODY_DEPTH)},
+        vk_comment(NOW, cid=2),
+    ]
+    asyncio.run(source._produce(updates))
+    assert [orjson.loads(v)["body"]["object"]["id"] for v in sink.values] == [1, 2]
+    assert source.unwritable == 1
