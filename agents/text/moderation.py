@@ -71,16 +71,20 @@ from otklik.agents.text.moderation_lexicon import (
     INSULT_WEAK,
     KEYBOARD_4GRAMS,
     KILL_CALL_ALONE,
+    KILL_CALL_PEOPLE,
     KILL_CALL_VERBS,
+    KILL_IMPERATIVE,
     MASK_FILL,
     NOT_A_CALL,
     NOUN_PERSONS,
     OBSCENE_FORMS,
     OFFICIAL_LINK,
     OWN_CONTACT,
+    PEOPLE_OBJECTS,
     PERSON_CUES,
     PHONE,
     RUN4,
+    SHOOT_MISSPELT,
     THREAT_FORMS,
     THREAT_PHRASES,
     THREAT_VERBS,
@@ -292,6 +296,10 @@ class RuleDetector:
         for i, word in enumerate(words):
             if word in THREAT_FORMS:
                 return f"threat: {word}"
+            if SHOOT_MISSPELT.match(collapse_repeats(word)) and not any(
+                w in NOT_A_CALL for w in words[max(0, i - 3) : i]
+            ):
+                return f"call to kill: {word}"
             lemmas = lemma_sets[i]
             if not (lemmas & (THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS)) and lemmas.isdisjoint({"прийти"}):
                 continue
@@ -305,7 +313,24 @@ class RuleDetector:
                         return f"announced violence: {word}"
                 if "INFN" in tag and lemma in KILL_CALL_VERBS and self._is_call(words, i, lemma):
                     return f"call to kill: {word}"
+                if "INFN" in tag and lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
+                    if self._is_call(words, i, lemma):
+                        return f"call for violence: {word}"
+                if "impr" in tag and lemma in KILL_CALL_VERBS | THREAT_VERBS and not self._negated(words, i):
+                    if lemma in KILL_IMPERATIVE or self._window_has(words, i, PEOPLE_OBJECTS):
+                        return f"call to kill: {word}"
+                if "VERB" in tag and "past" in tag and lemma in THREAT_VERBS:
+                    before = words[max(0, i - 4) : i]
+                    if "бы" in before and ("я" in before or "мы" in before):  # "я бы их перестреляла"
+                        return f"announced violence: {word}"
         return None
+
+    @staticmethod
+    def _negated(words: tuple[str, ...], i: int) -> bool:
+        """Negated or reported, or an idiom ("хоть убей, не помню", "убей бог")."""
+        if any(w in NOT_A_CALL for w in words[max(0, i - 3) : i]):
+            return True
+        return (i > 0 and words[i - 1] == "хоть") or words[i + 1 : i + 2] in (("бог",), ("не",))
 
     @staticmethod
     def _is_call(words: tuple[str, ...], i: int, lemma: str) -> bool:
@@ -314,7 +339,13 @@ class RuleDetector:
         negated or reported ("не надо вешать", "обещал расстрелять", "хотели убить")."""
         if any(w in NOT_A_CALL for w in words[max(0, i - 3) : i]):
             return False
-        return lemma in KILL_CALL_ALONE or any(w in CALL_CUES for w in words)
+        if lemma in KILL_CALL_PEOPLE and not RuleDetector._window_has(words, i, PEOPLE_OBJECTS):
+            return False
+        return lemma in KILL_CALL_ALONE or RuleDetector._window_has(words, i, CALL_CUES)
+
+    @staticmethod
+    def _window_has(words: tuple[str, ...], i: int, lexicon: frozenset[str], span: int = 5) -> bool:
+        return any(w in lexicon for w in words[max(0, i - span) : i + span + 1])
 
     @staticmethod
     def _near(lemma_sets: list[frozenset[str]], i: int, lexicon: frozenset[str], span: int = 3) -> bool:

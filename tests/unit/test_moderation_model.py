@@ -87,6 +87,36 @@ def test_calls_for_violence_are_threats(rules: RuleDetector, text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        "эту суку надо к стенке уже",
+        "мочи их",
+        "путина растреллять за ужасную жизнь",
+        "таких людей надо стрелять на месте",
+        "язык тебе оторвать надо",
+        "я бы их просто перестреляла",
+        "смерть врагам!",
+        "чтоб этот ублюдок здох",
+    ],
+)
+def test_more_calls_for_violence_are_threats(rules: RuleDetector, text: str) -> None:
+    assert "threat" in rules.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Повесь петличку, звук ужасный.",
+        "Надо уничтожить борщевик у дороги.",
+        "Чтобы условия подходили всем, напишите заявление.",
+        "Хоть убей, не помню номер заявления.",
+    ],
+)
+def test_violent_words_about_things_are_no_threat(rules: RuleDetector, text: str) -> None:
+    assert "threat" not in rules.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "Не надо никого вешать, давайте разберёмся.",
         "Он обещал расстрелять всех, его задержали.",
         "Сухую траву нельзя сжигать.",
