@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from otklik.schemas.records import RawEnvelope
-from tests.reliability.conftest import consume, create_topics, metric_sum, produce, produce_many, run
+from tests.reliability.conftest import consume, create_topics, metric_sum, produce, produce_many, run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +99,49 @@ def test_a_correction_dated_beyond_the_clock_is_refused_and_costs_nothing(worker
     saved = run(consume(kafka, worker.env["OTKLIK_APP_ID"] + "-pages-changelog", expect=1, timeout=30))
     assert saved
     assert "Crashed" not in worker.log_tail(500)
+
+
+def test_an_interaction_dated_after_the_year_9999_is_refused_and_its_page_answers(
+    worker_factory, kafka, tmp_path
+) -> None:
+    """Finding 6: such an item, once held, made /api/pages/PAGE/open-items answer 500 for its page.
+    Any producer may write otklik.interactions: the responses agent bounds its times as the normalizer
+    does, and the page's open items are read as before."""
+    import msgspec
+
+    from otklik.schemas.records import Interaction
+
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"defaults:\n  timezone: Europe/Moscow\npages:\n  - id: vk:{GROUP}\n")
+    worker = worker_factory(registry, OTKLIK_AGENTS="normalize,responses")
+    worker.start()
+    now = int(time.time())
+    page = f"vk:{GROUP}"
+
+    def interaction(cid: int, created_at: int) -> tuple[bytes, bytes]:
+        item = f"{page}:wall:1:{cid}"
+        ia = Interaction(
+            "vk", page, "new", "wall", f"{page}:wall:1", item, cid, now, f"i{cid}", created_at, "vk:user:9", item
+        )
+        ia = msgspec.structs.replace(ia, text="Когда починят фонарь у дома?")
+        return page.encode(), ia.to_json()
+
+    # The good item first, alone: once it is open, the page's answer is known to work.
+    run(produce(kafka, worker.topic("otklik.interactions"), [interaction(1, now - 60)]))
+    wait_for("the first item open", lambda: open_items(worker, page) == [f"{page}:wall:1:1"], 30, worker)
+    run(produce(kafka, worker.topic("otklik.interactions"), [interaction(2, 253402300800), interaction(3, now - 30)]))
+    # The third comes after the bad one in the same partition: once it is open, the bad one was read.
+    wait_for("the third item open", lambda: len(open_items(worker, page)) == 2, 30, worker)
+    assert open_items(worker, page) == [f"{page}:wall:1:1", f"{page}:wall:1:3"]
+
+    dead = run(consume(kafka, worker.topic("otklik.dead-letters"), expect=1, timeout=30))
+    letters = [orjson.loads(m.value) for m in dead]
+    assert [letter["stage"] for letter in letters] == ["responses"]
+    assert letters[0]["reason"].startswith("created_at: 253402300800 is after received_at")
+
+
+def open_items(worker, page: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The page's open items by the read API, which must answer 200."""
+    with urllib.request.urlopen(f"{worker.web}/api/pages/{page}/open-items", timeout=10) as resp:
+        assert resp.status == 200
+        return [row["item"] for row in orjson.loads(resp.read())["items"]]
