@@ -50,6 +50,9 @@ def require_int(obj: dict[str, Any], name: str, where: str) -> int:
     if type(value) is not int:
         if value is None:
             raise NormalizeError(f"{where}.{name}: missing")
+        if type(value) is float and value.is_integer() and abs(value) >= 2**63:
+            # JSON's integers beyond 64 bits reach us as floats (docs/data-flow.md, "Bounded input").
+            raise NormalizeError(f"{where}.{name}: expected an integer within 64 bits, got {value!r}")
         raise NormalizeError(f"{where}.{name}: expected an integer, got {type(value).__name__}")
     return value
 

@@ -143,7 +143,7 @@ KINDS: list[tuple[str, str, Build]] = [
     ("date before 2006", "vk object.date: 5 is before 2006", lambda g, n, t: _env(t, comment(g, n, 5), n)),
     (
         "comment id beyond 64 bits",
-        "object.id: expected an integer, got float",
+        "object.id: expected an integer within 64 bits, got 1e+23",
         lambda g, n, t: raw_text(
             str(t),
             orjson.dumps(comment(g, n, t)).replace(f'"id":{n},'.encode(), b'"id":99999999999999999999999,'),

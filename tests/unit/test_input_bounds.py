@@ -28,6 +28,7 @@ from otklik.agents.ingest.envelope import (
     normalize_body,
     to_interactions,
 )
+from otklik.agents.ingest.vk import NormalizeError
 from otklik.agents.registry import Registry
 from otklik.agents.replay import run_replay
 from otklik.agents.responses.engine import ResponseEngine
@@ -195,6 +196,15 @@ def test_nesting_up_to_the_encoders_limit_is_written_and_deeper_refused() -> Non
     orjson.dumps({"body": nested(MAX_BODY_DEPTH)})
     with pytest.raises(orjson.JSONEncodeError):
         orjson.dumps({"body": nested(MAX_BODY_DEPTH + 1)})
+
+
+def test_an_integer_beyond_64_bits_read_as_a_float_is_named_so() -> None:
+    """orjson reads JSON integers beyond 64 bits as floats: the normalizer's reason says what they were."""
+    text = orjson.dumps(vk_comment(NOW)).replace(b'"id":7,', b'"id":99999999999999999999999,')
+    with pytest.raises(NormalizeError, match=r"object.id: expected an integer within 64 bits, got 1e\+23"):
+        normalize_body("vk", orjson.loads(text), NOW)
+    with pytest.raises(NormalizeError, match=r"object.id: expected an integer, got float"):
+        normalize_body("vk", {**vk_comment(NOW), "object": {**vk_comment(NOW)["object"], "id": 7.5}}, NOW)
 
 
 def test_text_that_is_not_unicode_is_refused() -> None:
