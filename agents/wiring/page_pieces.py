@@ -28,7 +28,7 @@ tombstone for each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 
 import orjson
@@ -154,7 +154,7 @@ class PieceTable:
 
     # ---- loading --------------------------------------------------------------------------------
 
-    def load(self, core: PieceCore) -> int:
+    def load(self, core: PieceCore, keep: Callable[[bytes], bool] | None = None) -> int:
         """Load every page the table holds into ``core`` (a fresh one) and forget what this object
         knew. Removes what no page uses (a save cut short by a crash); pages saved whole by an earlier
         release are loaded, written again as pieces and their whole value removed. Returns the number
@@ -164,7 +164,9 @@ class PieceTable:
         legacy: dict[bytes, bytes] = {}
         found: dict[bytes, list[tuple[str, int, int, bytes, bytes]]] = {}
         for key, value in list(self.table.items()):
-            if value is None:
+            # keep: the keys of the pages this worker holds (the table also has other workers' pages:
+            # standby copies, and what it held before a rebalance), which it must neither load nor clean.
+            if value is None or (keep is not None and not keep(key)):
                 continue
             page, sep, rest = key.partition(SEP)
             if not sep:

@@ -95,9 +95,22 @@ class PageStateMirror:
         self._partition_of: dict[bytes, int] = {}
         self.pieces = PieceTable(self.table, unpack_state)
 
+        self.held: set[int] = set()  # the partitions whose pages the core holds
+
         @app.on_partitions_assigned.connect
         async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
             self.generation += 1
+            if self.held - self.active_partitions():
+                # Pages moved to another worker: this one shows none until it has rebuilt from the
+                # recovered table (below), rather than pages that are no longer its own. Not loaded
+                # now: before recovery the table may hold part of a save, which loading would remove.
+                self.core = self.new_core()
+                self.held = set()
+
+        if hasattr(self.table, "on_recover"):  # faust's table (tests may pass a plain mapping)
+            # Rebuilt as soon as faust has recovered the table, not at the next batch: until then the
+            # pages gained would be missing from the metrics and the read API.
+            self.table.on_recover(self.ensure_loaded)
 
     @property
     def ready(self) -> bool:
@@ -113,10 +126,32 @@ class PageStateMirror:
         found = await producer.partitions_for(self.table.changelog_topic.get_topic_name())
         if found and sorted(found) != self.partitions:
             self.partitions, self._partition_of = sorted(found), {}
-        self.core = self.new_core()
-        pages = self.pieces.load(self.core)
+        active = self.active_partitions()
+        pages = self._rebuild(active)
         self.loaded_generation = self.generation
-        log.info("%s state rebuilt from its table: %d pages", self.table.name, pages)
+        log.info(
+            "%s state rebuilt from its table: %d pages of partitions %s",
+            self.table.name,
+            pages,
+            ",".join(map(str, sorted(active))) or "none",
+        )
+
+    def _rebuild(self, partitions: set[int]) -> int:
+        """A new core with the pages of ``partitions`` only; returns how many pages it holds."""
+        self.core = self.new_core()
+        self.held = partitions
+        return self.pieces.load(self.core, lambda key: self._partition_for_key(key) in partitions)
+
+    def active_partitions(self) -> set[int]:
+        """The changelog partitions this worker holds now: those of the input partitions it reads.
+        The table holds more (docs/data-flow.md, "Several workers"): standby copies of other workers'
+        partitions, and what this worker held before a rebalance."""
+        topic = self.table.changelog_topic.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    def holds(self, page: str) -> bool:
+        """Whether ``page`` is this worker's now."""
+        return self._partition_for_key(page.encode()) in self.active_partitions()
 
     def save(self) -> None:
         """Write what changed in the pages that changed (by events or by timers)."""

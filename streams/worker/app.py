@@ -147,6 +147,8 @@ class OtklikApp:
 
             if self.responses_state is None or not self.responses_state.ready:
                 return web.json({"error": "the response engine is not running here"}, status=503)
+            if not self.responses_state.holds(page):
+                return await self._from_holder(web, request, page)
             now = self.stream_time()
             try:
                 limit = int(request.query.get("limit", "20"))
@@ -225,6 +227,39 @@ class OtklikApp:
                     "fast_delivery": app.fast_delivery_stats.as_dict(),
                 }
             )
+
+    async def _from_holder(self, web, request, page: str):  # type: ignore[no-untyped-def]
+        """The answer of the worker that holds ``page`` (its partition), asked on the caller's behalf,
+        so that any worker answers for every page (docs/data-flow.md, "Several workers"). The worker's
+        address is what it told its group (faust's ``canonical_url``: ``OTKLIK_WEB_HOST`` and
+        ``OTKLIK_WEB_PORT``). 503 while the page is moving between workers."""
+        import aiohttp
+
+        moving = web.json(
+            {"error": "the page is moving between workers: try again shortly"}, status=503, headers={"Retry-After": "5"}
+        )
+        if request.headers.get(_FORWARDED):
+            return moving  # asked by a worker that thinks this one holds it: not yet, or no longer
+        try:
+            holder = self.faust.router.key_store("pages", page.encode())
+        except KeyError:
+            return moving
+        if (holder.host, holder.port) == (self.faust.conf.canonical_url.host, self.faust.conf.canonical_url.port):
+            return moving
+        url = request.url.with_scheme(holder.scheme).with_host(holder.host).with_port(holder.port)
+        try:
+            async with self.faust.http_client.get(
+                url, headers={_FORWARDED: "1"}, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                body = await resp.read()
+                return web.bytes(body, content_type=resp.content_type, status=resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("open items of %s: the worker at %s did not answer: %s", page, holder, exc)
+            return moving
+
+
+# Marks a request one worker makes of another for a page it does not hold: answered, never passed on.
+_FORWARDED = "X-Otklik-Forwarded"
 
 
 def _business_age(clock, created_at: int, now: int) -> int | None:  # type: ignore[no-untyped-def]
