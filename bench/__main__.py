@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, live, memory,
+"""`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, replay-jobs, live, memory,
 state-cost, gateway, moderation, triage)."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 
-ORDER = ["replay", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage"]
+ORDER = ["replay", "replay-jobs", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage"]
 MODULES = {
     "replay": "bench.replay",
+    "replay-jobs": "bench.replay_jobs",
     "memory": "bench.memory",
     "state-cost": "bench.state_cost",
     "live": "bench.live",
