@@ -434,6 +434,7 @@ def register_agents(otk: Worker) -> None:
                     )
                 responses_state.save()
 
+        metrics.prime_areas(watcher.registry.pages)
         metrics.watch_engine(lambda: responses_state.core, stream_now)
         metrics.watch_unknown_page_events(lambda: responses_state.core.unknown_page_events)
 
@@ -480,6 +481,7 @@ def register_agents(otk: Worker) -> None:
     async def registry_reload() -> None:
         """Reload the registry when its file changed; cores look pages up anew."""
         if watcher.check() and otk.responses_state is not None:
+            metrics.prime_areas(watcher.registry.pages)  # areas new to the registry
             otk.responses_state.core.reload_config()  # it caches page configs; the moderation watch does not
 
 

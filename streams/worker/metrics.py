@@ -217,6 +217,17 @@ class PipelineMetrics:
         self.last_event.labels(platform).set(received_at)
         self.connector_last_event.labels(platform, source).set(received_at)
 
+    def prime_areas(self, pages: Any) -> None:
+        """Create the SLO counters of every page's area at 0 (``pages``: the registry's PageConfigs).
+        ``increase()`` counts from a series' first sample: a counter that first appears at 1 loses
+        that 1, once per worker, so several workers would each lose one (docs/data-flow.md,
+        "Several workers")."""
+        for page in pages:
+            region = getattr(page, "region", None) or _UNKNOWN
+            municipality = getattr(page, "municipality", None) or _UNKNOWN
+            self.items_breached.labels(region, municipality)
+            self.items_due.labels(region, municipality)
+
     def observe_response(self, record: Any, page: Any = None) -> None:
         """One record written to otklik.responses; ``page`` is the page's registry entry (PageConfig).
 
