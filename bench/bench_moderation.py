@@ -126,10 +126,11 @@ def held_out(rules: RuleDetector, full: Detector) -> None:
                     )
             clean = [i for i in organic if samples[i].clean and not mat[i]]
             flagged = sum(1 for i in clean if pred[i] - {"flood"})
+            toxic_flag = sum(1 for i in clean if pred[i] & TOXIC)
             any_flag = sum(1 for i in clean if pred[i])
             print(
                 f"    clean organic texts without мат flagged: {flagged}/{len(clean)} = {flagged / max(1, len(clean)):.1%}"
-                f" (with flood: {any_flag / max(1, len(clean)):.1%})"
+                f" (as toxic: {toxic_flag / max(1, len(clean)):.1%}; with flood: {any_flag / max(1, len(clean)):.1%})"
             )
             with_mat = [i for i in organic if samples[i].clean and mat[i]]
             if with_mat:
@@ -140,6 +141,16 @@ def held_out(rules: RuleDetector, full: Detector) -> None:
                 print(
                     f"    crowd-written neutral rewrites flagged toxic: {flagged}/{len(rewrites)} = {flagged / len(rewrites):.1%}"
                 )
+        # All corpora together: organic texts, мат-only "clean" texts left out as above.
+        pooled = [i for i, s in enumerate(samples) if s.kind == "organic" and (s.toxic or not mat[i])]
+        print(
+            f"  all corpora, organic texts: toxic {_pr([bool(pred[i] & TOXIC) for i in pooled], [samples[i].toxic for i in pooled])}"
+        )
+        clean = [i for i in pooled if samples[i].clean]
+        flagged = sum(1 for i in clean if pred[i] - {"flood"})
+        print(
+            f"  all corpora, clean organic texts without мат flagged: {flagged}/{len(clean)} = {flagged / max(1, len(clean)):.1%}"
+        )
         # VK's reply markup before a clean text must change nothing.
         clean_texts = [s.text for s, m in zip(samples, mat) if s.clean and not m][:500]
         changed = sum(1 for t in clean_texts if det.labels(f"[id12980101|Иван], {t}") != det.labels(t))

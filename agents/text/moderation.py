@@ -296,8 +296,10 @@ class RuleDetector:
         for i, word in enumerate(words):
             if word in THREAT_FORMS:
                 return f"threat: {word}"
-            if SHOOT_MISSPELT.match(collapse_repeats(word)) and not any(
-                w in NOT_A_CALL for w in words[max(0, i - 3) : i]
+            if (
+                word.startswith("ра")
+                and SHOOT_MISSPELT.match(collapse_repeats(word))
+                and not any(w in NOT_A_CALL for w in words[max(0, i - 3) : i])
             ):
                 return f"call to kill: {word}"
             lemmas = lemma_sets[i]

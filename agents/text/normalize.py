@@ -149,10 +149,17 @@ _REPEATS_3 = re.compile(r"(.)\1{2,}")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+# Latin, Greek, Cyrillic (less its combining marks U+0483–U+0489), punctuation, currency: no combining
+# character there (checked with unicodedata by a unit test).
+_SAFE_BLOCKS = "\x00-\u02ff\u0370-\u0482\u048a-\u052f\u2010-\u20cf"
+_MAYBE_COMBINING = re.compile(f"[^{_SAFE_BLOCKS}]")
+
+
 def fold(text: str) -> str:
     """NFKC, lowercase, ``ё`` → ``е``; drop invisible characters and combining accents."""
     text = unicodedata.normalize("NFKC", text).translate(STRIP_INVISIBLE).lower()
-    if any(unicodedata.combining(ch) for ch in text):
+    # The scan by character is costly; only a character outside the usual blocks can be a combining one.
+    if _MAYBE_COMBINING.search(text) and any(unicodedata.combining(ch) for ch in text):
         # Stress marks and diacritics ("у́" "ё") are decoration; "й" survives NFC recomposition.
         text = unicodedata.normalize(
             "NFC", "".join(ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch))

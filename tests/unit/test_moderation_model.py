@@ -264,3 +264,14 @@ def test_importing_the_core_reads_no_model() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_no_combining_character_hides_in_the_blocks_fold_skips() -> None:
+    import re
+    import unicodedata
+
+    from otklik.agents.text import normalize
+
+    safe = re.compile(f"[{normalize._SAFE_BLOCKS}]")
+    assert not [hex(c) for c in range(0x110000) if safe.match(chr(c)) and unicodedata.combining(chr(c))]
+    assert normalize.fold("у́тка") == "утка" and normalize.fold("х\u0483у") == "ху"
