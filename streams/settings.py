@@ -290,6 +290,11 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
     data_dir: Path = Field(Path(".run/worker"), description="faust's data folder")
     web_host: str = Field("127.0.0.1", description="where `/metrics`, `/health` and the read API are served")
     web_port: int = Field(6066, gt=0, lt=65536, description="the port of `/metrics`, `/health` and the read API")
+    web_url: str | None = Field(
+        None,
+        description="where the other workers of the group reach this one's read API (it answers for the "
+        'pages it holds: docs/data-flow.md, "Several workers"); unset: `http://OTKLIK_WEB_HOST:OTKLIK_WEB_PORT`',
+    )
     partitions: int = Field(
         4, ge=1, description="partitions of each otklik topic the worker creates (topics are keyed by page)"
     )

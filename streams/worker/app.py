@@ -82,6 +82,8 @@ class OtklikApp:
             web_host=settings.web_host,
             web_port=settings.web_port,
             web_bind=settings.web_host,
+            # What this worker tells its group: the others ask it for the pages it holds.
+            canonical_url=settings.web_url or f"http://{settings.web_host}:{settings.web_port}",
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replicas,
             topic_allow_declare=True,
@@ -231,8 +233,8 @@ class OtklikApp:
     async def _from_holder(self, web, request, page: str):  # type: ignore[no-untyped-def]
         """The answer of the worker that holds ``page`` (its partition), asked on the caller's behalf,
         so that any worker answers for every page (docs/data-flow.md, "Several workers"). The worker's
-        address is what it told its group (faust's ``canonical_url``: ``OTKLIK_WEB_HOST`` and
-        ``OTKLIK_WEB_PORT``). 503 while the page is moving between workers."""
+        address is what it told its group (faust's ``canonical_url``: ``OTKLIK_WEB_URL``). 503 while
+        the page is moving between workers."""
         import aiohttp
 
         moving = web.json(
