@@ -255,13 +255,19 @@ class ModerationWatch:
     def take_dirty(self) -> set[str]:
         return set(self._changed)
 
-    def page_pieces(self, page: str) -> tuple[list[tuple[str, bytes]], list[str]]:
-        """The pieces of ``page`` changed since the last call: ("v<item>", a visible text's row) and
-        ("x<item>", when a removed text was removed) to write, and the slots gone."""
+    def page_size(self, page: str) -> int:
+        return len(self.pages.get(page, ())) + len(self.removed.get(page, ()))
+
+    def page_pieces(self, page: str, full: bool = False) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """The pieces of ``page`` changed since the last call (``full``: all of them): ("v<item>", a
+        visible text's row) and ("x<item>", when a removed text was removed) to write, and the slots
+        gone."""
         pieces: list[tuple[str, bytes]] = []
         dropped: list[str] = []
         visible = self.pages.get(page, {})
         removed = self.removed.get(page, {})
+        if full:
+            self._changed[page] = {"v" + k for k in visible} | {"x" + k for k in removed}
         for slot in sorted(self._changed.pop(page, ())):
             item = slot[1:]
             if slot[0] == "v":
@@ -293,17 +299,16 @@ class ModerationWatch:
         return [v.role, list(v.labels), v.created_at, v.due_at, v.author, v.reported]
 
     def dump_page(self, page: str) -> bytes:
-        """One page's state as one value (the format saved before pieces; tests compare with it)."""
+        """One page's state as one value (how a small page is saved, and every page was before pieces)."""
         visible = self.pages.get(page, {})
         return orjson.dumps(
             {"visible": {k: self._row(v) for k, v in visible.items()}, "removed": self.removed.get(page, {})}
         )
 
     def load_page(self, page: str, data: bytes) -> None:
-        """Restore a page from :meth:`dump_page` output; its next pieces are all of it."""
+        """Restore a page from :meth:`dump_page` output."""
         raw = orjson.loads(data)
         self._restore(page, raw["visible"], raw["removed"])
-        self._changed[page] = {"v" + k for k in raw["visible"]} | {"x" + k for k in raw["removed"]}
 
     def _restore(self, page: str, rows: dict[str, list[Any]], removed: dict[str, int]) -> None:
         visible = {k: _Visible(page, r, tuple(lb), c, d, a, rep) for k, (r, lb, c, d, a, rep) in rows.items()}

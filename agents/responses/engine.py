@@ -757,14 +757,33 @@ class ResponseEngine:
             return
         self._adopt(load_page(page, raw))
 
-    def page_pieces(self, page: str) -> tuple[list[tuple[str, bytes]], list[str]] | None:
-        """What changed in one page's saved state since the last call, as pieces saved under their own
-        keys (see :meth:`~otklik.agents.responses.state.PageState.take_pieces`): (slot, bytes) to
-        write and the slots gone; None when the engine holds no such page."""
+    def page_pieces(self, page: str, full: bool = False) -> tuple[list[tuple[str, bytes]], list[str]] | None:
+        """What changed in one page's saved state since the last call (``full``: all of it), as pieces
+        saved under their own keys (see :meth:`~otklik.agents.responses.state.PageState.take_pieces`):
+        (slot, bytes) to write and the slots gone; None when the engine holds no such page."""
         if self.keep_event_ids:
             raise ValueError("an engine that keeps event ids verbatim (a replay's) cannot be persisted")
         state = self.pages.get(page)
-        return None if state is None else state.take_pieces()
+        if state is None:
+            return None
+        if full:
+            state.forget_pieces()
+        return state.take_pieces()
+
+    def page_size(self, page: str) -> int | None:
+        """How many entries one page's saved state holds (open items, closed ones, event digests, kept
+        replies, held deletions, corrections); None when the engine holds no such page."""
+        state = self.pages.get(page)
+        if state is None:
+            return None
+        return (
+            len(state.items)
+            + len(state.closed)
+            + len(state.events)
+            + len(state.reply_ids)
+            + len(state.held)
+            + len(state.overrides)
+        )
 
     def load_pieces(self, page: str, pieces: list[tuple[str, bytes]]) -> None:
         """Restore one page from the last value of each of its pieces (:meth:`page_pieces`), re-arming

@@ -398,6 +398,13 @@ class Log(dict):  # type: ignore[type-arg]
             dropped.append(prefix + str(slot))
         self._dropped = []
 
+    def forget_pieces(self) -> None:
+        """Forget the chunks: the next encoding makes new ones, with new slots, of every entry."""
+        self._chunks = None
+        self._tail = None
+        self._dirty = {}
+        self._dropped = []
+
     @staticmethod
     def restore(chunks: list[tuple[int, int, bytes]], entries: dict[Any, Any]) -> Log:
         """A log holding ``entries`` (in order), saved as ``chunks``: (slot, entry count, encoding) in
@@ -545,6 +552,19 @@ class PageState:
             parts.append(orjson.dumps(self.overrides))
         parts.append(b"}")
         return b"".join(parts)
+
+    def forget_pieces(self) -> None:
+        """Forget which pieces were saved: the next :meth:`take_pieces` gives every piece, new slots
+        for the open items' blocks."""
+        for it in self.items.values():
+            it.block = _NO_BLOCK
+        self.blocks = None
+        self.dirty_blocks = {}
+        self.dirty_replies = set()
+        self.dropped = []
+        self.saved_rest = None
+        self.closed.forget_pieces()
+        self.events.forget_pieces()
 
     def take_pieces(self) -> tuple[list[tuple[str, bytes]], list[str]]:
         """What changed since the last call, as pieces the live worker saves under their own keys

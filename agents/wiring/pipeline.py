@@ -39,14 +39,14 @@ RESPONSES_WITHIN_S = 1.0
 BATCH_WITHIN_S = 0.05
 
 
-# Earlier releases saved a page whole, as one value, compressed when over this size; such values still
-# load (a worker upgraded in place recovers from its changelog) and are then saved again as pieces.
+# A page saved as one value (a small or busy one, and every page in earlier releases) is compressed when
+# over this size: compressing every busy page once a second cost more CPU than the engine itself.
 COMPRESS_ABOVE = 64 * 1024
 _ZLIB = b"z"  # marks a compressed value (a JSON value never starts with it)
 
 
 def pack_state(value: bytes) -> bytes:
-    """A page's whole dumped state as earlier releases saved it: compressed (and marked) when big."""
+    """A page's whole dumped state as saved in one value: compressed (and marked) when it is big."""
     return _ZLIB + zlib.compress(value, 1) if len(value) > COMPRESS_ABOVE else value
 
 
@@ -93,7 +93,7 @@ class PageStateMirror:
             self.table.partition_for_key = self._partition_for_key
         self.partitions = list(range(partitions))  # of the changelog topic, from the broker once known
         self._partition_of: dict[bytes, int] = {}
-        self.pieces = PieceTable(self.table, unpack_state)
+        self.pieces = PieceTable(self.table, unpack_state, pack_state)
 
         self.held: set[int] = set()  # the partitions whose pages the core holds
 

@@ -1,7 +1,7 @@
-"""Page state saved as pieces under their own keys, only what changed (docs/data-flow.md, "How state
-survives"; issue 19, finding 10): what one event writes does not grow with the page's backlog, the
-table restores the engine exactly, a save cut short anywhere restores the last complete one, and the
-whole-page values of earlier releases still load."""
+"""Page state saved as pieces under their own keys, only what changed, or as one value when cheaper
+(docs/data-flow.md, "How state survives"; issue 19, finding 10): what one event writes does not grow
+with the page's backlog, the table restores the engine exactly, a save cut short anywhere restores the
+last complete one, and the whole-page values of earlier releases still load."""
 
 from __future__ import annotations
 
@@ -159,44 +159,79 @@ def _loaded(table: dict[bytes, bytes], reg: Registry) -> Any:
     return canonical(fresh.dump_page(PAGE))
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**9), piece_max=st.sampled_from([64, 512 * 1024]))
-def test_a_save_cut_short_anywhere_restores_the_last_complete_save(seed: int, piece_max: int) -> None:
+class Choosing:
+    """Decides for PieceTable whether a save is one value or pieces: always one way, at random (a page
+    goes to pieces and back at any save), or as otklik does (``None``)."""
+
+    def __init__(self, how: str | None, seed: int) -> None:
+        self.how = how
+        self.rng = random.Random(seed)
+        self.real = PieceTable.one_value
+
+    def __enter__(self) -> None:
+        if self.how is not None:
+            how, rng = self.how, self.rng
+            PieceTable.one_value = staticmethod(  # type: ignore[method-assign]
+                lambda *args: how == "whole" or (how == "random" and rng.random() < 0.5)
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        PieceTable.one_value = staticmethod(self.real)  # type: ignore[method-assign]
+
+
+WAYS = ["pieces", "whole", "random", None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**9), piece_max=st.sampled_from([64, 512 * 1024]), way=st.sampled_from(WAYS))
+def test_a_save_cut_short_anywhere_restores_the_last_complete_save(seed: int, piece_max: int, way: str | None) -> None:
     """Load the table as it is after every prefix of a save's writes (a crash mid-save: the changelog
     keeps a prefix of one partition's records): the page is as of that save or of the one before, never
-    a mix. Pieces over the size bound are cut into parts (a tiny bound makes most of them so)."""
-    saved, page_pieces.PIECE_MAX = page_pieces.PIECE_MAX, piece_max
-    try:
-        previous: Any = None
-        replay: dict[bytes, bytes] = {}
-        for run, table, first, state in _saves(seed):
-            base = dict(replay)
-            for key, value in table.ops[first:]:
-                if value is None:
-                    replay.pop(key, None)
-                else:
-                    replay[key] = value
-            assert replay == table
-            assert _loaded(dict(table), run.reg) == state  # the whole save: the page as it is
-            ops = table.ops[first:]
-            for cut in sorted({random.Random(seed).randrange(len(ops) + 1) for _ in range(4)} | {0}):
-                partial = dict(base)
-                for key, value in ops[:cut]:
+    a mix, whether saves go as pieces, as one value or either way. Pieces over the size bound are cut
+    into parts (a tiny bound makes most of them so; a value over it is never saved whole)."""
+    saved = page_pieces.PIECE_MAX
+    page_pieces.PIECE_MAX = piece_max
+    rng = random.Random(seed)
+    with Choosing(way, seed):
+        try:
+            previous: Any = None
+            replay: dict[bytes, bytes] = {}
+            for run, table, first, state in _saves(seed):
+                base = dict(replay)
+                for key, value in table.ops[first:]:
                     if value is None:
-                        partial.pop(key, None)
+                        replay.pop(key, None)
                     else:
-                        partial[key] = value
-                assert _loaded(partial, run.reg) in (previous, state)
-            previous = state
-    finally:
-        page_pieces.PIECE_MAX = saved
+                        replay[key] = value
+                assert replay == table
+                assert _loaded(dict(table), run.reg) == state  # the whole save: the page as it is
+                ops = table.ops[first:]
+                cuts = range(len(ops)) if len(ops) <= 30 else sorted(rng.sample(range(len(ops)), 12))
+                for cut in cuts:
+                    partial = dict(base)
+                    for key, value in ops[:cut]:
+                        if value is None:
+                            partial.pop(key, None)
+                        else:
+                            partial[key] = value
+                    assert _loaded(partial, run.reg) in (previous, state), (cut, len(ops))
+                previous = state
+        finally:
+            page_pieces.PIECE_MAX = saved
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**9), when=st.floats(0, 1))
-def test_an_engine_restored_from_its_pieces_goes_on_to_the_same_records(seed: int, when: float) -> None:
-    """Restart from the table at any point (a fresh engine loads the saved pieces, its timers re-armed):
-    every item ends with the record it gets without the restart."""
+@given(seed=st.integers(0, 10**9), when=st.floats(0, 1), way=st.sampled_from(WAYS))
+def test_an_engine_restored_from_its_pieces_goes_on_to_the_same_records(
+    seed: int, when: float, way: str | None
+) -> None:
+    """Restart from the table at any point (a fresh engine loads the saved pieces or value, its timers
+    re-armed): every item ends with the record it gets without the restart."""
+    with Choosing(way, seed):
+        _restart_at(seed, when)
+
+
+def _restart_at(seed: int, when: float) -> None:
     reg = registry([{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"], "deadline": "30m working"}])
     events = sorted(_scenario(seed), key=lambda e: e[1])
     calm, restarted = Run(reg), Run(reg)
@@ -216,9 +251,10 @@ def test_an_engine_restored_from_its_pieces_goes_on_to_the_same_records(seed: in
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_a_page_saved_whole_by_an_earlier_release_loads_and_is_rewritten_as_pieces(compressed: bool) -> None:
+@pytest.mark.parametrize("way", ["pieces", "whole"])
+def test_a_page_saved_whole_by_an_earlier_release_still_loads(compressed: bool, way: str) -> None:
     """A worker upgraded in place recovers from a changelog holding one value per page (compressed when
-    big): the page loads, is written again as pieces, and its whole value is removed."""
+    big): the page loads; its next save writes it as pieces (removing the old value) or as one value."""
     reg = registry([{"id": PAGE, "administrators": [f"vk:user:{ADMIN}"], "deadline": "30m working"}])
     run = Run(reg)
     for body, received in sorted(_scenario(7), key=lambda e: e[1]):
@@ -230,10 +266,17 @@ def test_a_page_saved_whole_by_an_earlier_release_loads_and_is_rewritten_as_piec
     assert (value[:1] == b"z") is compressed
     table: dict[bytes, bytes] = {PAGE.encode(): value}
     restored = ResponseEngine(reg.page)
-    assert PieceTable(table, pipeline.unpack_state).load(restored) == 1
+    store = PieceTable(table, pipeline.unpack_state, pipeline.pack_state)
+    assert store.load(restored) == 1
     assert canonical(restored.dump_page(PAGE)) == canonical(whole)
-    assert PAGE.encode() not in table and page_pieces.head_key(PAGE) in table
-    assert _loaded(table, reg) == canonical(whole)  # from the pieces alone
+    restored.process(comment(PAGE, 90_000, START))
+    with Choosing(way, 0):
+        store.save(restored)
+    assert (PAGE.encode() in table) is (way == "whole")
+    assert (page_pieces.head_key(PAGE) in table) is (way == "pieces")
+    fresh = ResponseEngine(reg.page)
+    PieceTable(table, pipeline.unpack_state).load(fresh)
+    assert canonical(fresh.dump_page(PAGE)) == canonical(restored.dump_page(PAGE))
 
 
 def test_pieces_without_a_head_are_a_first_save_cut_short_and_go() -> None:
@@ -242,17 +285,26 @@ def test_pieces_without_a_head_are_a_first_save_cut_short_and_go() -> None:
     for body, received in sorted(_scenario(3), key=lambda e: e[1]):
         run.send(body, received)
     whole = run.engine.dump_page(PAGE)
-    table = Recording({PAGE.encode(): whole})  # the old value, and a conversion that crashed before its head
-    PieceTable(table).save(run.engine)
-    cut = {k: v for k, v in table.items() if k != page_pieces.head_key(PAGE)}
+    table = Recording({PAGE.encode(): whole})  # the page saved whole, and its first save as pieces
+    store = PieceTable(table)
+    store.in_pieces[PAGE] = False
+    with Choosing("pieces", 0):
+        store.save(run.engine)
+    cut = {k: v for k, v in table.items() if k != page_pieces.head_key(PAGE)}  # ...cut short before its head
+    cut[PAGE.encode()] = whole
     fresh = ResponseEngine(reg.page)
     PieceTable(cut).load(fresh)
     assert canonical(fresh.dump_page(PAGE)) == canonical(whole)
-    assert PAGE.encode() not in cut  # written again, completely this time
-    assert _loaded(cut, reg) == canonical(whole)
+    assert cut == {PAGE.encode(): whole}  # the pieces went
 
 
-def test_moderation_state_round_trips_through_pieces_and_loads_from_a_whole_value() -> None:
+@pytest.mark.parametrize("way", ["pieces", "whole"])
+def test_moderation_state_round_trips_through_pieces_and_loads_from_a_whole_value(way: str) -> None:
+    with Choosing(way, 0):
+        _moderation_round_trip(way)
+
+
+def _moderation_round_trip(way: str) -> None:
     from tests.unit.test_moderation_watch import ADMIN as MOD_ADMIN
     from tests.unit.test_moderation_watch import PAGE as MOD_PAGE
     from tests.unit.test_moderation_watch import REGISTRY, T0, deletion
@@ -277,27 +329,23 @@ def test_moderation_state_round_trips_through_pieces_and_loads_from_a_whole_valu
     watch.tick(T0 + 2 * 86400)  # the removed text is forgotten after a day: its piece goes
     store.save(watch)
     assert not any(b"\x00x" in key for key in table)
+    assert (MOD_PAGE.encode() in table) is (way == "whole")
 
 
 def test_every_key_of_a_page_goes_to_the_pages_partition() -> None:
     """The changelog partition of each piece is the one the producer's partitioner gives the page id, as
     for the page's records on otklik.interactions, so the worker that reads a page recovers its state."""
 
-    class FaustLikeTable(dict):  # type: ignore[type-arg]
-        def partition_for_key(self, key: bytes) -> int | None:
-            return None  # faust's, with use_partitioner: the producer would hash the whole key
-
-    table = FaustLikeTable()
     app = SimpleNamespace(
-        Table=lambda *args, **kwargs: table, on_partitions_assigned=SimpleNamespace(connect=lambda handler: handler)
+        Table=lambda *args, **kwargs: {}, on_partitions_assigned=SimpleNamespace(connect=lambda handler: handler)
     )
-    pipeline.PageStateMirror(app, "pages", 12, lambda: None)  # sets the table's partition_for_key
+    mirror = pipeline.PageStateMirror(app, "pages", 12, lambda: None)
     partitions = list(range(12))
     moved = 0
     for g in range(1, 60):
         page = f"vk:{g}"
         expected = DefaultPartitioner()(page.encode(), partitions, partitions)
         for key in (page_pieces.head_key(page), page_pieces.piece_key(page, "i7", 1, 2), page.encode()):
-            assert table.partition_for_key(key) == expected
+            assert mirror._partition_for_key(key) == expected
             moved += DefaultPartitioner()(key, partitions, partitions) != expected
     assert moved  # hashing the whole key would have scattered a page's pieces
