@@ -66,6 +66,7 @@ from otklik.agents.text.moderation_lexicon import (
     CALL_PHRASES,
     HANDLE,
     INSULT_OBSCENE,
+    INSULT_PHRASES,
     INSULT_STEMS,
     INSULT_STRONG,
     INSULT_WEAK,
@@ -263,6 +264,9 @@ class RuleDetector:
                 return f"derogatory name: {word}"
             if lemmas & INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
                 return f"aimed at people: {word}"
+        phrase = INSULT_PHRASES.search(" ".join(words))
+        if phrase:
+            return f"phrase: {phrase.group(0)}"
         for word in t.joined:  # disguised by separators or spelt-out letters: "у.р.о.д"
             if self._morph.lemmas(word) & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
                 return f"derogatory name: {word}"

@@ -196,10 +196,17 @@ def test_the_model_input_hides_mat_and_the_insult_lexicon(rules: RuleDetector) -
 
 
 def test_the_model_finds_insults_no_rule_lists(full: ModelDetector) -> None:
-    text = "заткни свою пасть, школота малолетняя, мозгов как у табуретки"
-    assert rule_detector().labels(text) == frozenset() or "insult" in rule_detector().labels(text)
+    text = "мозгов как у табуретки, школота малолетняя"
+    assert rule_detector().labels(text) == frozenset()
     verdicts = full.explain(text)
-    assert [v.label for v in verdicts] == ["insult"]
+    assert [(v.label, v.by) for v in verdicts] == [("insult", "model")]
+
+
+@pytest.mark.parametrize(
+    "text", ["иди ты в жопу со своими советами", "заткни свою пасть", "отсоси", "засунь себе свой ответ"]
+)
+def test_rude_phrases_aimed_at_the_reader_are_insults(rules: RuleDetector, text: str) -> None:
+    assert "insult" in rules.labels(text)
 
 
 def test_the_model_never_removes_a_rule_label_and_adds_no_insult_to_rule_labels(full: ModelDetector) -> None:
@@ -224,7 +231,7 @@ def test_the_model_is_not_fooled_by_letters_the_dictionary_knows(full: ModelDete
 def test_explain_names_the_rule_or_the_model_and_the_score(full: ModelDetector) -> None:
     lines = [
         '{"id": 1, "text": "их бы просто пристрелить!"}',
-        '{"id": 2, "text": "заткни свою пасть, школота малолетняя, мозгов как у табуретки"}',
+        '{"id": 2, "text": "мозгов как у табуретки, школота малолетняя"}',
         '{"id": 3, "text": "[id1|Иван], да"}',
     ]
     out = [orjson.loads(line) for line in moderate_lines(lines, detector=full, explain=True)]
