@@ -6,6 +6,8 @@ items as a run without kills.
 The page first gets 10,000 comments (all open, the deadline far away); then page replies answer some of
 them and authors withdraw others, in chunks, with a kill after two of the chunks while the worker is
 busy with them. An answer read after a restart finds its item only if the page's state was recovered.
+A chunk changes little of the page, so the page is saved in pieces (a busy batch may save it as one
+value: agents/wiring/page_pieces.py, ``PieceTable.one_value``); the test checks that it was.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ pytestmark = pytest.mark.integration
 G = 200000901
 PAGE = f"vk:{G}"
 OPEN = 10_000
-ANSWERED = 1_500
-WITHDRAWN = 500
+ANSWERED = 240
+WITHDRAWN = 60
 CHUNKS = 3
 KILL_AFTER = {1, 2}
 
@@ -131,15 +133,20 @@ def test_a_page_with_many_open_items_survives_kills(worker_factory, kafka, regis
             crashy.stop(kill=True)
             assert crashy.proc is not None and crashy.proc.returncode == -9
             crashy.start()
+        else:
+            time.sleep(1.5)  # a batch of its own (the agent gathers up to a second of records)
     crashy_open = wait_for("the answers after the kills", lambda: settled(crashy), 60, crashy)
     crashy_out = run(consume(kafka, crashy.topic("otklik.responses"), expect=ANSWERED + WITHDRAWN, timeout=30))
     crashy_final = final_records(crashy_out)
+    changelog = run(consume(kafka, f"{crashy.env['OTKLIK_APP_ID']}-pages-changelog", expect=10**9, timeout=5))
+    pieces = sum(1 for m in changelog if m.key.startswith(PAGE.encode() + b"\x00"))
 
     differ = [i for i in calm_final.keys() & crashy_final.keys() if calm_final[i] != crashy_final[i]]
     print(
         f"big page: {OPEN} open items, {len(later)} answers and withdrawals, {len(KILL_AFTER)} kills; "
         f"{len(calm_final)} final records against {len(crashy_final)}, {len(differ)} different; "
-        f"{len(crashy_out)} records after the kills (repeats are at-least-once)"
+        f"{len(crashy_out)} records after the kills (repeats are at-least-once); {pieces} piece records"
     )
+    assert pieces > OPEN // 4  # the page went in pieces, each block of open items under its own key
     assert crashy_final.keys() == calm_final.keys() and not differ, differ[:5]
     assert crashy_open == calm_open  # the same items still open, oldest first
