@@ -1,10 +1,13 @@
 """Moderation labels for Russian comments: obscene, insult, threat, spam, flood (pure core).
 
-A :class:`Detector` turns one text into a set of labels from :data:`LABELS`. The default,
-:class:`RuleDetector`, is built from maintained packages plus small, documented rules; any
-better model (a classifier, a remote service behind a cache) can replace it by implementing
-``labels(text)``. Two small trackers add what one text cannot show: the same text spread over
-many pages (:class:`SpamRepeatTracker`) and one author repeating himself (:class:`FloodTracker`).
+A :class:`Detector` turns one text into a set of labels from :data:`LABELS`. :class:`RuleDetector`
+(:func:`rule_detector`, triage's fast path) is built from maintained packages plus small, documented
+rules; :class:`ModelDetector` (:func:`default_detector`, the moderation agent's and ``otklik
+moderate``'s) adds the trained model of :mod:`.moderation_model` for what no rule lists
+(docs/moderation.md, "The trained model"). Anything implementing ``labels(text)`` can replace
+them. Both strip VK's reply markup first and read the text as ``normalize.tokenize`` does. Two
+small trackers add what one text cannot show: the same text spread over many pages
+(:class:`SpamRepeatTracker`) and one author repeating himself (:class:`FloodTracker`).
 
 What each label means here (the labelling policy of ``tests/data/moderation_eval.jsonl``):
 
@@ -20,13 +23,14 @@ What each label means here (the labelling policy of ``tests/data/moderation_eval
     паразиты, клоун, тупой) count only when aimed at people: near ты/вы or a word for a person.
     Harsh criticism of work ("тупая отписка", "позор администрации") is not an insult.
 ``threat``
-    violence announced by the writer (убью, сожгу, приду с ножом), a call to kill (надо
-    расстрелять), a bomb hoax (школа заминирована). Legal pressure (подам в суд, напишу в
+    violence announced by the writer (убью, сожгу, приду с ножом), a call for violence or death
+    (надо расстрелять, их бы пристрелить, на кол, сдохни), a bomb hoax (школа заминирована). Legal pressure (подам в суд, напишу в
     прокуратуру, вы за это ответите) and reports of violence (сына избили) are not threats.
 ``spam``
-    advertising (продам, заработок, промокод, вступайте в группу, ссылка в профиле), links other
-    than official government sites, telegram handles, phone numbers unless the writer asks to be
-    called back, and (via :class:`SpamRepeatTracker`) the same text on three or more pages.
+    links other than official government sites, telegram handles, phone numbers unless the writer
+    asks to be called back, patterns only ads use (промокод, вступайте в группу, ссылка в профиле),
+    an offer (продам, недорого, заработок) only with a contact, and (via
+    :class:`SpamRepeatTracker`) the same text on three or more pages. A commercial word alone is talk.
 ``flood``
     text with no content: runs of one character, a short unit repeated (хахаха…, лалала…),
     keyboard mash (йцукен, фывапролдж), the same word or phrase over and over; and (via
