@@ -23,7 +23,6 @@ Output, one JSON object per item, ordered by creation time then item id (see :da
 from __future__ import annotations
 
 import gc
-import re
 import sys
 import time
 from bisect import bisect_left
@@ -359,14 +358,6 @@ def _decode_all(
     batch: list[Any]
     owned: dict[Any, bool] = {}  # group_id -> mine(its page)
     for number, line in enumerate(lines, 1):
-        if mine is not None:
-            group_id = _vk_group_of(line)
-            if group_id is not None:
-                is_mine = owned.get(group_id)
-                if is_mine is None:
-                    is_mine = owned[group_id] = mine(f"vk:{group_id}")
-                if not is_mine:
-                    continue
         # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
         # (envelopes, and every error, with its message) goes through _decode.
         try:
@@ -406,22 +397,6 @@ def _decode_all(
 
 
 _RECEIVED_AT: Final = attrgetter("received_at")
-
-_GROUP_ID: Final = b'"group_id"'
-_DECIMAL: Final = re.compile(rb"\s*:\s*([0-9]{1,18})\s*[,}]")
-
-
-def _vk_group_of(line: bytes) -> int | None:
-    """The page a VK line is about, read from its bytes without parsing them, or None when they do not
-    tell for sure. A parallel replay's job skips the lines of other jobs' pages with it; it costs a
-    fifth of parsing. Sure means: ``"group_id"`` once (a JSON string holds no unescaped quote), a
-    decimal value, and no envelope or correction. Should that one be nested where the body has none, the line yields
-    no interaction (normalize_vk needs the body's), so which job reads it changes nothing."""
-    at = line.find(_GROUP_ID)
-    if at < 0 or line.find(_GROUP_ID, at + 1) >= 0 or b'"platform"' in line or b'"override"' in line:
-        return None
-    digits = _DECIMAL.match(line, at + len(_GROUP_ID))
-    return None if digits is None else int(digits.group(1))
 
 
 def tick_times(times: list[int]) -> list[int]:

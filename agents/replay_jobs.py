@@ -147,6 +147,10 @@ def replay_lines(
     context = multiprocessing.get_context("fork")  # the children inherit the lines and the registry
     conns: list[Connection] = []
     processes = []
+    # Receiving the jobs' rows makes hundreds of thousands of objects: the cyclic collector would
+    # rescan the lines over and over meanwhile, as in run_replay. Off for the run.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for index in range(jobs):
             ours, theirs = context.Pipe()
@@ -173,6 +177,8 @@ def replay_lines(
         results = [_receive(conn, job) for job, conn in enumerate(conns)]
         return [row for _, row in heapq.merge(*(zip(keys, rows) for keys, rows in results))]
     finally:
+        if gc_was_enabled:
+            gc.enable()
         for conn in conns:
             conn.close()
         for process in processes:

@@ -97,16 +97,3 @@ def test_jobs_give_the_same_bytes_and_the_same_error_reports(tmp_path: Path, job
 def test_tick_times_follow_the_first_event_an_hour_after_the_last_tick() -> None:
     assert tick_times([]) == []
     assert tick_times([0, 10, 3599, 3600, 3601, 7100, 7200, 7300, 20000]) == [3600, 7200, 20000]
-
-
-def test_a_lines_page_is_read_from_its_bytes_only_when_they_tell_for_sure() -> None:
-    from otklik.agents.replay import _vk_group_of
-
-    assert _vk_group_of(b'{"received_at":1,"body":{"type":"x","group_id":42,"object":{}}}') == 42
-    assert _vk_group_of(b'{"received_at": 1, "body": {"group_id": 42}}') == 42
-    assert _vk_group_of(b'{"body":{"group_id":42,"object":{"group_id":7}}}') is None  # twice: which one?
-    assert _vk_group_of(b'{"platform":"vk","body":{"group_id":42}}') is None  # an envelope
-    assert _vk_group_of(b'{"override":{"item":"vk:1:wall:1:1"},"group_id":42}') is None
-    assert _vk_group_of(b'{"body":{"group_id":-42}}') is None
-    assert _vk_group_of(b'{"body":{"group_id" : 42,"object":{"group_id":7}}}') is None  # spaced alike or not
-    assert _vk_group_of(b'{"body":{"text":"\\"group_id\\":5"}}') is None  # inside a string: escaped
