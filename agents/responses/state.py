@@ -163,7 +163,7 @@ class Block:
 # Items per cached block of a page dump: a change re-encodes its block, and the live worker writes
 # that block (its own key); a dump joins the page's blocks. Small, since a change costs a block's rows
 # to encode and to write; large enough that a block's own overhead, in memory and as a key, stays small.
-BLOCK = 4
+BLOCK = 8
 _NO_BLOCK = Block()  # placeholder until the item joins its page
 
 
