@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from otklik.agents.responses.state import BLOCK
 from tests.integration.test_responses_live import envelopes
 from tests.reliability.conftest import consume, produce_many, run, wait_for
 from tests.reliability.test_worker_kills import final_records
@@ -147,6 +148,6 @@ def test_a_page_with_many_open_items_survives_kills(worker_factory, kafka, regis
         f"{len(calm_final)} final records against {len(crashy_final)}, {len(differ)} different; "
         f"{len(crashy_out)} records after the kills (repeats are at-least-once); {pieces} piece records"
     )
-    assert pieces > OPEN // 4  # the page went in pieces, each block of open items under its own key
+    assert pieces > OPEN // BLOCK  # the page went in pieces, each block of open items under its own key
     assert crashy_final.keys() == calm_final.keys() and not differ, differ[:5]
     assert crashy_open == calm_open  # the same items still open, oldest first
