@@ -107,10 +107,11 @@ class PieceTable:
 
     # ---- saving ---------------------------------------------------------------------------------
 
-    def save(self, core: PieceCore) -> None:
-        """Write what changed in each page the core says changed."""
+    def save(self, core: PieceCore, keep: Callable[[str], bool] | None = None) -> None:
+        """Write what changed in each page the core says changed (``keep``: only the pages it accepts)."""
         for page in core.take_dirty():
-            self.save_page(core, page)
+            if keep is None or keep(page):
+                self.save_page(core, page)
 
     def save_page(self, core: PieceCore, page: str) -> None:
         """Save what changed in ``page``: as pieces, or as one value when that costs less (a small page,

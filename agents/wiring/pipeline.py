@@ -6,6 +6,7 @@ take records in batches, so the per-record cost is the core's, not faust's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
@@ -95,22 +96,30 @@ class PageStateMirror:
         self._partition_of: dict[bytes, int] = {}
         self.pieces = PieceTable(self.table, unpack_state, pack_state)
 
+        # Held by whatever uses or replaces the core (an agent's batch, a timer's tick, a rebuild) until
+        # it is done: the core must never be replaced under a batch still applying events to it.
+        self.lock = asyncio.Lock()
         self.held: set[int] = set()  # the partitions whose pages the core holds
 
         @app.on_partitions_assigned.connect
         async def _assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
             self.generation += 1
-            if self.held - self.active_partitions():
-                # Pages moved to another worker: this one shows none until it has rebuilt from the
-                # recovered table (below), rather than pages that are no longer its own. Not loaded
-                # now: before recovery the table may hold part of a save, which loading would remove.
-                self.core = self.new_core()
-                self.held = set()
+            async with self.lock:
+                if self.held - self.active_partitions():
+                    # Pages moved to another worker: this one shows none until it has rebuilt from
+                    # the recovered table (below), rather than pages that are no longer its own. Not
+                    # loaded now: before recovery the table may hold part of a save.
+                    self.core = self.new_core()
+                    self.held = set()
 
         if hasattr(self.table, "on_recover"):  # faust's table (tests may pass a plain mapping)
-            # Rebuilt as soon as faust has recovered the table, not at the next batch: until then the
-            # pages gained would be missing from the metrics and the read API.
-            self.table.on_recover(self.ensure_loaded)
+
+            @self.table.on_recover
+            async def _recovered() -> None:
+                # Rebuilt as soon as faust has recovered the table, not at the next batch or tick:
+                # until then the pages gained would be missing from the metrics and the read API.
+                async with self.lock:
+                    await self.ensure_loaded()
 
     @property
     def ready(self) -> bool:
@@ -127,7 +136,9 @@ class PageStateMirror:
         if found and sorted(found) != self.partitions:
             self.partitions, self._partition_of = sorted(found), {}
         active = self.active_partitions()
-        pages = self._rebuild(active)
+        self.core = self.new_core()
+        self.held = active
+        pages = self.pieces.load(self.core, lambda key: self._partition_for_key(key) in active)
         self.loaded_generation = self.generation
         log.info(
             "%s state rebuilt from its table: %d pages of partitions %s",
@@ -135,12 +146,6 @@ class PageStateMirror:
             pages,
             ",".join(map(str, sorted(active))) or "none",
         )
-
-    def _rebuild(self, partitions: set[int]) -> int:
-        """A new core with the pages of ``partitions`` only; returns how many pages it holds."""
-        self.core = self.new_core()
-        self.held = partitions
-        return self.pieces.load(self.core, lambda key: self._partition_for_key(key) in partitions)
 
     def active_partitions(self) -> set[int]:
         """The changelog partitions this worker holds now: those of the input partitions it reads.
@@ -154,8 +159,14 @@ class PageStateMirror:
         return self._partition_for_key(page.encode()) in self.active_partitions()
 
     def save(self) -> None:
-        """Write what changed in the pages that changed (by events or by timers)."""
-        self.pieces.save(self.core)
+        """Write what changed in the pages that changed (by events or by timers). After a rebalance
+        that came during the batch, only the pages still this worker's: the others' new holders
+        recover them and read their events again (offsets of revoked partitions are not committed)."""
+        if self.loaded_generation == self.generation:
+            self.pieces.save(self.core)
+            return
+        active = self.active_partitions()
+        self.pieces.save(self.core, lambda page: self._partition_for_key(page.encode()) in active)
 
     def _partition_for_key(self, key: bytes) -> int:
         """The changelog partition of any key of a page: the one the producer's partitioner gives the
@@ -360,27 +371,30 @@ def register_agents(otk: Worker) -> None:
         async def responses(stream):  # type: ignore[no-untyped-def]
             """otklik.interactions → the response engine → otklik.responses, state in the pages table."""
             async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
-                await responses_state.ensure_loaded()
-                engine = responses_state.core
-                out: list[ResponseRecord] = []
-                # A received_at beyond the limit moves no clock (docs/responses.md, "Stream time").
-                wall = time.time()
-                limit = stream_clock.limit(wall)
-                for event, ia in interactions_of(events):
-                    if isinstance(ia, Exception):
-                        if isinstance(ia, RejectedRecord):
-                            await dead_letter(event, "responses", ia.reason)
+                async with responses_state.lock:  # see PageStateMirror.lock
+                    await responses_state.ensure_loaded()
+                    engine = responses_state.core
+                    out: list[ResponseRecord] = []
+                    # A received_at beyond the limit moves no clock (docs/responses.md, "Stream time").
+                    wall = time.time()
+                    limit = stream_clock.limit(wall)
+                    for event, ia in interactions_of(events):
+                        if isinstance(ia, Exception):
+                            if isinstance(ia, RejectedRecord):
+                                await dead_letter(event, "responses", ia.reason)
+                                continue
+                            await dead_letter(
+                                event, "responses", f"not an interaction record: {type(ia).__name__}: {ia}"
+                            )
                             continue
-                        await dead_letter(event, "responses", f"not an interaction record: {type(ia).__name__}: {ia}")
-                        continue
-                    stream_clock.observe(event.message.partition, ia.received_at, wall)
-                    try:
-                        out.extend(engine.process(ia, limit))
-                    except Exception as exc:  # a bug must cost one record, not the worker
-                        log.exception("response engine failed on %s", ia.item)
-                        await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
-                mark_processed(interactions_topic, events)
-                await write_then_save(responses_state, topics.responses, out, observe_response)
+                        stream_clock.observe(event.message.partition, ia.received_at, wall)
+                        try:
+                            out.extend(engine.process(ia, limit))
+                        except Exception as exc:  # a bug must cost one record, not the worker
+                            log.exception("response engine failed on %s", ia.item)
+                            await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
+                    mark_processed(interactions_topic, events)
+                    await write_then_save(responses_state, topics.responses, out, observe_response)
                 metrics.count_processed("responses", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
@@ -389,12 +403,13 @@ def register_agents(otk: Worker) -> None:
             stream time, never the wall clock while the input is behind (docs/responses.md, "Stream time")."""
             if app.rebalancing or not responses_state.ready:
                 return
-            await responses_state.ensure_loaded()
-            now = stream_now()
-            if now is None:
-                return  # not known yet: some partition has neither a record read nor its input caught up
-            out = responses_state.core.tick(now)
-            await write_then_save(responses_state, topics.responses, out, observe_response)
+            async with responses_state.lock:  # see PageStateMirror.lock
+                await responses_state.ensure_loaded()
+                now = stream_now()
+                if now is None:
+                    return  # not known yet: some partition has neither a record read nor its input caught up
+                out = responses_state.core.tick(now)
+                await write_then_save(responses_state, topics.responses, out, observe_response)
 
         @app.agent(topics.overrides, concurrency=1, name="otklik.overrides")
         async def overrides(stream):  # type: ignore[no-untyped-def]
@@ -402,37 +417,38 @@ def register_agents(otk: Worker) -> None:
             from otklik.schemas.overrides import Override, OverrideError
 
             async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-                await responses_state.ensure_loaded()
-                engine = responses_state.core
-                for event in events:
-                    try:
-                        correction = Override.parse(_loads(event.message.value))
-                    except (OverrideError, ValueError) as exc:
-                        await dead_letter(event, "overrides", f"not a correction: {exc}")
-                        continue
-                    # Its time goes into the page's state, which a time beyond 64 bits would keep from
-                    # being saved ever after (docs/data-flow.md, "Bounded input").
-                    problem = received_at_problem(correction.requested_at, time.time())
-                    if problem is not None:
-                        await dead_letter(event, "overrides", f"requested_at: {problem}")
-                        continue
-                    held = engine.override(
-                        correction.page,
-                        correction.item,
-                        correction.needs_answer,
-                        correction.by,
-                        int(correction.requested_at),
-                        correction.note,
-                        int(time.time()) + MAX_AHEAD_S,
-                    )
-                    log.info(
-                        "correction of %s by %s: needs_answer=%s (%s)",
-                        correction.item,
-                        correction.by,
-                        correction.needs_answer,
-                        "applied" if held else "kept until the item arrives",
-                    )
-                responses_state.save()
+                async with responses_state.lock:  # see PageStateMirror.lock
+                    await responses_state.ensure_loaded()
+                    engine = responses_state.core
+                    for event in events:
+                        try:
+                            correction = Override.parse(_loads(event.message.value))
+                        except (OverrideError, ValueError) as exc:
+                            await dead_letter(event, "overrides", f"not a correction: {exc}")
+                            continue
+                        # Its time goes into the page's state, which a time beyond 64 bits would keep from
+                        # being saved ever after (docs/data-flow.md, "Bounded input").
+                        problem = received_at_problem(correction.requested_at, time.time())
+                        if problem is not None:
+                            await dead_letter(event, "overrides", f"requested_at: {problem}")
+                            continue
+                        held = engine.override(
+                            correction.page,
+                            correction.item,
+                            correction.needs_answer,
+                            correction.by,
+                            int(correction.requested_at),
+                            correction.note,
+                            int(time.time()) + MAX_AHEAD_S,
+                        )
+                        log.info(
+                            "correction of %s by %s: needs_answer=%s (%s)",
+                            correction.item,
+                            correction.by,
+                            correction.needs_answer,
+                            "applied" if held else "kept until the item arrives",
+                        )
+                    responses_state.save()
 
         metrics.prime_areas(watcher.registry.pages)
         metrics.watch_engine(lambda: responses_state.core, stream_now)
@@ -451,27 +467,29 @@ def register_agents(otk: Worker) -> None:
         async def moderation(stream):  # type: ignore[no-untyped-def]
             """otklik.interactions → labels, time visible, deflections → otklik.moderation."""
             async for events in stream.take_events(RESPONSES_BATCH, within=RESPONSES_WITHIN_S):
-                await moderation_state.ensure_loaded()
-                watch = moderation_state.core
-                out = []
-                for event, ia in interactions_of(events):
-                    if isinstance(ia, Exception):
-                        continue  # the responses agent dead-letters it once
-                    try:
-                        out.extend(watch.process(ia))
-                    except Exception as exc:
-                        log.exception("moderation failed on %s", ia.item)
-                        await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")
-                await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
+                async with moderation_state.lock:  # see PageStateMirror.lock
+                    await moderation_state.ensure_loaded()
+                    watch = moderation_state.core
+                    out = []
+                    for event, ia in interactions_of(events):
+                        if isinstance(ia, Exception):
+                            continue  # the responses agent dead-letters it once
+                        try:
+                            out.extend(watch.process(ia))
+                        except Exception as exc:
+                            log.exception("moderation failed on %s", ia.item)
+                            await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")
+                    await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
                 metrics.count_processed("moderation", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def moderation_deadlines() -> None:
             if app.rebalancing or not moderation_state.ready:
                 return
-            await moderation_state.ensure_loaded()
-            out = moderation_state.core.tick(int(time.time()))
-            await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
+            async with moderation_state.lock:  # see PageStateMirror.lock
+                await moderation_state.ensure_loaded()
+                out = moderation_state.core.tick(int(time.time()))
+                await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
         metrics.watch_moderation(lambda: moderation_state.core)
 
