@@ -23,7 +23,7 @@ venv: $(STAMP)
 native: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
 	$(PY) build_native.py --strict
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_native.py
+	$(PY) -m pytest -q -p no:cacheprovider -m native tests/unit/test_native.py
 
 # The main job: local Kafka, the worker and the traffic simulator; Ctrl-C stops what it started.
 run: venv
@@ -34,7 +34,7 @@ run: venv
 test: deb-packages venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	bash deploy/with-services.sh $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	bash deploy/with-services.sh $(PY) -m pytest -q -ra -m 'not native' $(PYTEST_ARGS)
 
 # Benchmarks: each figure beside a baseline measured in the same run.
 bench: venv

@@ -13,7 +13,6 @@ deadline, unanswered items long overdue: no outcome depends on when a timer fire
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -27,6 +26,7 @@ import pytest
 from otklik.schemas.records import RawEnvelope
 from tests.conftest import WorkerProcess, consume, free_port, produce, run
 from tests.integration.test_responses_live import GROUPS, scenario
+from tests.reliability.test_worker_kills import shifted
 
 pytestmark = pytest.mark.integration
 
@@ -58,19 +58,6 @@ def registry(tmp_path: Path) -> Path:
     path = tmp_path / "registry.yaml"
     path.write_text(REGISTRY)
     return path
-
-
-def shifted(body: dict[str, Any], offset: int) -> dict[str, Any]:
-    """``body`` moved onto group ``group_id + offset`` (its owner and community author with it)."""
-    body = copy.deepcopy(body)
-    group = body["group_id"]
-    body["group_id"] = group + offset
-    body["event_id"] = f"{body['event_id']}+{offset}"
-    obj = body["object"]
-    for key in ("owner_id", "from_id", "reply_to_user", "deleter_id"):
-        if obj.get(key) == -group:
-            obj[key] = -(group + offset)
-    return body
 
 
 def stream(now: int) -> list[tuple[int, dict[str, Any]]]:

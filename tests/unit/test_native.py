@@ -2,7 +2,7 @@
 to the plain-Python modules, and never used once its source has changed.
 
 The tests marked ``native`` compare a compiled build with the plain modules; `make native` builds the
-core and runs them. Without a build they are skipped (`make test` builds nothing); the loader's own
+core and runs them. `make test` deselects them (it builds nothing); the loader's own
 rules below run everywhere, on fake builds."""
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ def _run(args: list[str], pure: bool) -> subprocess.CompletedProcess[str]:
 def _require_compiled() -> None:
     """Only a build can be compared with the plain modules; `make native` builds one and runs these."""
     if agents.NATIVE_STATUS != "compiled":
-        pytest.skip(f"the core is not compiled ({agents.NATIVE_STATUS}); `make native` builds it and runs these")
+        pytest.fail(f"the core is not compiled ({agents.NATIVE_STATUS}); `make native` builds it and runs these")
 
 
+@pytest.mark.native
 def test_the_hot_modules_run_compiled() -> None:
     """`make` compiles them (a failed build fails here); each is imported from its extension."""
     _require_compiled()
@@ -85,6 +86,7 @@ def test_the_hot_modules_run_compiled() -> None:
         assert module.__file__ is not None and module.__file__.endswith(SUFFIX), module.__file__
 
 
+@pytest.mark.native
 def test_compiled_and_pure_replays_give_the_same_bytes(tmp_path: Path) -> None:
     _require_compiled()
     events, registry = tmp_path / "events.jsonl", tmp_path / "registry.yaml"
@@ -121,6 +123,7 @@ def test_compiled_and_pure_replays_give_the_same_bytes(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
 
 
+@pytest.mark.native
 def test_compiled_and_pure_live_engines_agree() -> None:
     _require_compiled()
     compiled = _run([sys.executable, "-c", LIVE_SCRIPT], pure=False).stdout.split()
