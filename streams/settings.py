@@ -547,6 +547,62 @@ class NotifierSettings(LogSettings, RegistrySettings):
     max_api: str = Field("https://platform-api.max.ru", description="MAX bot API's base URL")
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> int:
+    """Seconds from ``90d``, ``36h``, ``15m``, ``30s`` or a bare number of seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as 90d, 36h, 15m or 3600")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class StoreSettings(LogSettings, RegistrySettings, KafkaSettings):
+    """The history store (``otklik store``) and the reports read from it (``otklik report``)."""
+
+    store_url: SecretStr = Field(
+        SecretStr("sqlite:///.run/store/otklik.sqlite3"),
+        description="the store's database: `sqlite:///FILE` (embedded) or `postgresql://USER:PASSWORD@HOST/DB`",
+        json_schema_extra=shown("`sqlite:///.run/store/otklik.sqlite3`"),
+    )
+    store_group: str = Field("otklik-store", description="the store's consumer group")
+    store_batch: int = Field(2000, ge=1, description="records written per database transaction, at most")
+    text_retention_s: int = Field(
+        90 * 86400,
+        gt=0,
+        validation_alias="OTKLIK_TEXT_RETENTION",
+        description="how long comment texts are kept (`90d`, `36h`, seconds); ids and times stay",
+        json_schema_extra=shown("`90d`"),
+    )
+    report_timezone: str = Field(
+        "Europe/Moscow", description="the time zone of the reports' months when the registry names none"
+    )
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: SecretStr) -> SecretStr:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("is not a database URL (sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB)") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            shown_url = url.render_as_string(hide_password=True)
+            raise ValueError(f"{shown_url}: only sqlite and postgresql databases are supported")
+        return value
+
+    @field_validator("text_retention_s", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> int:
+        return parse_duration(value)
+
+
 class LocalKafkaSettings(OtklikSettings):
     """The local single-node broker (``otklik kafka …``, ``make run``, ``make test``)."""
 
@@ -621,6 +677,7 @@ README_TABLES: dict[str, type[OtklikSettings]] = {
     "secrets": SecretsSettings,
     "longpoll": LongPollSettings,
     "notifier": NotifierSettings,
+    "store": StoreSettings,
     "kafka": LocalKafkaSettings,
     "simulator": SimulatorSettings,
     "grafana": GrafanaSettings,
