@@ -49,12 +49,14 @@ train-moderation: venv
 dashboards: venv
 	$(OTK) grafana generate --out deploy/grafana/dashboards
 
-# Prometheus and Alertmanager come from Debian's packages.
+# Prometheus, Alertmanager and PostgreSQL (the store's tests start their own cluster with its
+# initdb and pg_ctl, tests/postgres.py) come from Debian's packages.
 deb-packages:
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
-	  echo "installing Debian's prometheus and prometheus-alertmanager ..."; \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus, prometheus-alertmanager and postgresql ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; }
+	    prometheus prometheus-alertmanager postgresql >/dev/null; }
 
 # Re-record the versions the tests ran with (constraints.txt).
 lock: venv

@@ -1,7 +1,8 @@
 """Fixtures for tests on real services.
 
 The local Kafka is started when it is not running (and stopped afterwards only if these tests
-started it). A service that does not come up fails the test that needs it; it never skips.
+started it); PostgreSQL is a cluster of the tests' own (tests/postgres.py), started on first use and
+removed at the end. A service that does not come up fails the test that needs it; it never skips.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import LocalPostgres, PostgresError
 
 REPO = Path(__file__).resolve().parent.parent
 # shared/reference (VK's JSON Schema, the Compose Specification, Grafana's OpenAPI) lies beside the
@@ -46,6 +49,57 @@ def kafka() -> Iterator[str]:
     yield broker.bootstrap
     if not was_running:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[LocalPostgres]:
+    """A PostgreSQL cluster of the tests' own (tests/postgres.py); stopped and removed at the end."""
+    failure = ""
+    for _attempt in range(3):  # another process may take the free port before the server binds it
+        try:
+            cluster = LocalPostgres.create(free_port())
+        except PostgresError as exc:
+            pytest.fail(f"PostgreSQL cannot be set up: {exc}")
+        try:
+            cluster.start()
+        except (PostgresError, OSError, subprocess.TimeoutExpired) as exc:
+            failure = f"{exc}\n--- server log ---\n{cluster.log_tail()}"
+            cluster.stop()
+            if "could not bind" not in failure and "Address already in use" not in failure:
+                break
+            continue
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+        return
+    pytest.fail(f"PostgreSQL did not come up: {failure}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: LocalPostgres) -> str:
+    """SQLAlchemy URL of the cluster's database ``otklik``, as the role ``otklik`` over TCP."""
+    return postgres_cluster.url()
+
+
+@pytest.fixture
+def pg_database(postgres_cluster: LocalPostgres) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh empty PostgreSQL database for one test, dropped after it."""
+    name = postgres_cluster.create_database()
+    try:
+        yield postgres_cluster.url(name)
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty store database: an SQLite file, then a PostgreSQL database (one test run each).
+
+    The PostgreSQL cluster starts only when a test asks for the second."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("pg_database")
 
 
 def unique(prefix: str) -> str:
