@@ -22,6 +22,7 @@ from otklik.schemas.registry import (
     Contact,
     RegistryDocument,
     RegistryError,
+    ReportEntry,
     read_registry,
     validate_registry,
 )
@@ -63,13 +64,22 @@ class PageConfig:
 
 
 class Registry:
-    """The validated registry: registered pages by id, and the defaults for pages not in the file."""
+    """The validated registry: registered pages by id, the defaults for pages not in the file, and
+    ``reports``: who gets the monthly rating of a region or a municipality."""
 
     # Unregistered pages seen so far; bounded so that a flood of unknown ids cannot grow it forever.
     _MAX_FALLBACKS = 100_000
 
-    def __init__(self, pages: tuple[PageConfig, ...], fallback: PageConfig, source: str, digest: str) -> None:
+    def __init__(
+        self,
+        pages: tuple[PageConfig, ...],
+        fallback: PageConfig,
+        source: str,
+        digest: str,
+        reports: tuple[ReportEntry, ...] = (),
+    ) -> None:
         self.pages = pages
+        self.reports = reports
         self.source = source
         self.digest = digest
         self._by_id = {page.id: page for page in pages}
@@ -148,7 +158,7 @@ class Registry:
 
         pages = tuple(build(p.values, p.id, p.title, p.link, True) for p in document.pages)
         fallback = build(document.defaults, "", None, None, False)
-        return cls(pages, fallback, document.source, document.digest)
+        return cls(pages, fallback, document.source, document.digest, document.reports)
 
     @classmethod
     def from_mapping(

@@ -39,6 +39,7 @@ __all__ = [
     "PageEntry",
     "RegistryDocument",
     "RegistryError",
+    "ReportEntry",
     "read_registry",
     "validate_registry",
 ]
@@ -83,13 +84,31 @@ class PageEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """Who gets the monthly rating of a region or of a municipality (exactly one is set), and by what unit."""
+
+    region: str | None
+    municipality: str | None
+    by: str
+    contacts: tuple[Contact, ...]
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        """``("region", R)`` or ``("municipality", M)``: the registry key the rating is filtered by."""
+        if self.region is not None:
+            return ("region", self.region)
+        return ("municipality", self.municipality or "")
+
+
+@dataclass(frozen=True, slots=True)
 class RegistryDocument:
-    """A validated registry file: the defaults (for pages not in the file) and the pages."""
+    """A validated registry file: the defaults (for pages not in the file), the pages, the report recipients."""
 
     source: str
     digest: str
     defaults: Mapping[str, Any]
     pages: tuple[PageEntry, ...]
+    reports: tuple[ReportEntry, ...] = ()
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,6 +285,46 @@ class _PageModel(_Settings):
         return self
 
 
+class _ReportModel(BaseModel):
+    """One ``reports`` entry (docs/registry.md, "Monthly reports")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str | None = None
+    municipality: str | None = None
+    by: Literal["page", "municipality", "sector", "region"] = "municipality"
+    contacts: tuple[_ContactModel, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_values(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f"{key}: has no value")
+        return data
+
+    @field_validator("municipality", "region")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_scope_and_an_address(self) -> _ReportModel:
+        if (self.region is None) == (self.municipality is None):
+            raise ValueError("needs exactly one of 'region' and 'municipality'")
+        if not self.contacts:
+            raise ValueError("contacts: name at least one recipient")
+        if not any(contact.email for contact in self.contacts):
+            raise ValueError("contacts: none has an email, and the monthly rating goes by e-mail")
+        return self
+
+
+_REPORT_KEYS = tuple(_ReportModel.model_fields)
+
+
 _BUILT_IN: dict[str, Any] = {
     "timezone": "Europe/Moscow",
     "schedule": Schedule.office(),
@@ -302,12 +361,14 @@ def _problems(exc: ValidationError, allowed: tuple[str, ...]) -> list[str]:
         if kind == "extra_forbidden":
             key = str(loc[-1])
             loc = loc[:-1]
-            if not loc and key in _PAGE_ONLY_KEYS:
+            if not loc and key in _PAGE_ONLY_KEYS and allowed == _SETTING_KEYS:
                 message = f"{key!r} belongs to a page, not to defaults"
             else:
                 keys = allowed if not loc else tuple(_ContactModel.model_fields)
                 close = difflib.get_close_matches(key, keys, n=1)
                 message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        elif kind == "missing" and len(loc) == 1 and loc[0] == "contacts":
+            message = "contacts: is required (the people who get the report)"
         elif kind == "missing":
             message = "is required"
         elif kind == "value_error":
@@ -356,8 +417,8 @@ def validate_registry(
         raise RegistryError(source, [f"expected a mapping with 'defaults' and 'pages', got {type(data).__name__}"])
     problems: list[str] = []
     for key in data:
-        if key not in ("defaults", "pages"):
-            problems.append(f"unknown top-level key {key!r} (expected 'defaults' and 'pages')")
+        if key not in ("defaults", "pages", "reports"):
+            problems.append(f"unknown top-level key {key!r} (expected 'defaults', 'pages' and 'reports')")
 
     settings = dict(_BUILT_IN)
     raw_defaults = data.get("defaults") or {}
@@ -401,9 +462,45 @@ def validate_registry(
         values.update({k: getattr(entry, k) for k in _SETTING_KEYS if getattr(entry, k) is not None})
         pages.append(PageEntry(entry.id, entry.title, entry.link, _plain(values)))
 
+    reports = _reports(data.get("reports"), where, problems)
     if problems:
         raise RegistryError(source, problems)
-    return RegistryDocument(source, digest, _plain(settings), tuple(pages))
+    return RegistryDocument(source, digest, _plain(settings), tuple(pages), reports)
+
+
+def _reports(raw_reports: Any, where: Any, problems: list[str]) -> tuple[ReportEntry, ...]:
+    """The ``reports`` entries; each problem is appended to ``problems``, naming the entry."""
+    if raw_reports is None:
+        return ()
+    if not isinstance(raw_reports, list):
+        problems.append(f"reports: expected a list of entries, got {type(raw_reports).__name__}")
+        return ()
+    entries: list[ReportEntry] = []
+    first_index: dict[tuple[str, str, str], int] = {}
+    for index, raw in enumerate(raw_reports):
+        if not isinstance(raw, Mapping):
+            problems.append(
+                f"{where('reports', index)}: expected a mapping with 'region' or 'municipality', got {raw!r}"
+            )
+            continue
+        label = None
+        for key in ("region", "municipality"):
+            if isinstance(raw.get(key), str) and raw[key].strip():
+                label = f"{key} {raw[key].strip()}"
+                break
+        try:
+            entry = _ReportModel.model_validate(dict(raw))
+        except ValidationError as exc:
+            problems.extend(f"{where('reports', index, label)}: {p}" for p in _problems(exc, _REPORT_KEYS))
+            continue
+        report = ReportEntry(entry.region, entry.municipality, entry.by, _contacts(entry.contacts))
+        key = (*report.scope, report.by)
+        if key in first_index:
+            problems.append(f"{where('reports', index, label)}: duplicate: already at reports[{first_index[key]}]")
+            continue
+        first_index[key] = index
+        entries.append(report)
+    return tuple(entries)
 
 
 class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
@@ -427,9 +524,9 @@ def _entry_lines(text: str) -> dict[tuple[str, int | None], int]:
         for key_node, value_node in root.value:
             if key_node.value == "defaults":
                 lines[("defaults", None)] = value_node.start_mark.line + 1
-            elif key_node.value == "pages" and isinstance(value_node, yaml.SequenceNode):
+            elif key_node.value in ("pages", "reports") and isinstance(value_node, yaml.SequenceNode):
                 for index, item in enumerate(value_node.value):
-                    lines[("pages", index)] = item.start_mark.line + 1
+                    lines[(key_node.value, index)] = item.start_mark.line + 1
     return lines
 
 

@@ -274,7 +274,7 @@ def test_shape_errors() -> None:
     assert "expected a mapping" in str(error_of(["vk:1"]))
     assert "pages: expected a list of pages, got dict" in str(error_of({"pages": {"id": "vk:1"}}))
     assert "pages[0]: expected a mapping with at least 'id', got 'vk:1'" in str(error_of({"pages": ["vk:1"]}))
-    assert "unknown top-level key 'page' (expected 'defaults' and 'pages')" in str(error_of({"page": []}))
+    assert "unknown top-level key 'page' (expected 'defaults', 'pages' and 'reports')" in str(error_of({"page": []}))
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -346,3 +346,106 @@ def test_the_page_clock_follows_its_settings() -> None:
     assert clock.timezone == "Asia/Vladivostok" and clock.calendar is None
     assert clock.local_ranges(date(2025, 6, 6)) == ()
     assert clock.local_ranges(date(2025, 6, 12)) == ((540, 1080),)  # calendar off: Russia Day is worked
+
+
+# ---- reports: who gets the monthly rating ---------------------------------------------------------------
+
+
+def test_report_recipients_are_read_with_their_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        pages:
+          - id: vk:1
+        reports:
+          - region: Новосибирская область
+            contacts: [{name: ЦУР, email: cur@example.gov.ru, telegram: "@cur_nsk"}]
+          - municipality: " Бердск "
+            by: page
+            contacts:
+              - {email: anna@berdsk.example.ru}
+              - {telegram: "@only_telegram"}
+        """,
+    )
+    registry = load_registry(path)
+    first, second = registry.reports
+    assert first.scope == ("region", "Новосибирская область")
+    assert first.by == "municipality"
+    assert first.contacts == (Contact(name="ЦУР", email="cur@example.gov.ru", telegram="@cur_nsk"),)
+    assert second.scope == ("municipality", "Бердск")
+    assert (second.region, second.by) == (None, "page")
+    assert [c.email for c in second.contacts] == ["anna@berdsk.example.ru", None]
+
+
+def test_a_registry_without_reports_has_none() -> None:
+    assert Registry.from_mapping({"pages": [{"id": "vk:1"}]}).reports == ()
+    assert load_registry(EXAMPLE).reports == ()
+
+
+_MAIL = [{"email": "cur@example.gov.ru"}]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {"region": "R", "municipality": "M", "contacts": _MAIL},
+            "reports[0] (region R): needs exactly one of 'region' and 'municipality'",
+        ),
+        ({"by": "page", "contacts": _MAIL}, "reports[0]: needs exactly one of 'region' and 'municipality'"),
+        ({"region": "R"}, "reports[0] (region R): contacts: is required"),
+        ({"region": "R", "contacts": []}, "reports[0] (region R): contacts: name at least one recipient"),
+        (
+            {"municipality": "M", "contacts": [{"telegram": "@someone"}]},
+            "reports[0] (municipality M): contacts: none has an email, and the monthly rating goes by e-mail",
+        ),
+        (
+            {"region": "R", "by": "city", "contacts": _MAIL},
+            "reports[0] (region R): by: Input should be 'page', 'municipality', 'sector' or 'region'",
+        ),
+        ({"regoin": "R", "contacts": _MAIL}, "reports[0]: unknown key 'regoin' (did you mean 'region'?)"),
+        (
+            {"region": "R", "contacts": [{"emial": "a@b.ru"}]},
+            "reports[0] (region R): contacts[0]: unknown key 'emial' (did you mean 'email'?)",
+        ),
+        (
+            {"region": "R", "contacts": [{"email": "not-an-address"}]},
+            "reports[0] (region R): contacts[0].email: 'not-an-address' is not an e-mail address",
+        ),
+        ({"region": "  ", "contacts": _MAIL}, "reports[0]: region: is blank"),
+        ({"region": None, "contacts": _MAIL}, "reports[0]: region: has no value"),
+        ("R", "reports[0]: expected a mapping with 'region' or 'municipality', got 'R'"),
+    ],
+)
+def test_a_bad_report_entry_names_the_entry_and_problem(entry: Any, expected: str) -> None:
+    error = error_of({"pages": [{"id": "vk:1"}], "reports": [entry]})
+    assert any(line.startswith("test.yaml: " + expected) for line in str(error).splitlines()), str(error)
+
+
+def test_report_shape_and_duplicates() -> None:
+    assert str(error_of({"reports": {"region": "R"}})) == "test.yaml: reports: expected a list of entries, got dict"
+    entry = {"region": "R", "contacts": _MAIL}
+    error = error_of({"reports": [entry, {"municipality": "R", "contacts": _MAIL}, entry]})
+    assert str(error) == "test.yaml: reports[2] (region R): duplicate: already at reports[0]"
+    # The same region by another unit is another report.
+    registry = Registry.from_mapping({"reports": [entry, {**entry, "by": "page"}]})
+    assert [r.by for r in registry.reports] == ["municipality", "page"]
+
+
+def test_report_errors_carry_the_line_of_the_entry(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        pages:
+          - id: vk:1
+        reports:
+          - region: R
+            contacts: [{email: a@example.ru}]
+          - municipality: M
+            contacts: [{email: a@example.ru}]
+            by: town
+        """,
+    )
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert str(info.value).startswith(f"{path}: reports[1] (municipality M), line 6: by: Input should be")
