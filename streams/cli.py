@@ -297,6 +297,7 @@ def _register_optional_commands() -> None:
     from otklik.streams.edge.gateway import gateway_command
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
+    from otklik.streams.store.cli import report_command, store_command
     from otklik.streams.tools.grafana.push import grafana_command
     from otklik.streams.tools.simulate.edges import simulate_command
 
@@ -305,6 +306,8 @@ def _register_optional_commands() -> None:
     main.add_command(longpoll_command, "longpoll")
     main.add_command(notifier_command, "notifier")
     main.add_command(grafana_command, "grafana")
+    main.add_command(store_command, "store")
+    main.add_command(report_command, "report")
 
 
 _register_optional_commands()

@@ -1,0 +1,272 @@
+"""Writing batches of topic records into the store, one transaction a batch (docs/history.md, "Exactly-once rows").
+
+Every write is idempotent: items are upserted by id and change only for a higher record version (the
+item's own order, not arrival order); events, findings and corrections carry unique keys and are
+inserted once. A batch applied twice, or its records in another order, leaves the same rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from otklik.agents.history.rows import (
+    RecordError,
+    correction_event,
+    correction_row,
+    decode_interaction,
+    decode_moderation,
+    decode_override,
+    decode_response,
+    interaction_events,
+    item_row,
+    moderation_row,
+    pending_row,
+    record_events,
+)
+from otklik.streams.store.schema import corrections, item_events, items, moderation_findings, registry_versions
+
+__all__ = ["Applied", "Incoming", "StoreWriter"]
+
+# The topics the store reads, by role (streams/settings.py, TOPIC_NAMES).
+ROLES = ("responses", "moderation", "overrides", "interactions")
+
+# What a newer record of an item replaces; text and received_at come from the item's interaction.
+_JUDGEMENT_COLUMNS = (
+    "page",
+    "platform",
+    "kind",
+    "author",
+    "created_at",
+    "due_at",
+    "outcome",
+    "closed_at",
+    "latency_s",
+    "business_latency_s",
+    "breached",
+    "needs_answer",
+    "judged",
+    "responder",
+    "reason",
+    "deadline",
+    "review",
+    "region",
+    "municipality",
+    "sector",
+    "page_title",
+    "link",
+    "extra",
+    "version",
+    "updated_at",
+)
+
+
+class Incoming(NamedTuple):
+    """One record read from a topic."""
+
+    role: str  # responses, moderation, overrides, interactions
+    value: bytes
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+
+
+@dataclass
+class Applied:
+    """What one batch did."""
+
+    items: int = 0
+    events: int = 0
+    findings: int = 0
+    corrections: int = 0
+    rejected: list[tuple[Incoming, str]] = field(default_factory=list)  # (record, reason): dead letters
+
+
+def _insert(connection: Connection, table: Any) -> Any:
+    dialect = connection.dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class StoreWriter:
+    """Applies records to the store. ``pages`` gives a page's registry entry (``Registry.page``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        pages: Callable[[str], Any],
+        text_retention_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.pages = pages
+        self.text_retention_s = text_retention_s
+        self.clock = clock
+
+    # ---- a batch -------------------------------------------------------------------------------------
+
+    def apply(self, batch: Sequence[Incoming]) -> Applied:
+        """Apply ``batch`` in one transaction. A record that does not decode is returned in
+        ``rejected`` with its reason (for the dead-letter topic); the rest are written."""
+        now = int(self.clock())
+        kept_from = now - self.text_retention_s
+        applied = Applied()
+        records: dict[str, dict[str, Any]] = {}  # item -> its newest row in this batch
+        pending: dict[str, dict[str, Any]] = {}
+        events: dict[str, dict[str, Any]] = {}
+        edits: list[dict[str, Any]] = []
+        findings: dict[tuple[str, str], dict[str, Any]] = {}
+        overrides: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for incoming in batch:
+            try:
+                if incoming.role == "responses":
+                    record = decode_response(incoming.value)
+                    row = item_row(record, self.pages(record.page), now)
+                    held = records.get(record.item)
+                    if held is None or held["version"] < row["version"]:
+                        records[record.item] = row
+                    for ev in record_events(record, row["due_at"]):
+                        events[ev["dedupe"]] = ev
+                elif incoming.role == "interactions":
+                    ia = decode_interaction(incoming.value)
+                    page = self.pages(ia.page)
+                    row = pending_row(ia, page, now, kept_from)
+                    if row is not None:
+                        pending.setdefault(ia.item, row)
+                    elif ia.action == "edit" and ia.created_at is not None and ia.created_at >= kept_from:
+                        edits.append({"i": ia.item, "t": ia.text or None})
+                    for ev in interaction_events(ia, page):
+                        events[ev["dedupe"]] = ev
+                elif incoming.role == "moderation":
+                    finding = moderation_row(decode_moderation(incoming.value))
+                    findings[(finding["item"], finding["kind"])] = finding
+                elif incoming.role == "overrides":
+                    override = decode_override(incoming.value)
+                    overrides.append((correction_row(override), correction_event(override)))
+                else:
+                    raise RecordError(f"the store reads no topic of role {incoming.role!r}")
+            except RecordError as exc:
+                applied.rejected.append((incoming, str(exc)))
+            except (OverflowError, ValueError, TypeError, KeyError) as exc:
+                applied.rejected.append((incoming, f"{incoming.role}: {type(exc).__name__}: {exc}"))
+        with self.engine.begin() as connection:
+            if pending:
+                applied.items += self._write_pending(connection, list(pending.values()))
+            if records:
+                applied.items += self._write_records(connection, list(records.values()))
+            for row in edits:
+                connection.execute(update(items).where(items.c.item == row["i"]).values(text=row["t"]))
+            if overrides:
+                applied.corrections += self._write_corrections(connection, overrides, events)
+            if findings:
+                statement = _insert(connection, moderation_findings).on_conflict_do_nothing()
+                connection.execute(statement, list(findings.values()))
+                applied.findings += len(findings)
+            if events:
+                statement = _insert(connection, item_events).on_conflict_do_nothing(index_elements=["dedupe"])
+                connection.execute(statement, list(events.values()))
+                applied.events += len(events)
+        return applied
+
+    def _write_pending(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        # A judged item keeps its judgement; only what the interaction alone knows is filled in.
+        statement = _insert(connection, items)
+        statement = statement.on_conflict_do_update(
+            index_elements=["item"],
+            set_={
+                "text": func.coalesce(items.c.text, statement.excluded.text),
+                "received_at": func.coalesce(items.c.received_at, statement.excluded.received_at),
+            },
+        )
+        connection.execute(statement, rows)
+        return len(rows)
+
+    def _write_records(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        for row in rows:
+            row.setdefault("text", None)
+            row.setdefault("received_at", None)
+        statement = _insert(connection, items)
+        statement = statement.on_conflict_do_update(
+            index_elements=["item"],
+            set_={name: statement.excluded[name] for name in _JUDGEMENT_COLUMNS},
+            where=items.c.version < statement.excluded.version,
+        )
+        connection.execute(statement, rows)
+        # A correction's outcome after it: the first judgement written after the correction arrived.
+        corrected = [row for row in rows if row["extra"] and '"override"' in row["extra"]]
+        for row in corrected:
+            connection.execute(
+                update(corrections)
+                .where(and_(corrections.c.item == row["item"], corrections.c.after_outcome.is_(None)))
+                .values(after_outcome=row["outcome"], after_breached=row["breached"])
+            )
+        return len(rows)
+
+    def _write_corrections(
+        self,
+        connection: Connection,
+        overrides: list[tuple[dict[str, Any], dict[str, Any]]],
+        events: dict[str, dict[str, Any]],
+    ) -> int:
+        written = 0
+        for row, ev in overrides:
+            before = connection.execute(
+                select(items.c.outcome, items.c.breached).where(items.c.item == row["item"])
+            ).first()
+            values = dict(row, before_outcome=None, before_breached=None)
+            if before is not None:
+                values["before_outcome"], values["before_breached"] = before.outcome, before.breached
+            result = connection.execute(
+                _insert(connection, corrections).on_conflict_do_nothing(index_elements=["item", "requested_at", "by"]),
+                values,
+            )
+            written += result.rowcount or 0
+            events[ev["dedupe"]] = ev
+        return written
+
+    # ---- upkeep ----------------------------------------------------------------------------------------
+
+    def erase_texts(self, now: int | None = None) -> int:
+        """Erase the texts of items written before the retention period; returns how many."""
+        cutoff = int(self.clock() if now is None else now) - self.text_retention_s
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(items).where(and_(items.c.text.is_not(None), items.c.created_at < cutoff)).values(text=None)
+            )
+        return int(result.rowcount or 0)
+
+    def forget_author(self, author: str) -> dict[str, int]:
+        """Erase one person's texts and replace their id everywhere; returns rows changed per table."""
+        replacement = f"forgotten:{secrets.token_hex(8)}"
+        with self.engine.begin() as connection:
+            in_items = connection.execute(
+                update(items).where(items.c.author == author).values(author=replacement, text=None)
+            ).rowcount
+            replied = connection.execute(
+                update(items).where(items.c.responder == author).values(responder=replacement)
+            ).rowcount
+            in_events = connection.execute(
+                update(item_events).where(item_events.c.actor == author).values(actor=replacement)
+            ).rowcount
+        return {"items": int(in_items or 0), "responders": int(replied or 0), "events": int(in_events or 0)}
+
+    def record_registry(self, digest: str, source: str, pages: int, document: str) -> bool:
+        """Keep a registry version the first time the store sees it in force; True when new."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                _insert(connection, registry_versions).on_conflict_do_nothing(index_elements=["digest"]),
+                {
+                    "digest": digest,
+                    "source": source,
+                    "effective_from": int(self.clock()),
+                    "pages": pages,
+                    "document": document,
+                },
+            )
+        return bool(result.rowcount)
