@@ -142,7 +142,7 @@ def item_row(record: ResponseRecord, page: PageLike, now: int) -> dict[str, Any]
 def pending_row(ia: Interaction, page: PageLike, now: int, text_kept_from: int) -> dict[str, Any] | None:
     """The ``items`` row of a citizen's new item, before the worker has judged it (version 0), or None
     when the interaction is not an item: a page reply, another community's comment (the engine's rule:
-    docs/responses.md, "Who is the page"). Its text is kept when written after ``text_kept_from``."""
+    docs/responses.md, "Page replies"). Its text is kept when written after ``text_kept_from``."""
     author = ia.author
     if ia.action != "new" or author is None or ia.created_at is None:
         return None
