@@ -476,23 +476,52 @@ class _VkCommunityVariables(PydanticBaseSettingsSource):
         return {"vk": vk} if vk else {}
 
 
-class LongPollSettings(LogSettings, KafkaSettings):
-    """VK Bots Long Poll (``otklik longpoll``); tokens come from :class:`SecretsSettings`."""
+class VkEndpointSettings(OtklikSettings):
+    """Where VK's API is and which version of it we speak (Long Poll and the VK API client)."""
 
     api_url: str = Field(
         "https://api.vk.com/method", validation_alias="OTKLIK_VK_API_URL", description="VK API's base URL"
     )
-    api_version: str = Field("5.199", validation_alias="OTKLIK_VK_API_VERSION", description="the VK API version")
-    state_dir: Path = Field(
-        Path(".run/longpoll"),
-        validation_alias="OTKLIK_LONGPOLL_STATE_DIR",
-        description="where each community's last acknowledged `ts` is kept",
+    api_version: str = Field(
+        "5.199",  # the version of the schema the client's requests and models follow
+        validation_alias="OTKLIK_VK_API_VERSION",
+        description="the VK API version",
     )
 
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return value.rstrip("/")
+
+
+class LongPollSettings(VkEndpointSettings, LogSettings, KafkaSettings):
+    """VK Bots Long Poll (``otklik longpoll``); tokens come from :class:`SecretsSettings`."""
+
+    state_dir: Path = Field(
+        Path(".run/longpoll"),
+        validation_alias="OTKLIK_LONGPOLL_STATE_DIR",
+        description="where each community's last acknowledged `ts` is kept",
+    )
+
+
+class VkApiSettings(VkEndpointSettings):
+    """The VK API client (streams/edge/vk_api.py): its pace per token, its retries, the service token.
+    Community tokens are the ones of :class:`SecretsSettings` (``OTKLIK_VK_<GROUP_ID>_TOKEN``)."""
+
+    vk_service_token: SecretStr | None = Field(
+        None, description="the app's service token: walls, comments, boards and addresses (VK requires one there)"
+    )
+    vk_api_user_rate: float = Field(3.0, gt=0, description="requests per second per user token")
+    vk_api_service_rate: float = Field(3.0, gt=0, description="requests per second per service token")
+    vk_api_group_rate: float = Field(20.0, gt=0, description="requests per second per community token")
+    vk_api_attempts: int = Field(
+        5,
+        ge=1,
+        description="tries per request, the first included, on VK errors 6, 9, 10, 29, HTTP 5xx and lost connections",
+    )
+    vk_api_backoff: float = Field(0.5, gt=0, description="seconds: the first pause before a retry, doubled each time")
+    vk_api_max_backoff: float = Field(30.0, gt=0, description="seconds: the longest pause between retries")
+    vk_api_timeout: float = Field(30.0, gt=0, description="seconds a request may take")
 
 
 class NotifierSettings(LogSettings, RegistrySettings):
@@ -551,13 +580,13 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: object) -> int:
-    """Seconds from ``90d``, ``36h``, ``15m``, ``30s`` or a bare number of seconds."""
+def parse_duration(value: object) -> object:
+    """Seconds from ``90d``, ``36h``, ``15m``, ``30s`` or a bare number of seconds; anything else as it is."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     match = _DURATION.match(str(value))
     if match is None:
-        raise ValueError(f"{value!r} is not a duration such as 90d, 36h, 15m or 3600")
+        return value  # pydantic names it: not a valid integer
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
@@ -599,7 +628,7 @@ class StoreSettings(LogSettings, RegistrySettings, KafkaSettings):
 
     @field_validator("text_retention_s", mode="before")
     @classmethod
-    def _retention(cls, value: object) -> int:
+    def _retention(cls, value: object) -> object:
         return parse_duration(value)
 
 
@@ -676,6 +705,7 @@ README_TABLES: dict[str, type[OtklikSettings]] = {
     "gateway": GatewaySettings,
     "secrets": SecretsSettings,
     "longpoll": LongPollSettings,
+    "vkapi": VkApiSettings,
     "notifier": NotifierSettings,
     "store": StoreSettings,
     "kafka": LocalKafkaSettings,

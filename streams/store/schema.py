@@ -1,4 +1,4 @@
-"""The store's tables: one schema for SQLite and PostgreSQL (SQLAlchemy Core; docs/history.md, "Tables").
+"""The store's tables: one schema for SQLite and PostgreSQL (SQLAlchemy Core; docs/history.md, "What is kept").
 
 Times are unix seconds (UTC) in BIGINT columns: the same arithmetic in both databases and in Python.
 Migrations (`streams/store/migrations/`) create exactly these; a test compares the two.
