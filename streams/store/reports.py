@@ -9,14 +9,22 @@ are :func:`otklik.agents.history.rating.finish`'s, as for a rating computed from
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime
+from importlib.metadata import version
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, case, func, literal, or_, select
 
 from otklik.agents.history.rating import UNIT_KINDS, Month, RatingRow, UnitTotals, finish, percentile
-from otklik.streams.store.schema import items, moderation_findings
+from otklik.streams.store.formats import RatingMeta
+from otklik.streams.store.schema import items, moderation_findings, registry_versions
 
-__all__ = ["ITEM_COLUMNS", "item_rows", "rating"]
+__all__ = ["ITEM_COLUMNS", "RULES_VERSION", "item_rows", "rating", "rating_meta"]
+
+# The rating's rules (agents/history/rating.py): a new number when what they count changes.
+RULES_VERSION = "rating-1"
 
 
 def _flag(condition: Any) -> Any:
@@ -147,3 +155,39 @@ def item_rows(
         query = query.limit(limit)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def rating_meta(
+    engine: Engine,
+    month: Month,
+    by: str,
+    min_judged: int,
+    titles: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> RatingMeta:
+    """What a rating was computed with: the rules, the calendar, and the registry version in force at
+    the month's end (the newest the store saw before it; else the oldest it knows)."""
+    with engine.connect() as connection:
+        digest = connection.execute(
+            select(registry_versions.c.digest)
+            .where(registry_versions.c.effective_from < month.end)
+            .order_by(registry_versions.c.effective_from.desc())
+            .limit(1)
+        ).scalar()
+        if digest is None:
+            digest = connection.execute(
+                select(registry_versions.c.digest).order_by(registry_versions.c.effective_from).limit(1)
+            ).scalar()
+    zone = ZoneInfo(month.zone)
+    generated = datetime.now(zone) if now is None else datetime.fromtimestamp(now, zone)
+    return RatingMeta(
+        month=month.label,
+        zone=month.zone,
+        by=by,
+        min_judged=min_judged,
+        rules_version=f"otklik {version('otklik')} {RULES_VERSION}",
+        calendar_version=f"holidays {version('holidays')}",
+        registry_digest=(digest or "none")[:12],
+        generated_at=generated,
+        titles=dict(titles or {}),
+    )
