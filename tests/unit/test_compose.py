@@ -166,3 +166,15 @@ def test_ports_of_the_stack_match_the_shipped_configs(compose: dict[str, Any]) -
     prom_listen = next(a for a in services["prometheus"]["command"] if a.startswith("--web.listen-address="))
     assert datasources["datasources"][0]["url"] == "http://" + prom_listen.split("=", 1)[1]
     assert all(s.get("network_mode") == "host" for s in services.values())
+
+
+def test_the_store_writes_to_the_stack_s_postgresql(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    store = services["store"]
+    assert store["command"] == ["store"]
+    assert store["depends_on"]["postgres"]["condition"] == "service_healthy"
+    url = store["environment"]["OTKLIK_STORE_URL"]
+    assert url.startswith("postgresql://otklik:") and url.endswith("@127.0.0.1:5432/otklik")
+    assert "port=5432" in services["postgres"]["command"]
+    # No password of ours in the file: compose refuses to start until the operator sets one.
+    assert "${OTKLIK_STORE_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
