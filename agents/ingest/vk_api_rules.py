@@ -1,6 +1,6 @@
 """The VK API client's arithmetic, without I/O: token buckets, the retry policy, which errors mean what,
-and how calls are packed into ``execute`` batches (README, "VK API client"; the client itself is
-streams/edge/vk_api.py).
+and how calls are packed into ``execute`` batches (docs/data-flow.md, "The VK API"; the client itself
+is streams/edge/vk_api.py).
 
 Everything here takes the time and the randomness it needs as arguments, so tests drive it with a fake
 clock and fixed draws.

@@ -1,4 +1,4 @@
-"""The VK API client (README, "VK API client"): typed answers for the methods otklik reads, a pace per
+"""The VK API client (docs/data-flow.md, "The VK API"): typed answers for the methods otklik reads, a pace per
 token, ``execute`` batches, retries, and errors that say what failed without ever showing a token.
 
 - Every token has its own token bucket (``OTKLIK_VK_API_USER_RATE``, ``_SERVICE_RATE``, ``_GROUP_RATE``;
@@ -17,6 +17,7 @@ agents/ingest/vk_api_rules.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -309,7 +310,7 @@ class VkApiClient:
     sleep: Sleep = asyncio.sleep
     draw: Callable[[], float] = random.random
     requests: int = 0  # HTTP requests sent, retries included
-    _buckets: dict[int, TokenBucket] = field(default_factory=dict, repr=False)
+    _buckets: dict[bytes, TokenBucket] = field(default_factory=dict, repr=False)
     _own_session: bool = field(default=False, repr=False)
 
     @property
@@ -341,10 +342,12 @@ class VkApiClient:
     # -- one request ----------------------------------------------------------------------------------
 
     async def _pace(self, token: VkToken) -> None:
-        # Keyed by the token object's identity: the value itself is never used as a key anywhere.
-        bucket = self._buckets.get(id(token))
+        # One bucket per token value (two VkToken objects of one token share it), keyed by a digest so
+        # that the value itself is kept nowhere but in its SecretStr.
+        key = hashlib.sha256(token.value.get_secret_value().encode()).digest()
+        bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[id(token)] = TokenBucket(rate=self.rate(token.kind))
+            bucket = self._buckets[key] = TokenBucket(rate=self.rate(token.kind))
         wait = bucket.reserve(self.clock())
         if wait > 0:
             await self.sleep(wait)

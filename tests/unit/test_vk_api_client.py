@@ -156,6 +156,14 @@ async def test_the_client_keeps_to_vks_rates_so_the_fake_never_says_too_many(wor
     assert world.clock.now - 1000.0 >= 29 / 3 - 1e-6  # the client waited out its bucket, in fake time
 
 
+async def test_two_objects_of_one_token_share_its_bucket(world: World) -> None:
+    twin = VkToken.of("service", world.service.value, "the same token again")
+    for n in range(12):
+        await world.client.wall_get(world.service if n % 2 else twin, GROUP, count=1)
+    assert world.fake.answers() == {"ok": 12}
+    assert world.clock.now - 1000.0 >= 11 / 3 - 1e-6
+
+
 # ---- paging -------------------------------------------------------------------------------------------
 
 
