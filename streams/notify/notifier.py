@@ -385,6 +385,16 @@ class Journal:
             record["firing_of"] = [notice.group_key, notice.page, notice.alertname, notice.episode]
         self._write(record)
 
+    def record(self, ident: str, event: str, at: float, **details: Any) -> None:
+        """A final event (``sent``, ``failed``) of a delivery outside the alert flow, such as the monthly
+        rating (``streams/store/delivery.py``): one journal says what was sent to whom."""
+        self._write({"event": event, "at": round(at, 3), "id": ident, **details})
+
+    def final(self, ident: str) -> str | None:
+        """The final event recorded under ``ident`` (``sent``, ``failed``, ``dropped``), or None."""
+        entry = self.seen.get(ident)
+        return None if entry is None else entry[1]
+
     def firing_was_sent(self, notice: Notice) -> bool:
         """Whether the firing notice that this resolved one closes was delivered to anyone."""
         return (notice.group_key, notice.page, notice.alertname, notice.episode) in self.sent_firing

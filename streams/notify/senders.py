@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import aiohttp
 
 __all__ = [
+    "Attachment",
     "DeliveryError",
     "MaxSender",
     "Message",
@@ -31,9 +32,19 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an e-mail (the monthly rating's XLSX); the bot channels send the text only."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     subject: str
     text: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 class DeliveryError(Exception):
@@ -89,6 +100,9 @@ class SmtpSender:
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or "otklik")
         mail.set_content(message.text)  # UTF-8, quoted-printable or base64 as the text needs
+        for attachment in message.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            mail.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
         return mail
 
     def _send_sync(self, address: str, message: Message) -> None:
