@@ -90,3 +90,40 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    dashboard: str  # uid
+    panel: str  # title, or "var:<name>" for a variable's query
+    sql: str
+
+
+def sql_queries(model: dict[str, Any], *, variables: bool = False) -> list[SqlQuery]:
+    """Every raw SQL of a dashboard's panels (PostgreSQL datasource), and of its query variables."""
+    uid = model["uid"]
+    out = [
+        SqlQuery(uid, panel.get("title", ""), target["rawSql"])
+        for panel in walk_panels(model.get("panels") or [])
+        for target in panel.get("targets") or []
+        if target.get("rawSql")
+    ]
+    if variables:
+        for variable in (model.get("templating") or {}).get("list") or []:
+            if variable.get("type") == "query" and variable.get("datasource", {}).get("type", "").endswith(
+                "postgresql-datasource"
+            ):
+                out.append(SqlQuery(uid, f"var:{variable['name']}", variable["query"]))
+    return out
+
+
+def substitute_sql_variables(sql: str, values: dict[str, str | list[str]]) -> str:
+    """``sql`` with ``${name:sqlstring}`` replaced as Grafana does: each value quoted, ``'`` doubled, a
+    multi-value one joined by commas. Every variable must have a value (a KeyError names a missing one)."""
+
+    def quoted(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        items = [value] if isinstance(value, str) else value
+        return ",".join("'" + item.replace("'", "''") + "'" for item in items)
+
+    return re.sub(r"\$\{(\w+):sqlstring\}", quoted, sql)

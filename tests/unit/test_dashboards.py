@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from otklik.streams.tools.grafana import blocks, dashboards
+from otklik.streams.tools.grafana import blocks, dashboards, history
 from tests import grafana_panels
 from tests.conftest import REPO
 
@@ -58,8 +58,13 @@ def test_stable_uids_russian_titles_and_unique_panel_ids(models: dict[str, dict]
         "otklik-page",
         "otklik-moderation",
         "otklik-health",
+        "otklik-rating",
+        "otklik-overdue",
     }
+    # The history dashboards read the store's PostgreSQL, the others Prometheus.
+    store_boards = {"otklik-rating", "otklik-overdue"}
     for uid, model in models.items():
+        datasource = history.STORE_DATASOURCE_UID if uid in store_boards else blocks.DATASOURCE_UID
         assert model["uid"] == uid
         assert re.search("[А-Яа-я]", model["title"]), model["title"]
         panels = list(grafana_panels.walk_panels(model["panels"]))
@@ -68,8 +73,8 @@ def test_stable_uids_russian_titles_and_unique_panel_ids(models: dict[str, dict]
         for panel in panels:
             assert re.search("[А-Яа-я]", panel["title"]), f"{uid}: panel without a Russian title: {panel['title']!r}"
             if panel["type"] != "row" and panel.get("targets"):
-                assert panel["datasource"]["uid"] == blocks.DATASOURCE_UID
-                assert all(t["datasource"]["uid"] == blocks.DATASOURCE_UID for t in panel["targets"])
+                assert panel["datasource"]["uid"] == datasource
+                assert all(t["datasource"]["uid"] == datasource for t in panel["targets"])
 
 
 def test_variables_cover_region_municipality_sector_and_page(models: dict[str, dict]) -> None:
@@ -80,8 +85,9 @@ def test_variables_cover_region_municipality_sector_and_page(models: dict[str, d
     # A variable is used by the panels of its dashboard (an unused filter would mislead).
     for uid, model in models.items():
         text = " ".join(q.expr for q in grafana_panels.panel_queries(model, variables=True))
+        text += " ".join(q.sql for q in grafana_panels.sql_queries(model, variables=True))
         for name in names[uid]:
-            assert f"${name}" in text, f"{uid}: variable ${name} is used by no query"
+            assert re.search(rf"\$\{{?{name}\b", text), f"{uid}: variable ${name} is used by no query"
 
 
 def test_region_overview_has_the_measurements_the_issue_asks_for(models: dict[str, dict]) -> None:
@@ -99,6 +105,12 @@ def test_provisioning_names_the_same_datasource_and_folder() -> None:
     datasources = yaml.safe_load((PROVISIONING / "datasources" / "otklik.yaml").read_text(encoding="utf-8"))
     (ds,) = datasources["datasources"]
     assert (ds["uid"], ds["type"]) == (blocks.DATASOURCE_UID, "prometheus")
+    store = yaml.safe_load((PROVISIONING / "datasources" / "otklik-store.yaml").read_text(encoding="utf-8"))
+    (ds,) = store["datasources"]
+    assert (ds["uid"], ds["type"]) == (history.STORE_DATASOURCE_UID, history.STORE_DATASOURCE_TYPE)
+    assert ds["jsonData"]["database"] == "otklik"
+    # the password comes from Grafana's environment, never from the repository
+    assert ds["secureJsonData"]["password"].startswith("${")
     providers = yaml.safe_load((PROVISIONING / "dashboards" / "otklik.yaml").read_text(encoding="utf-8"))
     (provider,) = providers["providers"]
     assert provider["folderUid"] == blocks.FOLDER_UID

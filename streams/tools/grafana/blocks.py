@@ -259,4 +259,6 @@ UIDS = {
     "page": "otklik-page",
     "moderation": "otklik-moderation",
     "health": "otklik-health",
+    "rating": "otklik-rating",  # from the history store (history.py)
+    "overdue": "otklik-overdue",
 }

@@ -9,6 +9,7 @@ from typing import Any
 
 from otklik.streams.tools.grafana.area import drilldown, region_overview, single_page
 from otklik.streams.tools.grafana.blocks import UIDS
+from otklik.streams.tools.grafana.history import monthly_rating, overdue_items
 from otklik.streams.tools.grafana.operations import moderation, system_health
 
 # File stem (= uid) -> builder.
@@ -18,6 +19,8 @@ DASHBOARD_FILES: dict[str, Callable[[], dict[str, Any]]] = {
     UIDS["page"]: single_page,
     UIDS["moderation"]: moderation,
     UIDS["health"]: system_health,
+    UIDS["rating"]: monthly_rating,
+    UIDS["overdue"]: overdue_items,
 }
 
 
