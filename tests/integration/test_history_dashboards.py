@@ -5,19 +5,26 @@ rating rules in memory (``otklik.agents.history.rating.rate``) and the overdue r
 from __future__ import annotations
 
 import math
+import os
 import random
+import secrets
+import subprocess
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from otklik.agents.history.rating import ItemFacts, classify, month_bounds, rate
 from otklik.streams.store.schema import items, metadata
 from otklik.streams.tools.grafana import dashboards, history
 from tests import grafana_panels
+from tests.conftest import REPO
+from tests.postgres import LocalPostgres
 
 MUNICIPALITIES = ("Новосибирск", "Бердск", "Искитимский район", "Обь")
 MONTH = "2026-11"
@@ -342,3 +349,81 @@ def test_the_overdue_table_links_each_row_to_the_platform(models: dict[str, dict
     for value in links.values():
         assert value[0]["url"] == "${__data.fields.link}" and value[0]["targetBlank"] is True
     assert "link" in history.OVERDUE_COLUMNS
+
+
+# ---- Grafana's read-only role --------------------------------------------------------------------------
+
+
+def test_grafanas_role_reads_the_store_and_cannot_write(
+    postgres_cluster: LocalPostgres, models: dict[str, dict[str, Any]]
+) -> None:
+    # deploy/postgres/grafana-reader.sh as the postgres image runs it on a fresh volume: before the
+    # store has made its tables, so the grant must reach the tables made later.
+    database = postgres_cluster.create_database()
+    reader, password = f"grafana_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "PATH": f"{postgres_cluster.bin}:{os.environ['PATH']}",
+        "PGHOST": str(postgres_cluster.root),
+        "PGPORT": str(postgres_cluster.port),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": database,
+        "OTKLIK_STORE_OWNER": "otklik",
+        "OTKLIK_STORE_GRAFANA_USER": reader,
+        "OTKLIK_STORE_GRAFANA_PASSWORD": password,
+    }
+    engines: list[sa.Engine] = []
+    try:
+        script = subprocess.run(
+            ["bash", str(REPO / "deploy" / "postgres" / "grafana-reader.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert script.returncode == 0, script.stderr
+        owner = insert(postgres_cluster.url(database), month_items(random.Random(15)))
+        engines.append(owner)
+        as_reader = make_url(postgres_cluster.url(database)).set(username=reader, password=password)
+        grafana = sa.create_engine(as_reader)
+        engines.append(grafana)
+        model = models[history.UIDS["rating"]]
+        assert sql_rating(grafana, the_sql(model, panel_title(model)), MONTH, "Europe/Moscow")
+        with grafana.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(items.delete())
+        with grafana.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("create table mine (x int)"))
+        with owner.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(items)).scalar() == 62
+    finally:
+        for engine in engines:
+            engine.dispose()
+        postgres_cluster.drop_database(database)
+        postgres_cluster.admin(f'DROP ROLE IF EXISTS "{reader}"')
+
+
+def test_without_a_password_the_script_makes_no_role(postgres_cluster: LocalPostgres) -> None:
+    env = {
+        **os.environ,
+        "PATH": f"{postgres_cluster.bin}:{os.environ['PATH']}",
+        "PGHOST": str(postgres_cluster.root),
+        "PGPORT": str(postgres_cluster.port),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "otklik",
+        "OTKLIK_STORE_GRAFANA_USER": "grafana_never",
+        "OTKLIK_STORE_GRAFANA_PASSWORD": "",
+    }
+    script = subprocess.run(
+        ["bash", str(REPO / "deploy" / "postgres" / "grafana-reader.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert script.returncode == 0 and "OTKLIK_STORE_GRAFANA_PASSWORD is not set" in script.stderr
+    engine = sa.create_engine(postgres_cluster.url())
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from pg_roles where rolname = 'grafana_never'")).scalar() == 0
+    finally:
+        engine.dispose()
