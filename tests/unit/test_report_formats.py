@@ -287,3 +287,19 @@ def test_items_xlsx_has_real_local_datetimes_hours_and_links() -> None:
 def test_items_xlsx_author_column_when_asked() -> None:
     ws = sheet(items_written("xlsx", [item()], with_author=True))
     assert ws.cell(row=3, column=18).value == "Автор" and ws.cell(row=4, column=18).value == "vk:user:777"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "xlsx", "html"])
+def test_an_empty_rating_is_still_a_whole_file(fmt: str) -> None:
+    out = io.BytesIO()
+    write_rating([], meta("region", titles={}), fmt, out)
+    data = out.getvalue()
+    if fmt == "json":
+        assert orjson.loads(data) == []
+    elif fmt == "csv":
+        assert data.decode().splitlines() == [",".join(RATING_FIELDS)]
+    elif fmt == "xlsx":
+        ws = sheet(data)
+        assert ws["B3"].value == "Регион" and ws.max_row == 3 and ws.auto_filter.ref == "A3:N3"
+    else:
+        assert "<tbody>\n\n</tbody>" in data.decode() and data.decode().rstrip().endswith("</html>")
