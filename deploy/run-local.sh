@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: local Kafka, the otklik worker and the traffic simulator, until Ctrl-C.
+# `make run`: local Kafka, the otklik worker, the history store (SQLite) and the traffic simulator,
+# until Ctrl-C.
 # Ctrl-C (or SIGTERM) stops everything this script started, and only that.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ SPEED=${OTKLIK_SIM_SPEED:-30}       # simulated seconds per real second
 export OTKLIK_WEB_PORT=${OTKLIK_WEB_PORT:-6066}
 export OTKLIK_KAFKA_BROKER=${OTKLIK_KAFKA_BROKER:-kafka://127.0.0.1:${OTKLIK_KAFKA_PORT:-9092}}
 export OTKLIK_DATA_DIR=${OTKLIK_DATA_DIR:-$RUN/worker}
+export OTKLIK_STORE_URL=${OTKLIK_STORE_URL:-sqlite:///$RUN/store/otklik.sqlite3}
 bootstrap=${OTKLIK_KAFKA_BROKER#kafka://}
 
 kafka_started=0
@@ -50,6 +52,9 @@ for _ in $(seq 1 120); do
 done
 echo
 
+$OTK store >"$RUN/store.log" 2>&1 &
+pids+=($!)
+
 $OTK simulate --pages "$PAGES" --rate "$RATE" --speed "$SPEED" --duration 0 --bootstrap "$bootstrap" \
   >"$RUN/simulator.log" 2>&1 &
 pids+=($!)
@@ -61,6 +66,8 @@ otklik is running (Ctrl-C stops it):
   health       http://127.0.0.1:$OTKLIK_WEB_PORT/health
   Kafka        $bootstrap, topics otklik.raw → otklik.interactions → otklik.responses; otklik.dead-letters
   registry     $OTKLIK_REGISTRY ($PAGES simulated pages)
-  logs         $RUN/worker.log, $RUN/simulator.log
+  store        ${OTKLIK_STORE_URL%%://*} store of every judged item; the month's rating:
+               .venv/bin/otklik report rating --month $(date +%Y-%m) --by municipality --format csv
+  logs         $RUN/worker.log, $RUN/store.log, $RUN/simulator.log
 MSG
 wait "${pids[0]}"
