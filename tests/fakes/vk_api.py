@@ -30,6 +30,7 @@ a method, inner calls of execute included) answer error 6, 9, 10, 29 or an HTTP 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -239,6 +240,23 @@ def scripted_community(
             history.append(FakeMessage(next(message_ids), -group_id if out else peer, clock, f"Сообщение {m}", out))
         community.dialogs[peer] = history
     return community
+
+
+@dataclass
+class FakeClock:
+    """Seconds that pass only when someone sleeps: give it to the client (``clock``, ``sleep``) and to
+    the fake (``clock``), and rate limits and backoff run without real waiting."""
+
+    now: float = 1000.0
+    pauses: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 # ---- the server ---------------------------------------------------------------------------------------

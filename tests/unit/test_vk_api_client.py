@@ -4,11 +4,10 @@ client (its token buckets and backoff pauses) and the fake (its rate limits): no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,26 +24,10 @@ from otklik.streams.edge.vk_api import (
     history_params,
 )
 from otklik.streams.settings import VkApiSettings
-from tests.fakes.vk_api import FakeComment, FakeVkApi, KnownToken, scripted_community
+from tests.fakes.vk_api import FakeClock, FakeComment, FakeVkApi, KnownToken, scripted_community
 
 GROUP = 101
 OTHER = 202
-
-
-@dataclass
-class FakeClock:
-    """Seconds that pass only when someone sleeps."""
-
-    now: float = 1000.0
-    pauses: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @dataclass

@@ -1,0 +1,237 @@
+"""What happened on one VK community in a time window, read with the VK API (the reading half of
+catch-up after a gap; docs/data-flow.md, "The VK API").
+
+VK has no "comments since T" method, so the window is found from what the methods do sort by:
+
+- **wall**: posts newest first (``wall.get``) back to ``post_lookback`` before the window (older posts
+  can get comments in it too); each such post's comments with up to 10 replies of each thread
+  (``wall.getComments``, ``thread_items_count=10``), and a longer thread's replies by ``comment_id``;
+- **board**: topics by last update (``board.getTopics``, ``order=1``) until one was last updated
+  before the window; each topic's comments newest first (``board.getComments``, ``sort=desc``) until
+  one is older than the window;
+- **dialogs** (with the community's token): conversations by last message (``messages.getConversations``)
+  until one's last message is older than the window; each one's history newest first
+  (``messages.getHistory``) until a message is older than the window.
+
+Every comment and message dated in ``[since, until)`` comes back as the Callback API body VK would have
+sent (agents/ingest/vk_api_bodies.py). First pages of many posts, topics or dialogs go through
+:meth:`VkApiClient.batch`, so a token that may ``execute`` reads 25 of them per request. A part the
+token may not read (error 15, 203, 212) is reported in :attr:`Collected.errors` and the rest is read;
+an authorization error (5) stops the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from otklik.agents.ingest.vk_api_bodies import board_post_body, in_window, message_body, wall_reply_body
+from otklik.streams.edge.vk_api import (
+    BoardComment,
+    Call,
+    Message,
+    Page,
+    VkAccessError,
+    VkApiClient,
+    VkApiError,
+    VkAuthError,
+    VkToken,
+    WallComment,
+    WallComments,
+    history_params,
+)
+
+PAGE = 100  # wall.getComments, board.* and wall.get give at most 100 a page
+DIALOG_PAGE = 200  # messages.* give at most 200
+THREAD_ITEMS = 10  # the most replies wall.getComments embeds per thread
+
+
+@dataclass
+class Collected:
+    """The bodies found (oldest first), and what could not be read."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[VkApiError] = field(default_factory=list)
+
+
+@dataclass
+class WindowReader:
+    client: VkApiClient
+    service: VkToken  # walls and boards (VK wants a user or service token there)
+    community: VkToken | None = None  # dialogs; without it, no dialogs are read
+    post_lookback: int = 7 * 86400  # seconds: posts this much older than the window are still read
+
+    async def collect(self, group_id: int, since: int, until: int) -> Collected:
+        out = Collected()
+        for part in (self._wall, self._board, self._dialogs):
+            try:
+                await part(group_id, since, until, out)
+            except VkAuthError:
+                raise
+            except VkAccessError as exc:
+                out.errors.append(exc)
+        out.bodies.sort(key=_order)
+        return out
+
+    def _keep(self, result: Any, out: Collected) -> bool:
+        """True for an answer; an error of one call is kept (access) or raised (anything else)."""
+        if isinstance(result, VkAccessError):
+            out.errors.append(result)
+            return False
+        if isinstance(result, VkApiError):
+            raise result
+        return True
+
+    # -- wall -----------------------------------------------------------------------------------------
+
+    async def _wall(self, group_id: int, since: int, until: int, out: Collected) -> None:
+        oldest = since - self.post_lookback
+        posts = []
+        offset = 0
+        while True:
+            page = await self.client.wall_get(self.service, group_id, offset=offset, count=PAGE)
+            for post in page.items:
+                if post.date is not None and oldest <= post.date < until and post.comments and post.comments.count:
+                    posts.append(post.id)
+            offset += len(page.items)
+            # Newest first: stop at the first page that reaches past the lookback (a pinned post can
+            # be old at the top, so the page's last post decides).
+            if not page.items or offset >= page.count or (page.items[-1].date or 0) < oldest:
+                break
+        firsts = await self.client.batch(
+            [Call("wall.getComments", _comments_params(group_id, post, 0)) for post in posts],
+            self.service,
+            group_id,
+        )
+        for post_id, first in zip(posts, firsts, strict=True):
+            if not self._keep(first, out):
+                continue
+            for comment in await self._all_comments(group_id, post_id, first):
+                self._wall_comment(group_id, post_id, comment, since, until, out)
+                thread = comment.thread
+                replies = list(thread.items) if thread else []
+                if thread and thread.count > len(replies):
+                    replies = await self._thread(group_id, post_id, comment.id)
+                for reply in replies:
+                    self._wall_comment(group_id, post_id, reply, since, until, out)
+
+    async def _all_comments(self, group_id: int, post_id: int, first: WallComments) -> list[WallComment]:
+        comments = list(first.items)
+        while first.items and len(comments) < first.count:
+            page = await self.client.call(
+                "wall.getComments", self.service, _comments_params(group_id, post_id, len(comments)), group=group_id
+            )
+            if not page.items:
+                break
+            comments += page.items
+        return comments
+
+    async def _thread(self, group_id: int, post_id: int, comment_id: int) -> list[WallComment]:
+        replies: list[WallComment] = []
+        while True:
+            page = await self.client.wall_get_comments(
+                self.service, group_id, post_id, comment_id=comment_id, offset=len(replies), count=PAGE
+            )
+            replies += page.items
+            if not page.items or len(replies) >= page.count:
+                return replies
+
+    @staticmethod
+    def _wall_comment(
+        group_id: int, post_id: int, comment: WallComment, since: int, until: int, out: Collected
+    ) -> None:
+        if in_window(comment.date, since, until) and not comment.deleted:
+            out.bodies.append(wall_reply_body(group_id, post_id, comment.model_dump(exclude_none=True)))
+
+    # -- board ----------------------------------------------------------------------------------------
+
+    async def _board(self, group_id: int, since: int, until: int, out: Collected) -> None:
+        topics = []
+        offset = 0
+        while True:
+            page = await self.client.board_get_topics(self.service, group_id, offset=offset, count=PAGE, order=1)
+            recent = [t for t in page.items if (t.updated or 0) >= since]
+            topics += [t.id for t in recent if t.comments]
+            offset += len(page.items)
+            if not page.items or offset >= page.count or len(recent) < len(page.items):
+                break
+        firsts = await self.client.batch(
+            [Call("board.getComments", _board_params(group_id, topic, 0)) for topic in topics], self.service, group_id
+        )
+        for topic_id, first in zip(topics, firsts, strict=True):
+            if not self._keep(first, out):
+                continue
+            page: Page[BoardComment] = first
+            read = 0
+            while True:
+                for comment in page.items:
+                    if in_window(comment.date, since, until):
+                        out.bodies.append(board_post_body(group_id, topic_id, comment.model_dump(exclude_none=True)))
+                read += len(page.items)
+                if not page.items or read >= page.count or page.items[-1].date < since:
+                    break
+                page = await self.client.call(
+                    "board.getComments", self.service, _board_params(group_id, topic_id, read), group=group_id
+                )
+
+    # -- dialogs --------------------------------------------------------------------------------------
+
+    async def _dialogs(self, group_id: int, since: int, until: int, out: Collected) -> None:
+        if self.community is None:
+            return
+        peers = []
+        offset = 0
+        while True:
+            page = await self.client.messages_get_conversations(
+                self.community, group_id, offset=offset, count=DIALOG_PAGE
+            )
+            recent = [c for c in page.items if c.last_message is not None and c.last_message.date >= since]
+            peers += [c.conversation.peer.id for c in recent if c.conversation.peer.type == "user"]
+            offset += len(page.items)
+            if not page.items or offset >= page.count or len(recent) < len(page.items):
+                break
+        firsts = await self.client.batch(
+            [Call("messages.getHistory", history_params(group_id, peer, count=DIALOG_PAGE)) for peer in peers],
+            self.community,
+            group_id,
+        )
+        for peer, first in zip(peers, firsts, strict=True):
+            if not self._keep(first, out):
+                continue
+            page: Page[Message] = first
+            read = 0
+            while True:
+                for message in page.items:
+                    if in_window(message.date, since, until):
+                        out.bodies.append(message_body(group_id, message.model_dump(exclude_none=True)))
+                read += len(page.items)
+                if not page.items or read >= page.count or page.items[-1].date < since:
+                    break
+                page = await self.client.messages_get_history(
+                    self.community, group_id, peer, offset=read, count=DIALOG_PAGE
+                )
+
+
+def _comments_params(group_id: int, post_id: int, offset: int) -> dict[str, Any]:
+    return {
+        "owner_id": -group_id,
+        "post_id": post_id,
+        "offset": offset,
+        "count": PAGE,
+        "thread_items_count": THREAD_ITEMS,
+        "sort": "asc",
+    }
+
+
+def _board_params(group_id: int, topic_id: int, offset: int) -> dict[str, Any]:
+    return {"group_id": group_id, "topic_id": topic_id, "offset": offset, "count": PAGE, "sort": "desc"}
+
+
+def _order(body: dict[str, Any]) -> tuple[int, str]:
+    obj = body["object"]
+    date = obj["message"]["date"] if "message" in obj else obj["date"]
+    return date, body["event_id"]
+
+
+__all__: Sequence[str] = ("Collected", "WindowReader")
