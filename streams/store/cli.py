@@ -99,8 +99,42 @@ def store_command(ctx: click.Context, store_url: str | None, registry: Path | No
     limit_kafka_logs()
     engine = _engine(settings, create=True)
     watcher = _watcher(settings)
-    service = StoreService(settings, _writer(settings, engine, watcher), watcher)
+    service = StoreService(settings, _writer(settings, engine, watcher), watcher, deliver=_delivery(engine, watcher))
     asyncio.run(service.run())
+
+
+def _rating_source(engine: Any, registry: Any) -> Any:
+    """The monthly delivery's ratings, read from the store."""
+    from otklik.streams.store.reports import rating, rating_meta
+
+    def rating_for(month: Any, by: str, where: Any) -> Any:
+        titles = {page.id: page.title for page in registry if page.title} if by == "page" else None
+        return rating(engine, month, by=by, where=dict(where)), rating_meta(engine, month, by, 2, titles=titles)
+
+    return rating_for
+
+
+def _delivery(engine: Any, watcher: Any) -> Any:
+    """The monthly e-mail of the rating, run by the service every hour when the registry names recipients
+    and OTKLIK_SMTP_HOST is set (docs/history.md, "Monthly delivery"); else None."""
+    from otklik.streams.settings import NotifierSettings
+    from otklik.streams.store.delivery import run_monthly_delivery
+
+    if not watcher.registry.reports:
+        return None
+    try:
+        notifier = NotifierSettings.from_env()
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    if notifier.smtp_host is None:
+        logging.getLogger("otklik.store").warning("the registry names report recipients but OTKLIK_SMTP_HOST is unset")
+        return None
+
+    async def deliver() -> Any:
+        registry = watcher.registry
+        return await run_monthly_delivery(notifier, registry, _rating_source(engine, registry))
+
+    return deliver
 
 
 def _ctx_settings(ctx: click.Context) -> StoreSettings:
@@ -170,6 +204,37 @@ def store_erase_texts(ctx: click.Context) -> None:
 
 
 # ---- otklik report ----------------------------------------------------------------------------------
+
+
+@click.command("deliver")
+@click.option("--now", "at", default=None, help="act as if it were this time (ISO 8601); default: now")
+@click.option("--store", "store_url", default=None, help=_STORE_URL_HELP)
+@click.option(
+    "--registry", type=click.Path(path_type=Path), default=None, help="the page registry [env OTKLIK_REGISTRY]"
+)
+def report_deliver(at: str | None, store_url: str | None, registry: Path | None) -> None:
+    """Send the monthly ratings that are due (the store's service does it every hour); prints each."""
+    from otklik.streams.settings import NotifierSettings
+    from otklik.streams.store.delivery import run_monthly_delivery_sync
+
+    settings = _settings(store_url=store_url, registry=registry)
+    try:
+        notifier = NotifierSettings.from_env(registry=registry)
+    except SettingsError as exc:
+        raise command_error(exc) from None
+    now = None
+    if at is not None:
+        try:
+            now = int(datetime.fromisoformat(at).timestamp())
+        except ValueError:
+            raise click.BadParameter(f"{at!r} is not an ISO 8601 time", param_hint="--now") from None
+    watcher = _watcher(settings)
+    engine = _engine(settings)
+    results = run_monthly_delivery_sync(notifier, watcher.registry, _rating_source(engine, watcher.registry), now=now)
+    for result in results:
+        click.echo(f"{result.result}: {result.delivery.key} {result.reason or ''}".rstrip())
+    if not results:
+        click.echo("nothing due")
 
 
 @click.group("report")
@@ -306,3 +371,6 @@ def report_items(
             stream.close()
         else:
             stream.flush()
+
+
+report_command.add_command(report_deliver)

@@ -28,13 +28,16 @@ __all__ = ["StoreService"]
 # How often texts past their retention are erased while the store runs.
 ERASE_EVERY_S = 3600
 REGISTRY_CHECK_EVERY_S = 10
+# How often the monthly ratings' delivery checks what is due (it sends each once: its journal).
+DELIVER_EVERY_S = 3600
 
 
 class StoreService:
-    def __init__(self, settings: StoreSettings, writer: StoreWriter, registry: Any = None) -> None:
+    def __init__(self, settings: StoreSettings, writer: StoreWriter, registry: Any = None, deliver: Any = None) -> None:
         self.settings = settings
         self.writer = writer
         self.registry = registry  # a RegistryWatcher: reloaded when its file changes, each version kept
+        self.deliver = deliver  # the monthly ratings by e-mail (an async callable), or None
         self.topics = {settings.topic(role): role for role in ROLES}
         self.dead_letters_topic = settings.topic("dead_letters")
         self.consumer: AIOKafkaConsumer | None = None
@@ -47,6 +50,7 @@ class StoreService:
         self.written = Applied()
         self._next_erase = 0.0
         self._next_registry_check = 0.0
+        self._next_delivery = 0.0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -67,6 +71,7 @@ class StoreService:
             while not self.stopping.is_set():
                 await self._erase_when_due()
                 self._check_registry()
+                await self._deliver_when_due()
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.store_batch)
                 if not batches:
                     continue
@@ -126,6 +131,17 @@ class StoreService:
             from otklik.streams.store.cli import record_registry
 
             record_registry(self.writer, self.registry)
+
+    async def _deliver_when_due(self) -> None:
+        now = time.monotonic()
+        if self.deliver is None or now < self._next_delivery:
+            return
+        self._next_delivery = now + DELIVER_EVERY_S
+        try:
+            for result in await self.deliver():
+                log.info("store: monthly rating %s: %s", result.result, result.delivery.key)
+        except Exception as exc:  # the next round tries again
+            log.warning("store: monthly ratings not delivered (%s)", _short(exc))
 
     async def _erase_when_due(self) -> None:
         now = time.monotonic()

@@ -375,3 +375,76 @@ def test_a_bad_store_url_stops_start_up_without_the_password(tmp_path: Path) -> 
         assert "OTKLIK_STORE_URL" in done.stderr or "store" in done.stderr
         assert problem in done.stderr, done.stderr
         assert "sekret-pw" not in done.stderr + done.stdout
+
+
+def test_report_deliver_mails_last_month_s_rating_from_the_store(tmp_path: Path, store_url: str) -> None:
+    """`otklik report deliver` on the first working day: the store's rating, as XLSX, to the registry's
+    recipients, once (docs/history.md, "Monthly delivery")."""
+    import io
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    import openpyxl
+    import yaml
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import free_port
+
+    mails: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            mails.append(message_from_bytes(envelope.content, policy=default_policy))
+            return "250 OK"
+
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"region": "Область", "timezone": "Europe/Moscow"},
+                "pages": [{"id": "vk:1", "municipality": "Тара"}, {"id": "vk:2", "municipality": "Омск"}],
+                "reports": [{"region": "Область", "contacts": [{"name": "ЦУР", "email": "cur@example.ru"}]}],
+            },
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
+    engine = open_engine(store_url)
+    migrate(engine)
+    from otklik.agents.registry import load_registry
+
+    StoreWriter(engine, load_registry(registry).page, 90 * 86400).apply(
+        [record(f"vk:{1 + n % 2}:wall:1:{n}", 1, "answered", n % 3 == 0, business_latency_s=60 * n) for n in range(8)]
+    )
+    engine.dispose()
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OTKLIK_STORE_URL": store_url,
+        "OTKLIK_REGISTRY": str(registry),
+        "OTKLIK_SMTP_HOST": "127.0.0.1",
+        "OTKLIK_SMTP_PORT": str(port),
+        "OTKLIK_NOTIFIER_DATA_DIR": str(tmp_path / "notifier"),
+    }
+    try:
+        first_working_day = "2026-12-01T10:00:00+03:00"
+        runs = [
+            subprocess.run(
+                [OTKLIK, "report", "deliver", "--now", first_working_day], env=env, capture_output=True, text=True
+            )
+            for _ in range(2)
+        ]
+    finally:
+        controller.stop()
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout.startswith("sent: report|2026-11|region=Область")
+    assert runs[1].stdout.strip() == "nothing due"  # the journal remembers
+    (mail,) = mails
+    assert "cur@example.ru" in str(mail["To"])
+    (attachment,) = [part for part in mail.iter_attachments()]
+    sheet = openpyxl.load_workbook(io.BytesIO(attachment.get_content())).active
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    units = {row[1] for row in values[3:] if row[1]}  # after the rank
+    assert units == {"Тара", "Омск"}
