@@ -421,7 +421,9 @@ class VkApiClient:
         """Each call's typed answer or its error (an exception object, not raised), in the calls' order.
         Calls go in ``execute`` batches of up to 25 where the token and the methods allow it
         (agents/ingest/vk_api_rules.py, ``plan_batches``), the rest one by one. An inner call failing with
-        a retryable error is tried again in a later batch, within the same attempts."""
+        a retryable error is tried again in a later batch, within the same attempts. A failure of a whole
+        ``execute`` request that retries did not cure (an authorization error, retries used up) is
+        raised: it would be the same for every call in it."""
         results: list[Any | VkApiError | None] = [None] * len(calls)
         pending = list(range(len(calls)))
         failures: dict[int, int] = {}
