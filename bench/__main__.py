@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, replay-jobs, live, memory,
-state-cost, gateway, moderation, triage)."""
+state-cost, gateway, moderation, triage, store)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-ORDER = ["replay", "replay-jobs", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage"]
+ORDER = ["replay", "replay-jobs", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage", "store"]
 MODULES = {
     "replay": "bench.replay",
     "replay-jobs": "bench.replay_jobs",
@@ -19,6 +19,7 @@ MODULES = {
     "alerts": "bench.alert_latency",
     "moderation": "bench.bench_moderation",
     "triage": "bench.bench_triage",
+    "store": "bench.store",
 }
 
 
