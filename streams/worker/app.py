@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from otklik.agents import NATIVE_STATUS
 from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
+from otklik.streams.worker.fetch_guard import install_fetch_guard
 from otklik.streams.worker.metrics import PipelineMetrics
 
 log = logging.getLogger("otklik")
@@ -48,6 +49,7 @@ class FaustApp(faust.App):
 
     def _new_consumer(self):  # type: ignore[no-untyped-def]
         consumer = super()._new_consumer()
+        install_fetch_guard(consumer)  # no input record skipped after a recovery (streams/worker/fetch_guard.py)
         if self.fast_delivery:
             install_fast_delivery(consumer, self.fast_delivery_stats)
         else:
