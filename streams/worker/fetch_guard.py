@@ -1,39 +1,46 @@
-"""No input record skipped: records of a paused partition are never handed over, and after every
-assignment each input partition starts at its group's committed offset or, with none, at its log start.
+"""No input record skipped: no record of an input partition is handed over while faust cannot keep it,
+and after every assignment each input partition starts at its group's committed offset or, with none,
+at its log start.
 
 faust's consumer (faust-streaming 0.15 over aiokafka 0.14) pauses partitions in its own bookkeeping
 only: aiokafka keeps prefetching every assigned partition, and faust asks its consumer thread for the
 records of the partitions it calls active by passing its *live* set of them. A record handed over
-moves aiokafka's position past it, and faust drops, without a word, a record whose partition is no
-longer active when it gets to it (or any record while its flow is stopped for a rebalance). Two faults
-then lose input for good (tests/reliability/test_worker_kills.py, test_scale_out.py):
+moves aiokafka's position past it. faust then loses, without a word, a record whose partition is no
+longer active when it gets to it, any record while its flow is stopped for a rebalance, and any record
+it has put into an agent's queue before recovery ends (resuming flow clears those queues). Three
+faults turned that into input never processed (tests/reliability/test_worker_kills.py,
+test_scale_out.py):
 
 * aiokafka's ``fetched_records(partitions)`` reads an empty set as "every partition". Table recovery
   empties faust's set for a moment (its changelog partitions paused, the input partitions not resumed
   yet), and so does a rebalance; a fetch waiting in the consumer thread at that moment returns the
   prefetched records of the paused input partitions, which faust then drops.
-* After recovery faust seeks the input partitions to their committed offsets, but aiokafka's
-  ``seek_to_committed`` leaves a partition without a committed offset (a new group, a partition that
-  no worker committed yet: a killed worker's, a new worker's first minutes) or with offset 0 where it
-  is, past the dropped records. The agents go on with the records after them and the next commit
-  covers them: they are never processed.
+* At the end of recovery faust resumes the input partitions, seeks them, and only then resumes flow,
+  which clears the agents' queues: records fetched in between reach a queue and are cleared.
+* faust's seek to committed offsets leaves a partition without a committed offset (a new group, a
+  partition that no worker committed yet: a killed worker's, a new worker's first minutes) or with
+  offset 0 where it is, past the lost records. The agents go on with the records after them and the
+  next commit covers them.
 
-:func:`install_fetch_guard` closes both on one faust consumer: its thread is asked only with a copy of
-the active set and never with an empty one, and its seek to committed offsets also moves each input
+:func:`install_fetch_guard` closes them on one faust consumer: its thread is asked with a copy of the
+active set, never with an empty one, and only for changelog partitions while the app is rebalancing
+(until recovery has ended and flow is resumed); its seek to committed offsets also moves each input
 partition without one (or at 0) to where ``auto_offset_reset`` would start it. A record handed over
-and dropped before that seek is therefore read again: repeated (harmless, see docs/data-flow.md,
+and lost before that seek is therefore read again: repeated (harmless, see docs/data-flow.md,
 "Delivery guarantees"), never skipped.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["install_fetch_guard", "seek_to_committed_or_reset"]
 
-log = logging.getLogger("otklik.fetch_guard")
+# How long a fetch with nothing to ask for waits before faust asks again (the input resumes that much
+# later at most after a rebalance).
+IDLE_S = 0.05
 
 
 async def seek_to_committed_or_reset(
@@ -66,9 +73,14 @@ def install_fetch_guard(consumer: Any) -> None:
     original_getmany = thread.getmany
 
     async def getmany(active_partitions: Iterable[Any], timeout: float) -> Mapping[Any, Any]:
-        # A copy: faust's set changes under the consumer thread while it waits for records.
-        partitions = frozenset(active_partitions)
+        # A copy: faust's set changes under the consumer thread while it waits for records. While
+        # rebalancing, only what recovery reads: input records would be dropped or cleared.
+        if consumer.app.rebalancing:
+            partitions = frozenset(tp for tp in active_partitions if consumer._is_changelog_tp(tp))
+        else:
+            partitions = frozenset(active_partitions)
         if not partitions:  # aiokafka would read it as every partition, paused ones included
+            await asyncio.sleep(min(timeout, IDLE_S))  # faust asks again at once: not in a busy loop
             return {}
         return await original_getmany(partitions, timeout)  # type: ignore[no-any-return]
 

@@ -127,7 +127,7 @@ class FakeConsumer:
     def __init__(self, assigned: set[TP], reset: str = "earliest") -> None:
         self._thread = FakeThread(FetchState())
         self.assigned = assigned
-        self.app = SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset=reset))
+        self.app = SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset=reset), rebalancing=False)
         install_fetch_guard(self)
 
     def assignment(self) -> set[TP]:
@@ -165,6 +165,29 @@ def test_faust_never_asks_aiokafka_with_an_empty_set() -> None:
         assert await consumer._thread.getmany(set(), 1.0) == {}
         assert consumer._thread.fetch.states[TopicPartition(*RAW)].position == 0
         assert await consumer._thread.getmany({RAW}, 1.0) == {TopicPartition(*RAW): list(range(10))}
+
+    asyncio.run(main())
+
+
+def test_while_rebalancing_only_changelog_records_are_handed_over() -> None:
+    """Input records fetched before recovery has ended would be dropped, or cleared from the agents'
+    queues when faust resumes flow; the changelog's are what recovery reads."""
+
+    async def main() -> None:
+        consumer = FakeConsumer({RAW, CHANGELOG})
+        thread = consumer._thread
+        changelog = TopicPartition(*CHANGELOG)
+        assignment = SimpleNamespace(active=True, state_value=thread.fetch.states.__getitem__)
+        thread.fetch._records[changelog] = FetchResult(
+            changelog, assignment=assignment, partition_records=Batch(0, 2), backoff=0
+        )
+        thread.arrived.set()
+        consumer.app.rebalancing = True
+        assert await thread.getmany({RAW, CHANGELOG}, 1.0) == {changelog: [0, 1, 2]}
+        assert await thread.getmany({RAW}, 1.0) == {}
+        assert thread.fetch.states[TopicPartition(*RAW)].position == 0
+        consumer.app.rebalancing = False
+        assert await thread.getmany({RAW}, 1.0) == {TopicPartition(*RAW): list(range(10))}
 
     asyncio.run(main())
 
