@@ -3,11 +3,12 @@ times while it reads ends with the same rows as a calm store reading the same to
 
 A real worker turns ten simulated days of 40 pages into otklik.interactions, otklik.responses and
 otklik.moderation; a few corrections on otklik.overrides make it re-judge their items. Then the worker
-stops, so the topics hold a fixed stream. A calm store reads it all into one SQLite file with its own
-consumer group. A second store, with another group, another file and small batches, is killed each time
-its items table passes another quarter of the calm store's items, and started again. At the end both
-must hold the same rows (docs/history.md, "Exactly-once rows"): items (every column but updated_at,
+stops, so the topics hold a fixed stream. A calm store reads it all into one database with its own
+consumer group. A second store, with another group, another database and small batches, is killed
+each time its items table passes another quarter of the calm store's items, and started again. At
+the end both must hold the same rows (docs/history.md, "Exactly-once rows"): items (every column but updated_at,
 which is when the store wrote the row), item_events and corrections (without their generated ids).
+On SQLite, then on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -181,7 +182,18 @@ def corrections_for(messages: list[Any], per_kind: int) -> list[Override]:
     return chosen
 
 
-def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path, request):
+def database(backend: str, name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh empty database: an SQLite file, or a database of the tests' PostgreSQL cluster."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / (name + '.sqlite3')}"
+    cluster = request.getfixturevalue("postgres_cluster")
+    created = cluster.create_database()
+    request.addfinalizer(lambda: cluster.drop_database(created))
+    return cluster.url(created)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path, request, backend):
     sim = simulate_recent(tmp_path / "sim")
     raw = sim.envelopes()
     worker = worker_factory(sim.registry, OTKLIK_TICK_INTERVAL="1")
@@ -201,7 +213,7 @@ def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path,
     records = sum(ends.values())
     assert sum(n for (topic, _), n in ends.items() if topic == worker.topic("otklik.overrides")) == len(overrides)
 
-    calm_url = f"sqlite:///{tmp_path / 'calm.sqlite3'}"
+    calm_url = database(backend, "calm", tmp_path, request)
     calm = StoreProcess.beside(worker, calm_url, sim.registry, tmp_path / "calm.log")
     calm.start()
     try:
@@ -212,7 +224,7 @@ def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path,
     total_items = len(expected["items"])
     assert total_items > 1000 and len(expected["corrections"]) == len(overrides)
 
-    killed_url = f"sqlite:///{tmp_path / 'killed.sqlite3'}"
+    killed_url = database(backend, "killed", tmp_path, request)
     killed = StoreProcess.beside(
         worker, killed_url, sim.registry, tmp_path / "killed.log", OTKLIK_STORE_BATCH=KILLED_BATCH
     )
