@@ -66,6 +66,24 @@ REJUDGED = _record(
 )
 
 
+ANSWERED = _record(
+    outcome="answered",
+    closed_at=1_790_001_000,
+    latency_s=1000,
+    business_latency_s=1000,
+    breached=False,
+    responder=PAGE,
+    version=1,
+)
+# A correction the worker writes no new record for (an answered item marked as needing none).
+NOT_NEEDED = Incoming(
+    "overrides",
+    orjson.dumps(
+        {"item": ITEM, "needs_answer": False, "by": "ops", "note": "a thank-you", "requested_at": REQUESTED_AT}
+    ),
+)
+
+
 def _corrections(tmp_path: Path, batches: list[list[Incoming]]) -> list[tuple[object, ...]]:
     engine = open_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     migrate(engine)
@@ -100,3 +118,14 @@ def test_a_correction_between_two_judgements_keeps_both(tmp_path):
 def test_a_correction_row_is_the_same_however_the_records_are_batched(tmp_path, batches):
     calm = _corrections(tmp_path / "calm", [[EXCLUDED], [OVERRIDE], [REJUDGED]])
     assert _corrections(tmp_path / "other", batches) == calm
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the writer takes `before` from the item's row when the correction arrives: none when the "
+    "correction is read before the item's record",
+)
+def test_a_correction_no_record_carries_keeps_the_items_judgement_whatever_came_first(tmp_path):
+    calm = _corrections(tmp_path / "calm", [[ANSWERED], [NOT_NEEDED]])
+    assert calm == [(ITEM, int(REQUESTED_AT), "ops", "a thank-you", False, "answered", False, None, None)]
+    assert _corrections(tmp_path / "other", [[NOT_NEEDED], [ANSWERED]]) == calm
