@@ -219,3 +219,20 @@ def test_a_partition_without_a_committed_offset_starts_where_the_reset_policy_sa
     aiokafka.committed = {TopicPartition(*RAW): None}
     asyncio.run(consumer._thread.seek_to_committed())
     assert aiokafka.calls == [("end", TopicPartition(*RAW))]
+
+
+def test_faust_still_fetches_and_seeks_through_the_methods_the_guard_replaces() -> None:
+    """The guard replaces two methods of faust's consumer thread: a faust that no longer goes through
+    them would leave the consumer unguarded without a word."""
+    import inspect
+
+    from faust.transport.consumer import ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "self._thread.getmany(" in inspect.getsource(ThreadDelegateConsumer._getmany)
+    assert "self._thread.seek_to_committed(" in inspect.getsource(ThreadDelegateConsumer.seek_to_committed)
+    assert list(inspect.signature(AIOKafkaConsumerThread.getmany).parameters) == [
+        "self",
+        "active_partitions",
+        "timeout",
+    ]
