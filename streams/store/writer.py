@@ -142,7 +142,7 @@ class StoreWriter:
                     elif ia.action == "edit" and ia.created_at is not None and ia.created_at >= kept_from:
                         edits.append({"i": ia.item, "t": ia.text or None})
                     for ev in interaction_events(ia, page):
-                        events[ev["dedupe"]] = ev
+                        events.setdefault(ev["dedupe"], ev)  # the first delivery, as across batches
                 elif incoming.role == "moderation":
                     finding = moderation_row(decode_moderation(incoming.value))
                     findings[(finding["item"], finding["kind"])] = finding

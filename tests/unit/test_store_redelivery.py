@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from otklik.agents.registry import Registry
@@ -75,10 +74,5 @@ def test_two_batches_keep_the_first_delivery(tmp_path):
     assert rows["events"] == [(ITEM, 1_790_000_000, "received", '{"received_at":1790000001}')]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="within a batch the writer keeps the last event of a dedupe key, across batches the first: a "
-    "redelivery in the same batch changes the `received` event's detail",
-)
 def test_one_batch_keeps_what_two_batches_keep(tmp_path):
     assert _rows(tmp_path / "one", [[FIRST, AGAIN]]) == _rows(tmp_path / "two", [[FIRST], [AGAIN]])
