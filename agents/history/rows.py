@@ -6,7 +6,7 @@ The SQL that writes them (upserts by item and version) is `streams/store/writer.
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -19,8 +19,10 @@ from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction, ResponseRecord
 
 __all__ = [
+    "Judgement",
     "RecordError",
     "correction_event",
+    "correction_judgements",
     "correction_row",
     "decode_interaction",
     "decode_moderation",
@@ -28,6 +30,7 @@ __all__ = [
     "decode_response",
     "interaction_events",
     "item_row",
+    "judgement_of",
     "moderation_row",
     "pending_row",
     "record_events",
@@ -207,27 +210,65 @@ def interaction_events(ia: Interaction, page: PageLike) -> list[dict[str, Any]]:
     return [_event(ia.item, ia.received_at, kind, f"{ia.item}|{kind}|{source}", actor)]
 
 
+def _override_mark(record: ResponseRecord) -> dict[str, Any]:
+    """Which correction a record carries (the engine copies it into ``extra.override``), if any."""
+    override = record.extra.get("override")
+    if not isinstance(override, dict) or "at" not in override:
+        return {}
+    try:
+        return {"override_at": int(override["at"]), "override_by": str(override.get("by"))}
+    except (TypeError, ValueError, OverflowError):
+        return {}
+
+
 def record_events(record: ResponseRecord, due_at: int | None) -> list[dict[str, Any]]:
-    """Timeline events of a response record: the deadline passing, or the judgement (and its answer)."""
+    """Timeline events of a response record: the deadline passing, or the judgement. Each carries the
+    record's version, outcome and breach, and the correction it carries, so a correction's judgements
+    before and after it are found whatever order the records came in (:func:`correction_judgements`)."""
     item, version = record.item, record.version
+    judgement = {"version": version, "outcome": record.outcome, "breached": record.breached, **_override_mark(record)}
     if record.outcome == "open":
         at = due_at if due_at is not None else record.created_at
-        return [_event(item, at, "breached", f"{item}|r{version}", deadline=record.deadline)]
+        return [_event(item, at, "breached", f"{item}|r{version}", deadline=record.deadline, **judgement)]
     at = record.closed_at if record.closed_at is not None else record.created_at
-    events = [
-        _event(
-            item,
-            at,
-            "judged",
-            f"{item}|r{version}",
-            record.responder,
-            outcome=record.outcome,
-            breached=record.breached,
-            version=version,
-            reason=record.reason,
-        )
-    ]
-    return events
+    return [_event(item, at, "judged", f"{item}|r{version}", record.responder, reason=record.reason, **judgement)]
+
+
+class Judgement(NamedTuple):
+    version: int
+    outcome: str
+    breached: bool
+    override_at: int | None
+    override_by: str | None
+
+
+def judgement_of(detail: dict[str, Any]) -> Judgement | None:
+    """The judgement a ``judged`` or ``breached`` event's detail records (None for events written before
+    details carried it)."""
+    if "version" not in detail:
+        return None
+    return Judgement(
+        int(detail["version"]),
+        str(detail["outcome"]),
+        bool(detail["breached"]),
+        detail.get("override_at"),
+        detail.get("override_by"),
+    )
+
+
+def correction_judgements(
+    history: list[Judgement], requested_at: int, by: str
+) -> tuple[Judgement | None, Judgement | None]:
+    """The item's judgement a correction changed, and the one it led to, from the item's records in any
+    order: *after* is the first record carrying the correction; *before* the last record ahead of it
+    (ahead of every record carrying it, or the newest, while none does yet)."""
+    ordered = sorted(history)
+    after = next((j for j in ordered if j.override_at == requested_at and j.override_by == by), None)
+    if after is not None:
+        ahead = [j for j in ordered if j.version < after.version]
+    else:
+        ahead = ordered
+    return (ahead[-1] if ahead else None), after
 
 
 def moderation_row(record: ModerationRecord) -> dict[str, Any]:

@@ -13,12 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from otklik.agents.history.rows import (
+    Judgement,
     RecordError,
     correction_event,
+    correction_judgements,
     correction_row,
     decode_interaction,
     decode_moderation,
@@ -26,6 +29,7 @@ from otklik.agents.history.rows import (
     decode_response,
     interaction_events,
     item_row,
+    judgement_of,
     moderation_row,
     pending_row,
     record_events,
@@ -172,7 +176,45 @@ class StoreWriter:
                 statement = _insert(connection, item_events).on_conflict_do_nothing(index_elements=["dedupe"])
                 connection.execute(statement, list(events.values()))
                 applied.events += len(events)
+            if records or overrides:
+                self._judge_corrections(connection, set(records) | {row["item"] for row, _ in overrides})
         return applied
+
+    def _judge_corrections(self, connection: Connection, touched: set[str]) -> None:
+        """Fill each correction's judgement before and after it from the item's recorded judgements, so
+        the row does not depend on the order in which records and corrections were read."""
+        touched_list = sorted(touched)
+        for start in range(0, len(touched_list), 500):
+            chunk = touched_list[start : start + 500]
+            found = connection.execute(
+                select(corrections.c.id, corrections.c.item, corrections.c.requested_at, corrections.c.by).where(
+                    corrections.c.item.in_(chunk)
+                )
+            ).all()
+            if not found:
+                continue
+            history: dict[str, list[Judgement]] = {}
+            for item, detail in connection.execute(
+                select(item_events.c.item, item_events.c.detail).where(
+                    item_events.c.item.in_({row.item for row in found}),
+                    item_events.c.kind.in_(("judged", "breached")),
+                )
+            ):
+                judgement = judgement_of(orjson.loads(detail)) if detail else None
+                if judgement is not None:
+                    history.setdefault(item, []).append(judgement)
+            for row in found:
+                before, after = correction_judgements(history.get(row.item, []), row.requested_at, row.by)
+                connection.execute(
+                    update(corrections)
+                    .where(corrections.c.id == row.id)
+                    .values(
+                        before_outcome=before.outcome if before else None,
+                        before_breached=before.breached if before else None,
+                        after_outcome=after.outcome if after else None,
+                        after_breached=after.breached if after else None,
+                    )
+                )
 
     def _write_pending(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
         # A judged item keeps its judgement; only what the interaction alone knows is filled in.
@@ -198,14 +240,6 @@ class StoreWriter:
             where=items.c.version < statement.excluded.version,
         )
         connection.execute(statement, rows)
-        # A correction's outcome after it: the first judgement written after the correction arrived.
-        corrected = [row for row in rows if row["extra"] and '"override"' in row["extra"]]
-        for row in corrected:
-            connection.execute(
-                update(corrections)
-                .where(and_(corrections.c.item == row["item"], corrections.c.after_outcome.is_(None)))
-                .values(after_outcome=row["outcome"], after_breached=row["breached"])
-            )
         return len(rows)
 
     def _write_corrections(
@@ -216,12 +250,7 @@ class StoreWriter:
     ) -> int:
         written = 0
         for row, ev in overrides:
-            before = connection.execute(
-                select(items.c.outcome, items.c.breached).where(items.c.item == row["item"])
-            ).first()
             values = dict(row, before_outcome=None, before_breached=None)
-            if before is not None:
-                values["before_outcome"], values["before_breached"] = before.outcome, before.breached
             result = connection.execute(
                 _insert(connection, corrections).on_conflict_do_nothing(index_elements=["item", "requested_at", "by"]),
                 values,

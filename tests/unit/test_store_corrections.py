@@ -102,11 +102,6 @@ def test_a_correction_between_two_judgements_keeps_both(tmp_path):
     assert rows == [(ITEM, int(REQUESTED_AT), "ops", "a question", True, "no_answer_needed", False, "answered", False)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the writer fills before/after from the batch's arrival order: a correction in the same batch "
-    "as its re-judgement, or after it, gets the new judgement as `before` and no `after`",
-)
 @pytest.mark.parametrize(
     "batches",
     [
@@ -120,11 +115,6 @@ def test_a_correction_row_is_the_same_however_the_records_are_batched(tmp_path, 
     assert _corrections(tmp_path / "other", batches) == calm
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the writer takes `before` from the item's row when the correction arrives: none when the "
-    "correction is read before the item's record",
-)
 def test_a_correction_no_record_carries_keeps_the_items_judgement_whatever_came_first(tmp_path):
     calm = _corrections(tmp_path / "calm", [[ANSWERED], [NOT_NEEDED]])
     assert calm == [(ITEM, int(REQUESTED_AT), "ops", "a thank-you", False, "answered", False, None, None)]
