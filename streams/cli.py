@@ -294,6 +294,7 @@ def settings_docs(check: bool, readme: Path | None) -> None:
 
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
+    from otklik.streams.console.cli import console_command
     from otklik.streams.edge.gateway import gateway_command
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
@@ -308,6 +309,7 @@ def _register_optional_commands() -> None:
     main.add_command(grafana_command, "grafana")
     main.add_command(store_command, "store")
     main.add_command(report_command, "report")
+    main.add_command(console_command, "console")
 
 
 _register_optional_commands()

@@ -632,6 +632,67 @@ class StoreSettings(LogSettings, RegistrySettings, KafkaSettings):
         return parse_duration(value)
 
 
+class ConsoleSettings(LogSettings, RegistrySettings, KafkaSettings):
+    """The operations console (``otklik console``): the web pages of the ЦУР team, read from the store."""
+
+    store_url: SecretStr = Field(
+        SecretStr("sqlite:///.run/store/otklik.sqlite3"),
+        description="the store's database, as for `otklik store`",
+        json_schema_extra=shown("`sqlite:///.run/store/otklik.sqlite3`"),
+    )
+    registry: Path | None = Field(
+        None,
+        description="the page registry (YAML); unset: the newest version the store recorded, else built-in defaults",
+    )
+    host: str = Field("127.0.0.1", validation_alias="OTKLIK_CONSOLE_HOST", description="the address to listen on")
+    port: int = Field(8090, gt=0, lt=65536, validation_alias="OTKLIK_CONSOLE_PORT", description="the port")
+    secret: SecretStr | None = Field(
+        None,
+        validation_alias="OTKLIK_CONSOLE_SECRET",
+        description="the key that signs session cookies (32 characters or more); unset: a random one per start, "
+        "so a restart signs everyone out",
+    )
+    secure_cookies: bool = Field(
+        False,
+        validation_alias="OTKLIK_CONSOLE_SECURE_COOKIES",
+        description="mark cookies `Secure` (set it behind TLS; they are anyway when the request came over https)",
+    )
+    session_s: int = Field(
+        12 * 3600,
+        gt=0,
+        validation_alias="OTKLIK_CONSOLE_SESSION",
+        description="how long a sign-in lasts (`12h`, `30m`, seconds)",
+        json_schema_extra=shown("`12h`"),
+    )
+    lockout_s: int = Field(
+        900,
+        gt=0,
+        validation_alias="OTKLIK_CONSOLE_LOCKOUT",
+        description="how long a login or an address is refused after ten wrong passwords in a row",
+        json_schema_extra=shown("`15m`"),
+    )
+    report_timezone: str = Field(
+        "Europe/Moscow", description="the time zone of the reports' months when the registry names none"
+    )
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: SecretStr) -> SecretStr:
+        return StoreSettings._store_url(value)
+
+    @field_validator("session_s", "lockout_s", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return parse_duration(value)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be 32 characters or more")
+        return value
+
+
 class LocalKafkaSettings(OtklikSettings):
     """The local single-node broker (``otklik kafka …``, ``make run``, ``make test``)."""
 
@@ -708,6 +769,7 @@ README_TABLES: dict[str, type[OtklikSettings]] = {
     "vkapi": VkApiSettings,
     "notifier": NotifierSettings,
     "store": StoreSettings,
+    "console": ConsoleSettings,
     "kafka": LocalKafkaSettings,
     "simulator": SimulatorSettings,
     "grafana": GrafanaSettings,

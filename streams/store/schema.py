@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 # The schema version this code reads and writes: the newest Alembic revision. The store refuses to
 # start on a database at another version (docs/history.md, "Migrations").
-SCHEMA_VERSION: Final = "0001"
+SCHEMA_VERSION: Final = "0002"
 
 metadata = MetaData()
 
@@ -129,4 +129,53 @@ registry_versions = Table(
     Column("effective_from", BigInteger, nullable=False),
     Column("pages", Integer, nullable=False),
     Column("document", Text, nullable=False),  # the registry file's text
+)
+
+
+# ---- the operations console (streams/console/; revision 0002) ----------------------------------------
+
+# The console's users: a login, an argon2 hash of the password, a role, and what the role is limited to
+# (a curator's municipalities, a page administrator's pages; JSON lists).
+users = Table(
+    "users",
+    metadata,
+    Column("login", String(100), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # operator, curator, page_admin, analyst
+    Column("municipalities", Text, nullable=False),  # JSON list
+    Column("pages", Text, nullable=False),  # JSON list
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A page administrator's dispute of an item's judgement, and the operator's decision.
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("item", String(200), nullable=False),
+    Column("by", String(100), nullable=False),
+    Column("reason", String(40), nullable=False),  # answered_in_dm, not_addressed, duplicate, other
+    Column("text", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("state", String(20), nullable=False),  # open, accepted, rejected
+    Column("decided_by", String(100)),
+    Column("decided_at", BigInteger),
+    Column("note", Text),
+    Index("disputes_item", "item"),
+    Index("disputes_state", "state"),
+)
+
+# Every step taken in the console about an item: who, when, what, why, the state before and after.
+console_actions = Table(
+    "console_actions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("item", String(200), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("by", String(100), nullable=False),
+    Column("action", String(20), nullable=False),  # corrected, disputed, accepted, rejected
+    Column("reason", Text, nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Index("console_actions_item", "item", "at"),
 )
