@@ -657,6 +657,12 @@ class ConsoleSettings(LogSettings, RegistrySettings, KafkaSettings):
         validation_alias="OTKLIK_CONSOLE_SECURE_COOKIES",
         description="mark cookies `Secure` (set it behind TLS; they are anyway when the request came over https)",
     )
+    behind_proxy: bool = Field(
+        False,
+        validation_alias="OTKLIK_CONSOLE_BEHIND_PROXY",
+        description="true behind a reverse proxy that sets `X-Forwarded-For` and `X-Forwarded-Proto`: the sign-in "
+        "limit counts the client's address (the entry the proxy added), not the proxy's; false: those headers are ignored",
+    )
     session_s: int = Field(
         12 * 3600,
         gt=0,

@@ -94,6 +94,7 @@ class ConsoleConfig:
         session_s: int = 12 * 3600,
         lockout_s: float = 900.0,
         secure_cookies: bool = False,
+        behind_proxy: bool = False,
         zone: str = "Europe/Moscow",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -103,6 +104,7 @@ class ConsoleConfig:
         self.signer = SessionSigner(secret or secrets.token_bytes(32), session_s)
         self.limiter = SignInLimiter(limit=10, lockout=lockout_s)
         self.secure_cookies = secure_cookies
+        self.behind_proxy = behind_proxy
         self.zone = zone
         self.clock = clock
 
@@ -166,7 +168,7 @@ def _headers(response: web.StreamResponse) -> None:
 def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
     config = _config(request)
     session: Session = request[SESSION]
-    secure = config.secure_cookies or request.secure
+    secure = config.secure_cookies or request.secure or _forwarded(request, "X-Forwarded-Proto") == "https"
     if request.get(SIGNED_OUT):
         response.del_cookie(COOKIE, path="/")
         return
@@ -179,6 +181,15 @@ def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
         secure=secure,
         max_age=config.signer.max_age,
     )
+
+
+def _forwarded(request: web.Request, header: str) -> str | None:
+    """What the reverse proxy says about the client (the last entry: the one the proxy itself added),
+    only when the console is configured to sit behind one; otherwise anyone could set it."""
+    if not _config(request).behind_proxy:
+        return None
+    values = [v.strip() for v in request.headers.get(header, "").split(",") if v.strip()]
+    return values[-1] if values else None
 
 
 def _viewer(request: web.Request) -> Viewer:
@@ -222,7 +233,7 @@ async def login(request: web.Request) -> web.Response:
     login_name = str(form.get("login", "")).strip()
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
-    address = request.remote or "unknown"
+    address = _forwarded(request, "X-Forwarded-For") or request.remote or "unknown"
     keys = SignInLimiter.keys(login_name, address)
     now = config.clock()
     if config.limiter.refused(keys, now):

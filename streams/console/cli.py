@@ -78,6 +78,7 @@ def console_command(
         session_s=settings.session_s,
         lockout_s=settings.lockout_s,
         secure_cookies=settings.secure_cookies,
+        behind_proxy=settings.behind_proxy,
         zone=settings.report_timezone,
     )
     click.echo(f"otklik console on http://{settings.host}:{settings.port}/", err=True)

@@ -17,12 +17,20 @@ from otklik.streams.console.app import ConsoleConfig, make_app
 from otklik.streams.console.auth import hash_password
 from otklik.streams.console.data import ConsoleStore, RegistrySource
 from otklik.streams.store.db import migrate, open_engine
-from otklik.streams.store.schema import items
+from otklik.streams.store.schema import items, registry_versions
 
 pytestmark = pytest.mark.integration
 
 NOW = 1_764_576_000  # 2025-12-01 08:00 UTC, a Monday: 11:00 in Moscow, working time
 PASSWORD = "верный-пароль-1"
+REGISTRY_VERSION = {
+    "digest": "d1",
+    "source": "registry.yaml",
+    "effective_from": NOW - 86400,
+    "pages": 1,
+    "document": "defaults: {timezone: Europe/Moscow}\npages:\n  - id: vk:1\n    title: ЦРБ Тары\n"
+    "    municipality: Тара\n    deadline: 4h working\n    contacts: [{name: Ирина Петрова, email: petrova@example.gov.ru}]\n",
+}
 XSS = '<script>alert(1)</script> и "><img src=x onerror=alert(2)>'
 
 
@@ -76,6 +84,17 @@ class Console:
 
 @pytest.fixture
 async def console(store_url: str) -> AsyncIterator[Console]:
+    async for running in _console(store_url):
+        yield running
+
+
+@pytest.fixture
+async def proxied_console(store_url: str) -> AsyncIterator[Console]:
+    async for running in _console(store_url, behind_proxy=True):
+        yield running
+
+
+async def _console(store_url: str, **options: Any) -> AsyncIterator[Console]:
     engine = open_engine(store_url)
     migrate(engine)
     store = ConsoleStore(engine)
@@ -98,7 +117,9 @@ async def console(store_url: str) -> AsyncIterator[Console]:
     async def produce(override: Override) -> None:
         produced.append(override)
 
-    config = ConsoleConfig(store, RegistrySource(store), produce, secret=b"k" * 32, clock=lambda: NOW)
+    with engine.begin() as connection:
+        connection.execute(insert(registry_versions).values(REGISTRY_VERSION))
+    config = ConsoleConfig(store, RegistrySource(store), produce, secret=b"k" * 32, clock=lambda: NOW, **options)
     client = TestClient(TestServer(make_app(config)))
     await client.start_server()
     try:
@@ -291,3 +312,29 @@ async def test_the_other_pages_render(console: Console) -> None:
     assert response.status == 200 and (await response.text()).startswith("unit,")
     response = await console.client.get("/static/console.css")
     assert response.status == 200
+
+
+async def test_a_page_shows_the_registry_the_store_recorded(console: Console) -> None:
+    assert (await console.sign_in("op")).status == 303
+    page = await (await console.client.get("/pages/vk:1")).text()
+    assert "ЦРБ Тары" in page and "4h working" in page and "Ирина Петрова" in page
+    assert "Ждут ответа: <strong>2</strong>" in page
+
+
+async def test_behind_a_proxy_the_limit_counts_the_client_address(proxied_console: Console) -> None:
+    console = proxied_console
+
+    async def attempt(login: str, password: str, address: str) -> int:
+        token = await console.csrf()
+        response = await console.client.post(
+            "/login",
+            data={"login": login, "password": password, "csrf": token},
+            headers={"X-Forwarded-For": f"203.0.113.9, {address}"},
+            allow_redirects=False,
+        )
+        return response.status
+
+    for _ in range(10):
+        assert await attempt("op", "не тот", "198.51.100.1") == 401
+    assert await attempt("cur", PASSWORD, "198.51.100.1") == 429  # that address is refused
+    assert await attempt("cur", PASSWORD, "198.51.100.2") == 303  # another client behind the same proxy is not
