@@ -66,6 +66,12 @@ def worker(web_port: int | None, registry: Path | None, loglevel: str | None) ->
         f"otklik worker: broker {settings.bootstrap}, metrics http://{settings.web_host}:{settings.web_port}/metrics",
         err=True,
     )
+    click.echo(
+        "the correction API refuses every request: OTKLIK_API_TOKENS is not set"
+        if otk.api_tokens is None
+        else f"the correction API accepts {len(otk.api_tokens.names)} token(s) from {settings.api_tokens_file}",
+        err=True,
+    )
     from otklik.streams.logs import limit_kafka_logs
 
     class OtklikWorker(Worker):
@@ -200,7 +206,9 @@ def override(item: str, needs_answer: str, by: str, note: str) -> None:
 
     The correction is written to otklik.overrides (kept forever: who, when, why); the worker re-judges
     the item from its original times and writes the new judgement, with the previous one, to
-    otklik.responses. The worker's API takes the same: POST /api/items/ITEM/override."""
+    otklik.responses. It writes the topic directly: whoever may write otklik.overrides may correct. The
+    worker's API takes the same, with a bearer token from OTKLIK_API_TOKENS whose name is recorded as
+    `by`: POST /api/items/ITEM/override (docs/triage.md, "Corrections")."""
     import asyncio
 
     from otklik.schemas.overrides import Override, OverrideError

@@ -334,6 +334,22 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
         description="hand records from faust's consumer to the agents the cheaper way "
         "(streams/worker/fast_delivery.py); false: faust's own way",
     )
+    api_tokens_file: Path | None = Field(
+        None,
+        validation_alias="OTKLIK_API_TOKENS",
+        description="a file of `TOKEN NAME` lines: who may post corrections to `POST /api/items/ITEM/override` "
+        "(`Authorization: Bearer TOKEN`; the name is recorded as `by`); read at start-up; unset: the API "
+        'refuses every correction (docs/triage.md, "Corrections")',
+    )
+
+    @field_validator("api_tokens_file")
+    @classmethod
+    def _api_tokens(cls, value: Path | None) -> Path | None:
+        from otklik.streams.worker.api_tokens import ApiTokens
+
+        if value is not None:
+            ApiTokens.load(value)  # a bad file stops start-up, naming the line (never a token)
+        return value
 
     @field_validator("store")
     @classmethod

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from otklik.agents import NATIVE_STATUS
 from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
+from otklik.streams.worker.api_tokens import ApiTokens
 from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 from otklik.streams.worker.fetch_guard import install_fetch_guard
 from otklik.streams.worker.metrics import PipelineMetrics
@@ -119,6 +120,8 @@ class OtklikApp:
         self.responses_state = None
         self.moderation_state = None
         self.stream_time = lambda: None  # the engine's stream time (docs/responses.md, "Stream time")
+        # Who may post corrections (docs/triage.md, "Corrections"); None: nobody.
+        self.api_tokens = ApiTokens.load(settings.api_tokens_file) if settings.api_tokens_file is not None else None
         self._register_web()
         from otklik.agents.wiring.pipeline import register_agents  # the thin faust wiring of the pure cores
 
@@ -190,21 +193,38 @@ class OtklikApp:
 
         @app.page("/api/items/{item}/override")
         class OverrideView(faust.web.View):
-            """POST {"needs_answer": true|false, "by": "...", "note": "..."}: a correction of triage,
-            written to otklik.overrides (202 once the broker has it); 400 names what is wrong."""
+            """POST {"needs_answer": true|false, "note": "...", "by"?: "..."} with ``Authorization: Bearer
+            TOKEN``: a correction of triage, written to otklik.overrides (202 once the broker has it) with
+            the token's name as ``by``. 401 without a known token, 403 when ``by`` names someone else,
+            400 names what is wrong (docs/triage.md, "Corrections")."""
 
             async def post(self, request, item: str):  # type: ignore[no-untyped-def]
                 from otklik.agents.ingest.bounds import received_at_problem
                 from otklik.schemas.overrides import Override, OverrideError
 
+                if otk.api_tokens is None:
+                    return self._unauthorized(
+                        "corrections through the API are off: give the worker OTKLIK_API_TOKENS, a file of "
+                        "`TOKEN NAME` lines, and send `Authorization: Bearer TOKEN`"
+                    )
+                name = otk.api_tokens.name_of(request.headers.get("Authorization"))
+                if name is None:
+                    return self._unauthorized(
+                        "send `Authorization: Bearer TOKEN` with a token listed in the worker's OTKLIK_API_TOKENS",
+                        error="invalid_token" if request.headers.get("Authorization") else None,
+                    )
                 try:
                     body = await request.json()
                 except ValueError:
                     return self.json({"error": "the body is not JSON"}, status=400)
                 if not isinstance(body, dict):
                     return self.json({"error": "the body is not a JSON object"}, status=400)
+                if body.get("by") not in (None, name):  # the free-text `by` of anyone else is refused
+                    return self.json(
+                        {"error": f"by: this token is {name!r}'s; leave `by` out or send {name!r}"}, status=403
+                    )
                 try:
-                    correction = Override.parse({**body, "item": item})
+                    correction = Override.parse({**body, "by": name, "item": item})
                 except OverrideError as exc:
                     return self.json({"error": str(exc)}, status=400)
                 problem = received_at_problem(correction.requested_at, time.time())
@@ -213,6 +233,10 @@ class OtklikApp:
                 fut = await otk.topics.overrides.send(key=correction.page.encode(), value=correction.to_json())
                 await fut
                 return self.json({"accepted": correction.model_dump()}, status=202)
+
+            def _unauthorized(self, message: str, error: str | None = None):  # type: ignore[no-untyped-def]
+                challenge = 'Bearer realm="otklik"' + (f', error="{error}"' if error else "")
+                return self.json({"error": message}, status=401, headers={"WWW-Authenticate": challenge})
 
         @app.page("/health")
         async def health(web, request):  # type: ignore[no-untyped-def]

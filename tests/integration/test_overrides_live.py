@@ -4,6 +4,7 @@ correction holds across restarts of the worker."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 import urllib.request
@@ -57,7 +58,10 @@ def latest(messages) -> dict[str, dict]:  # type: ignore[no-untyped-def]
 def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, kafka, tmp_path):
     registry = tmp_path / "registry.yaml"
     registry.write_text(REGISTRY)
-    worker = worker_factory(registry, OTKLIK_LATE_WINDOW="2", OTKLIK_TICK_INTERVAL="1")
+    token = secrets.token_urlsafe(32)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{token} Петрова (ЦУР)\n")
+    worker = worker_factory(registry, OTKLIK_LATE_WINDOW="2", OTKLIK_TICK_INTERVAL="1", OTKLIK_API_TOKENS=str(tokens))
     worker.start()
     created = int(time.time()) - 3600
     events = [
@@ -84,8 +88,8 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
     request = urllib.request.Request(
         worker.web + f"/api/items/{item(1)}/override",
         method="POST",
-        data=json.dumps({"needs_answer": True, "by": "Петрова (ЦУР)", "note": "это жалоба с сарказмом"}).encode(),
-        headers={"Content-Type": "application/json"},
+        data=json.dumps({"needs_answer": True, "note": "это жалоба с сарказмом"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 202
@@ -93,7 +97,7 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
         worker.web + f"/api/items/{item(1)}/override",
         method="POST",
         data=b'{"needs_answer": "maybe"}',
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(bad, timeout=10)
@@ -110,6 +114,7 @@ def test_corrections_hold_across_restarts_and_agree_with_replay(worker_factory, 
     after = latest(records)
     assert (after[item(1)]["outcome"], after[item(1)]["breached"]) == ("open", True)
     assert after[item(1)]["extra"]["override"]["previous"] == "no_answer_needed:gratitude"
+    assert after[item(1)]["extra"]["override"]["by"] == "Петрова (ЦУР)"  # the token's name
     assert (after[item(2)]["outcome"], after[item(2)]["reason"]) == ("no_answer_needed", "override")
     assert after[item(2)]["extra"]["override"]["by"] == "Сидоров"
 

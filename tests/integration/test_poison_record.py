@@ -9,6 +9,7 @@ offsets, and the 199 records after the poison were lost without a trace.
 
 from __future__ import annotations
 
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -71,7 +72,10 @@ def test_a_correction_dated_beyond_the_clock_is_refused_and_costs_nothing(worker
     one written straight to otklik.overrides; the page's state keeps being saved."""
     registry = tmp_path / "registry.yaml"
     registry.write_text(f"defaults:\n  timezone: Europe/Moscow\npages:\n  - id: vk:{GROUP}\n")
-    worker = worker_factory(registry, OTKLIK_AGENTS="normalize,responses")
+    token = secrets.token_urlsafe(32)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{token} Петрова (ЦУР)\n")
+    worker = worker_factory(registry, OTKLIK_AGENTS="normalize,responses", OTKLIK_API_TOKENS=str(tokens))
     worker.start()
     item = f"vk:{GROUP}:wall:1:1"
     poison = {"needs_answer": False, "by": "Петрова (ЦУР)", "note": "спам", "requested_at": 1e20}
@@ -79,7 +83,7 @@ def test_a_correction_dated_beyond_the_clock_is_refused_and_costs_nothing(worker
         f"{worker.web}/api/items/{item}/override",
         method="POST",
         data=orjson.dumps(poison),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
