@@ -12,7 +12,6 @@ import io
 import logging
 import secrets
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,7 @@ from otklik.agents.console.rules import (
 from otklik.agents.history.rating import month_bounds
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.streams.console.auth import COOKIE, Session, SessionSigner, verify_password
-from otklik.streams.console.data import ConsoleStore, RegistrySource
+from otklik.streams.console.data import ConsoleStore, QueueGroup, RegistrySource
 
 __all__ = ["PAGE_SIZE", "ConsoleConfig", "make_app"]
 
@@ -272,62 +271,71 @@ async def index(request: web.Request) -> web.Response:
 # ---- the queue ----------------------------------------------------------------------------------------
 
 
-def _queue(request: web.Request, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def queue_groups(registry: Any) -> list[QueueGroup]:
+    """The registry's pages grouped by clock and deadline (see :meth:`ConsoleStore.queue`); the pages it
+    does not name are judged on its defaults and join the defaults' group."""
+    groups: dict[tuple[int, int, bool], tuple[Any, list[str]]] = {}
+    named: list[str] = []
+    for page in registry:
+        key = (id(page.clock), page.deadline.seconds, page.deadline.working)
+        groups.setdefault(key, (page, []))[1].append(page.id)
+        named.append(page.id)
+    fallback = registry.defaults
+    rest_key = (id(fallback.clock), fallback.deadline.seconds, fallback.deadline.working)
+    groups.setdefault(rest_key, (fallback, []))
+
+    def urgency(page: Any) -> Callable[[int, int], float]:
+        return lambda created_at, now: share_used(page.deadline, page.clock, created_at, now)
+
+    if len(groups) == 1:  # one clock and one deadline for every page: no condition on pages at all
+        return [QueueGroup((), urgency(fallback), rest=True)]
+    return [
+        QueueGroup(
+            tuple(pages),
+            urgency(page),
+            rest=key == rest_key,
+            others_than=tuple(named) if key == rest_key else (),
+        )
+        for key, (page, pages) in groups.items()
+    ]
+
+
+async def _queue_context(request: web.Request) -> dict[str, Any]:
     """Urgency, filters with their counts, and the page of rows asked for."""
     config = _config(request)
     registry = config.registry.current()
-    now = int(config.clock())
-    for row in rows:
-        page = registry.page(row["page"])
-        row["share"] = share_used(page.deadline, page.clock, row["created_at"], now)
-        row["overdue"] = row["share"] >= 1
     chosen = {name: request.query.get(name, "") for name in FILTERS}
     overdue_only = request.query.get("overdue") == "1"
-
-    def matches(row: dict[str, Any], skip: str | None) -> bool:
-        if overdue_only and skip != "overdue" and not row["overdue"]:
-            return False
-        return all(row[name] == value for name, value in chosen.items() if value and name != skip)
-
-    facets: dict[str, list[tuple[str, str, int]]] = {}
-    for name in FILTERS:
-        counts = Counter(row[name] for row in rows if matches(row, name))
-        titles = {row["page"]: row["page_title"] or row["page"] for row in rows} if name == "page" else {}
-        facets[name] = sorted(((value, titles.get(value, value), n) for value, n in counts.items()), key=lambda f: f[1])
-    overdue_count = sum(1 for row in rows if row["overdue"] and matches(row, "overdue"))
-    shown = sorted((row for row in rows if matches(row, None)), key=lambda r: (-r["share"], r["created_at"], r["item"]))
     try:
-        number = max(1, int(request.query.get("p", "1")))
+        number = max(1, min(10_000, int(request.query.get("p", "1"))))
     except ValueError:
         number = 1
-    pages = max(1, -(-len(shown) // PAGE_SIZE))
-    number = min(number, pages)
-    page_rows = shown[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    result = await _blocking(
+        config.store.queue,
+        _viewer(request),
+        chosen,
+        overdue_only,
+        int(config.clock()),
+        queue_groups(registry),
+        (number - 1) * PAGE_SIZE,
+        PAGE_SIZE,
+    )
+    texts = await _blocking(config.store.texts, [row["item"] for row in result["rows"]])
+    for row in result["rows"]:
+        row["text"] = texts.get(row["item"])
+    pages = max(1, -(-result["total"] // PAGE_SIZE))
     query = {name: value for name, value in chosen.items() if value}
     if overdue_only:
         query["overdue"] = "1"
     return {
-        "rows": page_rows,
-        "total": len(shown),
-        "facets": facets,
+        **result,
         "chosen": chosen,
         "overdue_only": overdue_only,
-        "overdue_count": overdue_count,
         "number": number,
         "pages": pages,
         "query": urlencode(query),
-        "query_with": lambda **kw: urlencode({**query, **{k: v for k, v in kw.items()}}),
+        "query_with": lambda **kw: urlencode({**query, **kw}),
     }
-
-
-async def _queue_context(request: web.Request) -> dict[str, Any]:
-    config = _config(request)
-    rows = await _blocking(config.store.open_items, _viewer(request))
-    context = await _blocking(_queue, request, rows)
-    texts = await _blocking(config.store.texts, [row["item"] for row in context["rows"]])
-    for row in context["rows"]:
-        row["text"] = texts.get(row["item"])
-    return context
 
 
 async def queue(request: web.Request) -> web.Response:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import yaml
-from sqlalchemy import Engine, exists, insert, literal, select, update
+from sqlalchemy import Engine, and_, case, exists, false, func, insert, literal, or_, select, true, update
 
 from otklik.agents.console.rules import Role, Viewer
 from otklik.agents.registry import Registry, RegistryWatcher
@@ -46,6 +47,24 @@ QUEUE_COLUMNS = (
     "due_at",
     "link",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGroup:
+    """Pages that share one clock and one deadline (``pages``), or every page but ``others_than`` when
+    ``rest`` (the pages the registry does not name), and how urgent one of their items is."""
+
+    pages: tuple[str, ...]
+    urgency: Callable[[int, int], float]  # (created_at, now) -> share of the deadline used
+    rest: bool = False
+    others_than: tuple[str, ...] = ()
+
+    def condition(self) -> Any:
+        named = items.c.page.in_(self.pages) if self.pages else false()
+        if not self.rest:
+            return named
+        unnamed = items.c.page.notin_(self.others_than) if self.others_than else true()
+        return or_(named, unnamed)
 
 
 class UserError(ValueError):
@@ -118,13 +137,91 @@ class ConsoleStore:
 
     # ---- the queue --------------------------------------------------------------------------------------
 
-    def open_items(self, viewer: Viewer) -> list[dict[str, Any]]:
-        """The open items ``viewer`` may see (without texts)."""
-        query = select(*(items.c[name] for name in QUEUE_COLUMNS)).where(
-            items.c.outcome == "open", _viewer_filter(viewer)
+    def queue(
+        self,
+        viewer: Viewer,
+        chosen: Mapping[str, str],
+        overdue_only: bool,
+        now: int,
+        groups: Sequence[QueueGroup],
+        offset: int,
+        limit: int,
+    ) -> dict[str, Any]:
+        """One page of the open items ``viewer`` may see, most urgent first, with the counts per filter.
+
+        Counting and filtering happen in SQL. The order needs working time, which SQL cannot count, but
+        within one group of pages on the same clock and deadline an item written earlier has used at
+        least as much of its deadline: so each group's first ``offset + limit`` items by creation are
+        enough, and only those are weighed (``urgency``) and merged. "Overdue" is the due time the store
+        recorded (docs/history.md, "What is kept") having passed."""
+        overdue = and_(items.c.due_at.is_not(None), items.c.due_at <= now)
+
+        def where(skip: str | None = None) -> list[Any]:
+            conditions = [items.c.outcome == "open", _viewer_filter(viewer)]
+            conditions += [items.c[name] == value for name, value in chosen.items() if value and name != skip]
+            if overdue_only and skip != "overdue":
+                conditions.append(overdue)
+            return conditions
+
+        names = list(chosen)
+        flag = case((overdue, 1), else_=0).label("overdue")
+        # One pass over the open items: how many there are per combination of the filters' values. The
+        # combinations are few (a page has one municipality, sector and platform), and every count the
+        # filters show is a sum over them.
+        combos_query = (
+            select(*(items.c[name] for name in names), func.max(items.c.page_title), flag, func.count())
+            .where(items.c.outcome == "open", _viewer_filter(viewer))
+            .group_by(*(items.c[name] for name in names), flag)
         )
+
+        def matches(values: Mapping[str, Any], late: bool, skip: str | None) -> bool:
+            if overdue_only and skip != "overdue" and not late:
+                return False
+            return all(values[name] == value for name, value in chosen.items() if value and name != skip)
+
+        counts: dict[str, dict[str, int]] = {name: {} for name in names}
+        titles: dict[str, str] = {}
+        total = overdue_count = 0
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            for row in connection.execute(combos_query):
+                values = dict(zip(names, row[: len(names)]))
+                title, late, n = row[len(names)], bool(row[len(names) + 1]), int(row[len(names) + 2])
+                if title:
+                    titles[values["page"]] = title
+                for name in names:
+                    if matches(values, late, name):
+                        counts[name][values[name]] = counts[name].get(values[name], 0) + n
+                if matches(values, late, None):
+                    total += n
+                if late and matches(values, late, "overdue"):
+                    overdue_count += n
+            facets = {
+                name: sorted(
+                    ((value, titles.get(value, value) if name == "page" else value, n) for value, n in found.items()),
+                    key=lambda facet: (facet[1], facet[0]),
+                )
+                for name, found in counts.items()
+            }
+            candidates: list[dict[str, Any]] = []
+            for group in groups:
+                query = (
+                    select(*(items.c[name] for name in QUEUE_COLUMNS))
+                    .where(*where(), group.condition())
+                    .order_by(items.c.created_at, items.c.item)
+                    .limit(offset + limit)
+                )
+                for row in connection.execute(query):
+                    candidate = dict(row._mapping)
+                    candidate["share"] = group.urgency(candidate["created_at"], now)
+                    candidate["overdue"] = candidate["due_at"] is not None and candidate["due_at"] <= now
+                    candidates.append(candidate)
+        candidates.sort(key=lambda r: (-r["share"], r["created_at"], r["item"]))
+        return {
+            "rows": candidates[offset : offset + limit],
+            "total": int(total),
+            "facets": facets,
+            "overdue_count": int(overdue_count),
+        }
 
     def texts(self, item_ids: Sequence[str]) -> dict[str, str | None]:
         if not item_ids:

@@ -134,6 +134,9 @@ registry_versions = Table(
 
 # ---- the operations console (streams/console/; revision 0002) ----------------------------------------
 
+# The console's queue reads the open items oldest first.
+Index("items_open_created", items.c.outcome, items.c.created_at)
+
 # The console's users: a login, an argon2 hash of the password, a role, and what the role is limited to
 # (a curator's municipalities, a page administrator's pages; JSON lists).
 users = Table(

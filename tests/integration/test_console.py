@@ -44,7 +44,7 @@ def item_row(item: str, municipality: str, text: str, age_s: int) -> dict[str, A
         "author": "vk:user:5",
         "created_at": NOW - age_s,
         "received_at": NOW - age_s + 1,
-        "due_at": None,
+        "due_at": NOW - age_s + 4 * 3600,  # as the store records it; only the three-day-old one is past it
         "outcome": "open",
         "breached": False,
         "needs_answer": True,
@@ -338,3 +338,16 @@ async def test_behind_a_proxy_the_limit_counts_the_client_address(proxied_consol
         assert await attempt("op", "не тот", "198.51.100.1") == 401
     assert await attempt("cur", PASSWORD, "198.51.100.1") == 429  # that address is refused
     assert await attempt("cur", PASSWORD, "198.51.100.2") == 303  # another client behind the same proxy is not
+
+
+async def test_filters_count_what_they_would_show_and_overdue_only_narrows(console: Console) -> None:
+    assert (await console.sign_in("op")).status == 303
+    page = await (await console.client.get("/queue")).text()
+    assert ">Тара (2)</option>" in page and ">Омск (1)</option>" in page
+    assert "только просроченные (1)" in page
+    page = await (await console.client.get("/queue?overdue=1")).text()
+    assert "Обращений: <strong>1</strong>" in page and "vk:1:wall:10:1" in page and "vk:2:wall:4:3" not in page
+    # Counts per municipality under "overdue only": Омск has none overdue.
+    assert ">Тара (1)</option>" in page and "Омск" not in page
+    page = await (await console.client.get("/queue/rows?municipality=Омск")).text()
+    assert "Обращений: <strong>1</strong>" in page and "vk:2:wall:4:3" in page

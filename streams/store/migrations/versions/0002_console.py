@@ -18,6 +18,8 @@ _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
 def upgrade() -> None:
+    # The console's queue reads the open items oldest first.
+    op.create_index("items_open_created", "items", ["outcome", "created_at"])
     op.create_table(
         "users",
         sa.Column("login", sa.String(100), primary_key=True),
@@ -60,3 +62,4 @@ def downgrade() -> None:
     op.drop_table("console_actions")
     op.drop_table("disputes")
     op.drop_table("users")
+    op.drop_index("items_open_created", table_name="items")
