@@ -344,20 +344,17 @@ def _decode_all(
     lines: Iterable[bytes],
     on_error: Callable[[int, str], None] | None,
     tg_links: Mapping[int, int],
-    mine: Callable[[str], bool] | None = None,
+    first: int = 1,
 ) -> list[Interaction | OverrideLine]:
     """Every line's interactions (or its correction) in order of ``received_at``, file order breaking
     ties; malformed lines go to ``on_error`` in file order.
 
-    ``mine(page)`` (a job of a parallel replay, see :mod:`otklik.agents.replay_jobs`) keeps only the
-    pages it owns. A VK line whose page its ``group_id`` names is decoded, errors and all, only by that
-    page's owner; any other line by every job, keeping its owned pages' interactions (so its error is
-    reported by every job: the caller keeps one per line)."""
+    ``first`` is the number of the first line: a job of a parallel replay (see
+    :mod:`otklik.agents.replay_jobs`) decodes a run of the file's lines."""
     loads = orjson.loads
     interactions: list[Any] = []
     batch: list[Any]
-    owned: dict[Any, bool] = {}  # group_id -> mine(its page)
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, first):
         # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
         # (envelopes, and every error, with its message) goes through _decode.
         try:
@@ -368,14 +365,6 @@ def _decode_all(
             received_at = None
         try:
             if type(received_at) is int and "platform" not in data:
-                if mine is not None and type(body) is dict:
-                    group_id = body.get("group_id")
-                    if type(group_id) is int and group_id > 0:  # normalize_vk's page: vk:<group_id>
-                        is_mine = owned.get(group_id)
-                        if is_mine is None:
-                            is_mine = owned[group_id] = mine(f"vk:{group_id}")
-                        if not is_mine:
-                            continue
                 try:
                     batch = normalize_body("vk", body, received_at)
                 except NormalizeError as bad:  # its own name: compiled, a name keeps the type of its first use
@@ -384,8 +373,6 @@ def _decode_all(
                 continue
             else:
                 batch = _decode(line, number, tg_links)
-                if mine is not None:
-                    batch = [x for x in batch if mine(x.correction.page if type(x) is OverrideLine else x.page)]
         except ReplayError as error:
             if on_error is not None:
                 on_error(number, str(error))
@@ -505,15 +492,17 @@ def replay_file(
 
     started = time.perf_counter()
     with open(path, "rb") as source:
-        lines = source.read().splitlines()
+        data = source.read()
     at = None if now is None else parse_time(now)
     if jobs > 1:
-        from otklik.agents.replay_jobs import replay_lines
+        from otklik.agents.replay_jobs import replay_bytes
 
-        encoded = replay_lines(lines, registry, at, jobs, on_error=report, tg_links=tg_links)
+        count, encoded = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links)
         items = len(encoded)
         payload = b"".join(encoded)
     else:
+        lines = data.splitlines()
+        count = len(lines)
         rows = run_replay(lines, registry, at, on_error=report, tg_links=tg_links)
         items = len(rows)
         payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
@@ -527,7 +516,7 @@ def replay_file(
         out.write(payload)
     elapsed = time.perf_counter() - started
     print(
-        f"otklik replay: {len(lines)} lines, {malformed} malformed, {items} items in {elapsed:.2f}s",
+        f"otklik replay: {count} lines, {malformed} malformed, {items} items in {elapsed:.2f}s",
         file=err,
     )
-    return {"lines": len(lines), "malformed": malformed, "items": items}
+    return {"lines": count, "malformed": malformed, "items": items}

@@ -97,3 +97,22 @@ def test_jobs_give_the_same_bytes_and_the_same_error_reports(tmp_path: Path, job
 def test_tick_times_follow_the_first_event_an_hour_after_the_last_tick() -> None:
     assert tick_times([]) == []
     assert tick_times([0, 10, 3599, 3600, 3601, 7100, 7200, 7300, 20000]) == [3600, 7200, 20000]
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        # Lines ending in "\r\n", one in a lone "\r", and a malformed line in the last job's run, whose
+        # number counts the "\r": the jobs cannot cut the bytes at "\n" alone.
+        ("crlf", lambda data: data.replace(b"\n", b"\r\n", 40).replace(b"\r\n", b"\r", 1) + b"not json\n"),
+        ("no final newline, blank lines", lambda data: data.replace(b"\n", b"\n\n\n", 25).rstrip(b"\n")),
+        ("fewer lines than jobs", lambda data: b"\n".join(data.splitlines()[9:11])),
+    ],
+)
+def test_jobs_cut_the_file_where_its_lines_end(tmp_path: Path, name: str, edit: Any) -> None:
+    events, registry = sample(tmp_path)
+    events.write_bytes(edit(events.read_bytes()))
+    one, one_errors = run(events, registry, 1)
+    assert one_errors  # the sample's malformed lines are numbered: a wrong cut would renumber them
+    for jobs in (2, 3):
+        assert run(events, registry, jobs) == (one, one_errors), name
