@@ -49,14 +49,15 @@ train-moderation: venv
 dashboards: venv
 	$(OTK) grafana generate --out deploy/grafana/dashboards
 
-# Prometheus, Alertmanager and PostgreSQL (the store's tests start their own cluster with its
-# initdb and pg_ctl, tests/postgres.py) come from Debian's packages.
+# Prometheus, Alertmanager, PostgreSQL (the store's tests start their own cluster with its
+# initdb and pg_ctl, tests/postgres.py) and Chromium (the browser tests launch it by its path,
+# tests/browser.py: Playwright downloads no browser) come from Debian's packages.
 deb-packages:
 	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus, prometheus-alertmanager and postgresql ..."; \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null || { \
+	  echo "installing Debian's prometheus, prometheus-alertmanager, postgresql and chromium ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager postgresql >/dev/null; }
+	    prometheus prometheus-alertmanager postgresql chromium >/dev/null; }
 
 # Re-record the versions the tests ran with (constraints.txt).
 lock: venv

@@ -242,3 +242,93 @@ async def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60.0
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+# ---- tests in a real browser (tests/browser.py) ----------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the item (``item.rep_setup``, ``rep_call``): the browser fixtures
+    save the pages at teardown only when the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    if report.failed and report.when == "call" and "new_context" in item.fixturenames:
+        tmp_path = item.funcargs.get("tmp_path")  # type: ignore[attr-defined]
+        report.sections.append(("browser pages", f"saved under {tmp_path}/screenshots after the test"))
+    return report
+
+
+_PARKED_LOOP = pytest.StashKey["object"]()
+
+
+@pytest.fixture(scope="session")
+def browser(request: pytest.FixtureRequest) -> Iterator:
+    """One headless chromium (Debian's, by its path) for the run; fails, never skips, when it cannot start."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import BrowserUnavailable, ParkedLoop, launch
+
+    playwright = sync_playwright().start()
+    loop = ParkedLoop()
+    try:
+        try:
+            chromium = launch(playwright)
+        except BrowserUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        request.config.stash[_PARKED_LOOP] = loop
+        loop.park()  # asyncio tests may run between browser tests (tests/browser.py, ParkedLoop)
+        try:
+            yield chromium
+        finally:
+            loop.resume()
+            chromium.close()
+    finally:
+        loop.resume()
+        playwright.stop()
+
+
+@pytest.fixture(autouse=True)
+def _browser_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Playwright's loop marked as running during a test that uses the browser, and only then
+    (tests/browser.py, ParkedLoop). Set up before, and torn down after, the browser fixtures."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("browser")
+    loop = request.config.stash[_PARKED_LOOP]
+    loop.resume()
+    try:
+        yield
+    finally:
+        loop.park()
+
+
+@pytest.fixture
+def new_context(browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:  # type: ignore[no-untyped-def]
+    """``new_context(**options)``: a fresh browser context (its own cookies: one per signed-in user).
+    If the test failed, every page still open is saved under ``tmp_path / "screenshots"``."""
+    from tests.browser import new_context as make_context
+    from tests.browser import save_pages
+
+    contexts: list = []
+
+    def make(**options):  # type: ignore[no-untyped-def]
+        context = make_context(browser, **options)
+        contexts.append(context)
+        return context
+
+    yield make
+    try:
+        reports = (getattr(request.node, f"rep_{when}", None) for when in ("setup", "call"))
+        if any(report is not None and report.failed for report in reports):
+            save_pages(contexts, tmp_path / "screenshots")
+    finally:
+        for context in contexts:
+            context.close()
+
+
+@pytest.fixture
+def page(new_context):  # type: ignore[no-untyped-def]
+    """A page in a context of its own; saved under ``tmp_path / "screenshots"`` if the test fails."""
+    return new_context().new_page()
