@@ -254,6 +254,38 @@ def test_same_seed_gives_the_same_stream_and_another_seed_another() -> None:
     assert [b["event_id"] for _, b in first] != [b["event_id"] for _, b in other]
 
 
+def _texts(events: list[tuple[int, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """(event id, text) of every body with a text: comments, edits, restorations, messages."""
+    found = []
+    for _, body in events:
+        obj = body["object"]
+        text = obj["message"]["text"] if "message" in obj else obj.get("text")
+        if text is not None:
+            found.append((body["event_id"], text))
+    return found
+
+
+def test_unique_texts_repeat_no_text_but_keep_the_stream() -> None:
+    def stream(unique: bool) -> list[tuple[int, dict[str, Any]]]:
+        cfg = SimConfig(pages=10, rate=10.0, duration=600.0, seed=3, start=TUESDAY_MORNING, unique_texts=unique)
+        return list(generate(cfg))
+
+    plain, unique = stream(False), stream(True)
+    # The same events at the same times; only the texts differ.
+    assert [(t, b["type"], b["event_id"]) for t, b in plain] == [(t, b["type"], b["event_id"]) for t, b in unique]
+    plain_texts, unique_texts = _texts(plain), _texts(unique)
+    assert len(set(text for _, text in plain_texts)) < len(plain_texts) / 2  # the templates repeat
+    # A text is seen twice only where one comment is: a redelivery (same event id) or a restoration.
+    restored = {b["event_id"] for _, b in unique if b["type"].endswith("_restore")}
+    firsts: dict[str, str] = {}
+    for event_id, text in unique_texts:
+        if event_id not in restored:
+            assert firsts.setdefault(text, event_id) == event_id, text
+    for (_, before), (_, after) in zip(plain_texts, unique_texts, strict=True):
+        assert re.sub(r" \d+(?=[\s.,!?…)\]]*$)", "", after, count=1) == before or after.lstrip("0123456789") == before
+        assert after.endswith("?") == before.endswith("?")  # a question still ends as one
+
+
 def test_start_defaults_to_now() -> None:
     before = time.time()
     events = list(generate(SimConfig(pages=5, rate=5.0, duration=60.0, seed=1)))

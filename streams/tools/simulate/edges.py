@@ -192,6 +192,11 @@ def _parse_start(value: str | None) -> int | None:
     show_default=True,
     help="Group id of the first page.",
 )
+@click.option(
+    "--unique-texts",
+    is_flag=True,
+    help="Make every comment's and message's text unique (a number in it): no text-keyed cache sees a repeat.",
+)
 def simulate_command(
     pages: int | None,
     rate: float | None,
@@ -206,6 +211,7 @@ def simulate_command(
     registry_out: str | None,
     duplicate_rate: float,
     first_group_id: int,
+    unique_texts: bool,
 ) -> None:
     if out_path is not None and bootstrap is not None:
         raise click.UsageError("give either --out or --bootstrap, not both")
@@ -224,6 +230,7 @@ def simulate_command(
         start=_parse_start(start_text),
         duplicate_rate=duplicate_rate,
         first_group_id=first_group_id,
+        unique_texts=unique_texts,
     )
     if cfg.start is None:
         cfg.start = resolve_start(cfg)  # fixed once, so the registry and stream agree on "now"

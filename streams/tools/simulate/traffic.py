@@ -6,6 +6,7 @@ import hashlib
 import heapq
 import math
 import random
+import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
             if op == "new":
                 event_type, obj = f"{prefix}_new", _comment_object(node, node.text)
             elif op == "edit":
-                node.text = extra
+                node.text = unique(extra) if cfg.unique_texts else extra
                 event_type, obj = f"{prefix}_edit", _comment_object(node, node.text)
             elif op == "delete":
                 event_type, obj = f"{prefix}_delete", _delete_object(rng, node, extra)
@@ -126,9 +127,18 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
                 event_type, obj = f"{prefix}_restore", _comment_object(node, node.text)
         return {"type": event_type, "object": obj, "group_id": page.group_id, "event_id": event_id(), "v": API_VERSION}
 
+    texts_made = 0
+
+    def unique(text: str) -> str:
+        nonlocal texts_made
+        texts_made += 1
+        return _numbered(text, texts_made)
+
     def create(node: _Node, moment: float) -> None:
         page = node.page
         node.date = int(moment)
+        if cfg.unique_texts:
+            node.text = unique(node.text)
         if node.kind == "dm":
             node.id = page.next_message_id
             page.next_message_id += 1
@@ -164,6 +174,17 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
     while deliveries and deliveries[0][0] <= end:
         received, _, body = heapq.heappop(deliveries)
         yield int(received), body
+
+
+# The closing punctuation of a text (and the spaces around it), kept at the end by _numbered.
+_CLOSING = re.compile(r"[\s.,!?…)\]]*\Z")
+
+
+def _numbered(text: str, number: int) -> str:
+    """``text`` with ``number`` as a last word before its closing punctuation: "Когда починят?" →
+    "Когда починят 17?", so that a question still ends as one."""
+    end = _CLOSING.search(text).start()  # type: ignore[union-attr]  # the pattern matches the empty end
+    return f"{text[:end]} {number}{text[end:]}" if end else f"{number}{text}"
 
 
 # ---------------------------------------------------------------------------------------------
