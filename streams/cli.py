@@ -199,26 +199,59 @@ def replay(
 @main.command()
 @click.argument("item")
 @click.option("--needs-answer", type=click.Choice(["yes", "no"]), required=True, help="The person's decision.")
-@click.option("--by", "by", required=True, help="Who decides (name or login): kept in the audit record.")
+@click.option(
+    "--by",
+    "by",
+    help="Who decides (name or login): kept in the audit record. Required when writing to Kafka; "
+    "through the API the token's name is recorded, and a different --by is refused.",
+)
 @click.option("--note", required=True, help="Why: kept in the audit record.")
-def override(item: str, needs_answer: str, by: str, note: str) -> None:
+@click.option("--api", "api_url", help="A worker's address: post through its API (OTKLIK_API_URL).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file holding the API token (else OTKLIK_API_TOKEN).",
+)
+def override(
+    item: str, needs_answer: str, by: str | None, note: str, api_url: str | None, token_file: Path | None
+) -> None:
     """Correct triage for ITEM (e.g. vk:123456:wall:88:1024): it does or does not need an answer.
 
     The correction is written to otklik.overrides (kept forever: who, when, why); the worker re-judges
     the item from its original times and writes the new judgement, with the previous one, to
-    otklik.responses. It writes the topic directly: whoever may write otklik.overrides may correct. The
-    worker's API takes the same, with a bearer token from OTKLIK_API_TOKENS whose name is recorded as
-    `by`: POST /api/items/ITEM/override (docs/triage.md, "Corrections")."""
+    otklik.responses. By default it writes the topic directly: whoever may write otklik.overrides may
+    correct. With --api (OTKLIK_API_URL) it posts to the worker's POST /api/items/ITEM/override with a
+    bearer token (--token-file or OTKLIK_API_TOKEN), and the token's name is recorded as `by`
+    (docs/triage.md, "Corrections")."""
     import asyncio
 
     from otklik.schemas.overrides import Override, OverrideError
-    from otklik.streams.settings import KafkaSettings, SettingsError, command_error
-    from otklik.streams.worker.overrides import submit
+    from otklik.streams.settings import OverrideSettings, SettingsError, command_error
+    from otklik.streams.worker.overrides import post, submit
 
     try:
-        settings = KafkaSettings.from_env()
+        settings = OverrideSettings.from_env(api_url=api_url)
     except SettingsError as exc:
         raise command_error(exc) from None
+    if settings.api_url is not None:
+        if token_file is not None:
+            try:
+                token = token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.ClickException(f"{token_file}: cannot be read ({exc.__class__.__name__})") from None
+        elif settings.api_token is not None:
+            token = settings.api_token.get_secret_value()
+        else:
+            raise click.ClickException("the API needs a token: --token-file FILE or OTKLIK_API_TOKEN")
+        request = {"needs_answer": needs_answer == "yes", "note": note, **({"by": by} if by else {})}
+        try:
+            accepted = post(settings.api_url, item, request, token)
+        except OverrideError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"override recorded: {accepted['item']} needs_answer={accepted['needs_answer']} by {accepted['by']}")
+        return
+    if not by:
+        raise click.UsageError("--by is required when the correction is written to Kafka directly (no --api)")
     try:
         correction = Override.parse({"item": item, "needs_answer": needs_answer == "yes", "by": by, "note": note})
     except OverrideError as exc:

@@ -380,6 +380,27 @@ class WorkerSettings(LogSettings, TelegramLinkSettings, RegistrySettings, KafkaS
         return self
 
 
+class OverrideSettings(KafkaSettings):
+    """``otklik override``: writes ``otklik.overrides`` directly, or posts to a worker's correction API."""
+
+    api_url: str | None = Field(
+        None,
+        description="a worker's address (`http://127.0.0.1:6066`): `otklik override` posts the correction to "
+        "its API with a bearer token, recorded under the token's name; unset: it writes otklik.overrides "
+        "directly",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="the bearer token for `OTKLIK_API_URL` (or `--token-file`): a token of the worker's file"
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(f"{value!r} is not a worker's address such as http://127.0.0.1:6066")
+        return value.rstrip("/") if value is not None else None
+
+
 class CoreSettings(OtklikSettings):
     """How the pure core's hot modules run. Read by ``otklik.agents`` itself when it is first imported
     (before any settings object can exist); declared here so that its rule and its row in README live
@@ -784,6 +805,7 @@ class BenchSettings(OtklikSettings):
 # Marker name in README.md → the class whose variables the table lists.
 README_TABLES: dict[str, type[OtklikSettings]] = {
     "worker": WorkerSettings,
+    "override": OverrideSettings,
     "core": CoreSettings,
     "gateway": GatewaySettings,
     "secrets": SecretsSettings,

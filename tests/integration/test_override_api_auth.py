@@ -1,16 +1,18 @@
 """The worker's correction API takes a correction only with a bearer token from OTKLIK_API_TOKENS, records
-the token's name as `by`, and never writes the token to its log (docs/triage.md, "Corrections")."""
+the token's name as `by`, and never writes the token to its log; `otklik override --api` goes through it
+(docs/triage.md, "Corrections")."""
 
 from __future__ import annotations
 
 import secrets
+import subprocess
 import urllib.error
 import urllib.request
 
 import orjson
 import pytest
 
-from tests.conftest import consume, run
+from tests.conftest import OTKLIK, consume, run
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +65,31 @@ def test_corrections_need_a_known_token_and_carry_its_name(worker_factory, kafka
     status, _, answer = post(worker, {**correction, "by": "Сидоров"}, f"Bearer {other}")
     assert status == 202 and answer["accepted"]["by"] == "Сидоров"
 
-    written = run(consume(kafka, worker.topic("otklik.overrides"), expect=2, timeout=30))
-    assert [orjson.loads(m.value)["by"] for m in written] == ["Петрова (ЦУР)", "Сидоров"]
+    # `otklik override --api` posts the same way, with a token from a file or OTKLIK_API_TOKEN.
+    token_file = tmp_path / "my-token"
+    token_file.write_text(other + "\n")
+    command = [OTKLIK, "override", ITEM, "--needs-answer", "no", "--note", "спам"]
+    done = subprocess.run(
+        [*command, "--api", worker.web, "--token-file", str(token_file)],
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "by Сидоров" in done.stdout, done.stderr
+    refused = subprocess.run(
+        [*command, "--by", "Сидоров"],
+        env={**worker.env, "OTKLIK_API_URL": worker.web, "OTKLIK_API_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "answered 403" in refused.stderr, refused.stderr
+    assert token not in refused.stdout + refused.stderr
+
+    written = run(consume(kafka, worker.topic("otklik.overrides"), expect=3, timeout=30))
+    assert [orjson.loads(m.value)["by"] for m in written] == ["Петрова (ЦУР)", "Сидоров", "Сидоров"]
+    assert [orjson.loads(m.value)["needs_answer"] for m in written] == [True, True, False]
     worker.stop()
     log = worker.log_path.read_text(errors="replace")
     assert "the correction API accepts 2 token(s)" in log  # the log holds the worker's own output

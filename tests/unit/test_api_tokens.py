@@ -53,3 +53,18 @@ def test_a_bad_file_stops_the_worker_at_start_up(tmp_path) -> None:
     path.write_text(f"{ALICE} Петрова\n")
     assert WorkerSettings.from_env({"OTKLIK_API_TOKENS": str(path)}).api_tokens_file == path
     assert WorkerSettings.from_env({}).api_tokens_file is None
+
+
+def test_otklik_override_says_what_it_needs_before_reaching_anything() -> None:
+    from click.testing import CliRunner
+
+    from otklik.streams.cli import main
+
+    command = ["override", "vk:1:wall:2:3", "--needs-answer", "no", "--note", "спам"]
+    unset = {"OTKLIK_API_URL": None, "OTKLIK_API_TOKEN": None}
+    direct = CliRunner().invoke(main, command, env=unset)
+    assert direct.exit_code == 2 and "--by is required when the correction is written to Kafka" in direct.output
+    no_token = CliRunner().invoke(main, [*command, "--api", "http://127.0.0.1:9"], env=unset)
+    assert no_token.exit_code == 1 and "the API needs a token: --token-file FILE or OTKLIK_API_TOKEN" in no_token.output
+    bad_url = CliRunner().invoke(main, command, env={**unset, "OTKLIK_API_URL": "127.0.0.1:6066"})
+    assert bad_url.exit_code == 2 and "OTKLIK_API_URL: '127.0.0.1:6066' is not a worker's address" in bad_url.output
