@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from otklik.agents.console.rules import DisputeError, SignInLimiter, Viewer, decide, share_used
@@ -91,3 +93,19 @@ def test_passwords_are_hashed_with_argon2() -> None:
     assert verify_password(stored, "секрет-12345")
     assert not verify_password(stored, "секрет-12346")
     assert not verify_password(None, "секрет-12345")
+
+
+def test_the_console_loads_nothing_from_elsewhere() -> None:
+    # Scripts, styles and images come from the console itself; the only outside links are the items'
+    # and pages' own addresses on their platforms (values, never literals in a template).
+    from pathlib import Path
+
+    import otklik.streams.console as console
+
+    folder = Path(console.__file__).parent
+    files = [*folder.glob("templates/*.html"), *folder.glob("static/*")]
+    assert len(files) > 5
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//""", text), path.name
+        assert "@import" not in text and "url(http" not in text, path.name
