@@ -700,6 +700,12 @@ class ConsoleSettings(LogSettings, RegistrySettings, KafkaSettings):
         description="true behind a reverse proxy that sets `X-Forwarded-For` and `X-Forwarded-Proto`: the sign-in "
         "limit counts the client's address (the entry the proxy added), not the proxy's; false: those headers are ignored",
     )
+    user_header: str | None = Field(
+        None,
+        validation_alias="OTKLIK_CONSOLE_USER_HEADER",
+        description="with `OTKLIK_CONSOLE_BEHIND_PROXY`: the header in which an authenticating proxy names the "
+        "signed-in login (e.g. `X-Remote-User`; the proxy must drop the client's own); unset: sign-in by password only",
+    )
     session_s: int = Field(
         12 * 3600,
         gt=0,

@@ -8,6 +8,7 @@ moderation, open disputes, and ``/health``. Who sees and may do what is `agents/
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import secrets
@@ -35,7 +36,7 @@ from otklik.agents.console.rules import (
 )
 from otklik.agents.history.rating import month_bounds
 from otklik.schemas.overrides import Override, OverrideError
-from otklik.streams.console.auth import COOKIE, Session, SessionSigner, verify_password
+from otklik.streams.console.auth import COOKIE, Session, SessionSigner, password_stamp, verify_password
 from otklik.streams.console.data import ConsoleStore, QueueGroup, RegistrySource
 
 __all__ = ["PAGE_SIZE", "ConsoleConfig", "make_app"]
@@ -94,6 +95,7 @@ class ConsoleConfig:
         lockout_s: float = 900.0,
         secure_cookies: bool = False,
         behind_proxy: bool = False,
+        user_header: str | None = None,
         zone: str = "Europe/Moscow",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -104,6 +106,7 @@ class ConsoleConfig:
         self.limiter = SignInLimiter(limit=10, lockout=lockout_s)
         self.secure_cookies = secure_cookies
         self.behind_proxy = behind_proxy
+        self.user_header = user_header
         self.zone = zone
         self.clock = clock
 
@@ -131,6 +134,12 @@ async def _security(request: web.Request, handler: Callable[[web.Request], Await
     request[VIEWER] = None
     if session.login is not None:
         found = await _blocking(config.store.user, session.login)
+        if found is not None and hmac.compare_digest(session.stamp, password_stamp(found[1])):
+            request[VIEWER] = found[0]
+    elif config.user_header and config.behind_proxy and (name := request.headers.get(config.user_header)):
+        # The authenticating proxy signed the user in (README, "The operations console"); a user the
+        # store does not know gets nothing.
+        found = await _blocking(config.store.user, name.strip())
         if found is not None:
             request[VIEWER] = found[0]
     try:
@@ -249,7 +258,7 @@ async def login(request: web.Request) -> web.Response:
         config.limiter.failed(keys, now)
         return _render(request, "login.html", {"next": target, "error": "Неверный логин или пароль."}, status=401)
     config.limiter.succeeded(keys)
-    request[SESSION] = Session.signed_in(found[0].login, now)
+    request[SESSION] = Session.signed_in(found[0].login, now, password_stamp(found[1]))
     request[CHANGED] = True
     raise web.HTTPSeeOther(target)
 

@@ -22,7 +22,7 @@ import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["COOKIE", "Session", "SessionSigner", "hash_password", "verify_password"]
+__all__ = ["COOKIE", "Session", "SessionSigner", "hash_password", "password_stamp", "verify_password"]
 
 COOKIE = "otklik_session"
 
@@ -47,18 +47,25 @@ class Session:
     login: str | None
     issued_at: int
     csrf: str
+    stamp: str = ""  # of the password it was signed in with (:func:`password_stamp`)
 
     @classmethod
     def anonymous(cls, now: float) -> Session:
         return cls(None, int(now), secrets.token_urlsafe(24))
 
     @classmethod
-    def signed_in(cls, login: str, now: float) -> Session:
+    def signed_in(cls, login: str, now: float, stamp: str) -> Session:
         # A fresh CSRF token at sign-in: a token seen before signing in is worth nothing after.
-        return cls(login, int(now), secrets.token_urlsafe(24))
+        return cls(login, int(now), secrets.token_urlsafe(24), stamp)
 
     def csrf_matches(self, given: Any) -> bool:
         return isinstance(given, str) and hmac.compare_digest(given.encode(), self.csrf.encode())
+
+
+def password_stamp(stored_hash: str) -> str:
+    """A short digest of the user's password hash, kept in the session: a new password (`otklik console
+    add-user` again) changes it, and every session signed in with the old one ends."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
 
 
 def _b64(data: bytes) -> str:
@@ -82,7 +89,9 @@ class SessionSigner:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
     def dumps(self, session: Session) -> str:
-        payload = _b64(orjson.dumps({"u": session.login, "t": session.issued_at, "c": session.csrf}))
+        payload = _b64(
+            orjson.dumps({"u": session.login, "t": session.issued_at, "c": session.csrf, "s": session.stamp})
+        )
         return f"{payload}.{self._mac(payload)}"
 
     def loads(self, value: str | None, now: float) -> Session | None:
@@ -93,7 +102,7 @@ class SessionSigner:
             return None
         try:
             data = orjson.loads(_unb64(payload))
-            session = Session(data["u"], int(data["t"]), str(data["c"]))
+            session = Session(data["u"], int(data["t"]), str(data["c"]), str(data.get("s", "")))
         except (ValueError, KeyError, TypeError):
             return None
         if not (session.login is None or isinstance(session.login, str)):

@@ -79,6 +79,7 @@ def console_command(
         lockout_s=settings.lockout_s,
         secure_cookies=settings.secure_cookies,
         behind_proxy=settings.behind_proxy,
+        user_header=settings.user_header,
         zone=settings.report_timezone,
     )
     click.echo(f"otklik console on http://{settings.host}:{settings.port}/", err=True)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, insert, select
 
 from otklik.schemas.overrides import Override
-from otklik.streams.console.app import ConsoleConfig, make_app
+from otklik.streams.console.app import CONFIG, ConsoleConfig, make_app
 from otklik.streams.console.auth import hash_password
 from otklik.streams.console.data import ConsoleStore, RegistrySource
 from otklik.streams.store.db import migrate, open_engine
@@ -90,7 +90,7 @@ async def console(store_url: str) -> AsyncIterator[Console]:
 
 @pytest.fixture
 async def proxied_console(store_url: str) -> AsyncIterator[Console]:
-    async for running in _console(store_url, behind_proxy=True):
+    async for running in _console(store_url, behind_proxy=True, user_header="X-Remote-User"):
         yield running
 
 
@@ -351,3 +351,24 @@ async def test_filters_count_what_they_would_show_and_overdue_only_narrows(conso
     assert ">Тара (1)</option>" in page and "Омск" not in page
     page = await (await console.client.get("/queue/rows?municipality=Омск")).text()
     assert "Обращений: <strong>1</strong>" in page and "vk:2:wall:4:3" in page
+
+
+async def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(console: Console) -> None:
+    assert (await console.sign_in("op")).status == 303
+    assert (await console.client.get("/queue", allow_redirects=False)).status == 200
+    console.store.add_user("op", hash_password("новый-пароль-2"), "operator")
+    response = await console.client.get("/queue", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"].startswith("/login")
+
+
+async def test_an_authenticating_proxy_names_the_user_only_when_configured(proxied_console: Console) -> None:
+    response = await proxied_console.client.get("/queue", headers={"X-Remote-User": "cur"}, allow_redirects=False)
+    assert response.status == 200
+    page = await response.text()
+    assert "cur · " in page and "vk:2:wall:4:3" not in page
+    response = await proxied_console.client.get("/queue", headers={"X-Remote-User": "nobody"}, allow_redirects=False)
+    assert response.status == 303
+    # Without the setting the header is anyone's to send, and counts for nothing.
+    proxied_console.client.server.app[CONFIG].behind_proxy = False
+    response = await proxied_console.client.get("/queue", headers={"X-Remote-User": "op"}, allow_redirects=False)
+    assert response.status == 303

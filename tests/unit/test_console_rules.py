@@ -76,7 +76,7 @@ def test_ten_wrong_passwords_lock_the_login_and_the_address_for_a_while() -> Non
 
 def test_sessions_are_signed_and_expire() -> None:
     signer = SessionSigner(b"s" * 32, max_age=3600)
-    session = Session.signed_in("petrova", 1000)
+    session = Session.signed_in("petrova", 1000, "stamp")
     value = signer.dumps(session)
     assert signer.loads(value, 1500) == session
     assert signer.loads(value, 1000 + 3601) is None
