@@ -496,6 +496,12 @@ class ResponseEngine:
             if due >= now:
                 heapq.heappush(heap, (due, page, item))
                 continue
+            if due < it.received_at and now <= it.received_at + self.late_window_s and not it.reopened_at:
+                # It arrived already overdue (found by a catch-up after a gap): the replies read with it
+                # come within the late window (docs/responses.md, "Late history: catch-up after a gap").
+                # A restored item is not new: its deadline passed while it was known.
+                heapq.heappush(heap, (it.received_at + self.late_window_s, page, item))
+                continue
             if it.tentative is not None:
                 if it.tentative.closed_at <= due:
                     continue  # closed in time; if it reopens, _reevaluate re-arms the timer
