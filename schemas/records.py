@@ -31,7 +31,7 @@ class RawEnvelope:
     """A record of ``otklik.raw``: one platform body, verbatim, with where and when it came in."""
 
     platform: Platform
-    source: str  # "vk-callback", "vk-longpoll", "simulator", "tg-webhook", "max-webhook"
+    source: str  # "vk-callback", "vk-longpoll", "vk-api" (catch-up), "simulator", "tg-webhook", "max-webhook"
     received_at: float  # unix seconds, when our edge received it
     body: dict[str, Any]
 
@@ -142,3 +142,41 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, without the copy
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A record of ``otklik.gaps``: a time in which a community's events may not have reached otklik
+    (docs/data-flow.md, "Gaps and catch-up"). ``community`` is a page id (``vk:<group_id>``); ``since`` and
+    ``until`` are unix seconds, written as ``from`` and ``to``; ``why`` says what noticed it and
+    ``detected_by`` which process (``longpoll``, ``gateway``)."""
+
+    community: str
+    since: int
+    until: int
+    why: str
+    detected_by: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "community": self.community,
+                "from": self.since,
+                "to": self.until,
+                "why": self.why,
+                "detected_by": self.detected_by,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, value: bytes) -> Gap:
+        """Decode a record of ``otklik.gaps``; raises ``ValueError`` naming what is wrong."""
+        data = orjson.loads(value)
+        if not isinstance(data, dict):
+            raise ValueError("a gap is a JSON object")
+        community, since, until = data.get("community"), data.get("from"), data.get("to")
+        if not isinstance(community, str) or not community.startswith("vk:"):
+            raise ValueError(f"gap.community: {str(community)[:40]!r} is not a VK page id")
+        if type(since) is not int or type(until) is not int or since >= until:
+            raise ValueError("gap.from and gap.to: integer unix seconds, from before to")
+        return cls(community, since, until, str(data.get("why", "")), str(data.get("detected_by", "")))

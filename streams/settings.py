@@ -58,6 +58,7 @@ TOPIC_NAMES = {
     "moderation": "otklik.moderation",
     "dead_letters": "otklik.dead-letters",
     "overrides": "otklik.overrides",
+    "gaps": "otklik.gaps",  # times a community's events may be missing (streams/edge/catchup.py reads it)
 }
 
 AGENTS = ("normalize", "responses", "moderation")
@@ -452,6 +453,21 @@ class GatewaySettings(LogSettings, TelegramLinkSettings, KafkaSettings):
         ge=0,
         validation_alias="OTKLIK_GATEWAY_LINGER_MS",
         description="milliseconds the producer waits to batch under load (invisible at p99)",
+    )
+    state_file: Path | None = Field(
+        None,
+        validation_alias="OTKLIK_GATEWAY_STATE_FILE",
+        description="where the last VK event accepted per community is kept, so that a restart records the "
+        "gap since then (docs/data-flow.md); unset: not kept, no restart gaps",
+    )
+    state_interval_s: float = Field(
+        5.0, gt=0, validation_alias="OTKLIK_GATEWAY_STATE_INTERVAL", description="seconds between saves of that file"
+    )
+    silence_s: float = Field(
+        600.0,
+        gt=0,
+        validation_alias="OTKLIK_GATEWAY_SILENCE",
+        description="seconds: a confirmation request after a silence this long records the silence as a gap",
     )
 
 

@@ -47,6 +47,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from otklik.agents.ingest.envelope import gateway_problem
+from otklik.streams.edge.gaps import GapWriter, LastEvents
 from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import Secrets, load_secrets
 from otklik.streams.logs import limit_kafka_logs
@@ -354,6 +355,12 @@ class Gateway:
         self._last_events: dict[tuple[str, str, str], Any] = {}
         self.kafka = HealingProducer(lambda: producer_factory(config), what=config.bootstrap)
         self.metrics.kafka_ready.set_function(lambda: 1.0 if self.kafka.ready else 0.0)
+        # Gaps (docs/data-flow.md, "Gaps and catch-up"): the last VK event accepted per community, kept
+        # in a file, tells a restart and a confirmation after a silence where the silence began.
+        self.last_vk = LastEvents(config.state_file)
+        self.gaps = GapWriter(self._send_acked, config.topic("gaps"), "gateway")
+        self._gap_tasks: set[asyncio.Task] = set()
+        self._saver: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -371,9 +378,35 @@ class Gateway:
     async def _on_startup(self, _app: web.Application) -> None:
         # Serve at once: while Kafka is unreachable, events get 503 (VK redelivers), never a lost `ok`.
         await self.kafka.start()
+        started = time.time()
+        for community, last in self.last_vk.load().items():
+            self._record_gap(community, last, started, "gateway-restart")
+        if self.last_vk.path is not None:
+            self._saver = asyncio.create_task(self._save_last_events())
 
     async def _on_cleanup(self, _app: web.Application) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+        self.last_vk.save()
+        if self._gap_tasks:
+            await asyncio.wait(self._gap_tasks, timeout=self.config.produce_timeout_s)
         await self.kafka.stop(15)
+
+    async def _save_last_events(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.state_interval_s)
+            self.last_vk.save()
+
+    async def _send_acked(self, topic: str, value: bytes, key: bytes) -> None:
+        if not await self.kafka.wait_connected(60):
+            raise ProducerUnavailable("Kafka is not connected")
+        await (await self.kafka.send(topic, value, key))
+
+    def _record_gap(self, community: str, since: float, until: float, why: str) -> None:
+        """Write a gap in the background (the request that noticed it is not held up)."""
+        task = asyncio.get_running_loop().create_task(self.gaps.write(community, since, until, why))
+        self._gap_tasks.add(task)
+        task.add_done_callback(self._gap_tasks.discard)
 
     async def wait_ready(self, timeout: float) -> bool:
         return await self.kafka.wait_connected(timeout)
@@ -397,6 +430,12 @@ class Gateway:
                         403, "not_configured", f"forbidden: no confirmation string configured for community {group_id}"
                     )
                 self._count("vk", source, "confirmation")
+                # VK asks again after it stopped sending (the server was off, or failed too often): the
+                # events of a silence longer than OTKLIK_GATEWAY_SILENCE may be lost.
+                page = f"vk:{group_id}"
+                last, now = self.last_vk.times.get(page), time.time()
+                if last is not None and now - last > self.config.silence_s:
+                    self._record_gap(page, last, now, "confirmation")
                 return web.Response(text=community.confirmation, content_type="text/plain")
             if not community.secret:
                 raise Rejection(403, "not_configured", f"forbidden: community {group_id} has no secret configured")
@@ -551,6 +590,8 @@ class Gateway:
         self.seen.add(dedupe_key)
         self._produce_seconds[platform].observe(time.perf_counter() - started)
         self._last_event(platform, source, community).set(time.time())
+        if platform == "vk":
+            self.last_vk.seen(community, received_at)
         return self._ok(platform, source, "accepted")
 
     def _settled(self, dedupe_key: Hashable, future: asyncio.Future) -> None:

@@ -34,7 +34,7 @@ import click
 import orjson
 
 from otklik.agents.ingest.bounds import body_problem
-from otklik.schemas.records import RawEnvelope
+from otklik.schemas.records import Gap, RawEnvelope
 from otklik.streams.edge.producer import HealingProducer, ProducerUnavailable
 from otklik.streams.edge.secrets import load_secrets
 from otklik.streams.logs import limit_kafka_logs
@@ -58,6 +58,7 @@ class LongPollConfig:
     state_dir: Path  # one ts file per community
     bootstrap: str
     topic: str
+    gaps_topic: str | None = None  # where a lost stretch of events is recorded (otklik.gaps); None: nowhere
     wait_s: int = 25  # seconds VK may hold an a_check request open
     backoff_s: float = 1.0  # first pause after an error; doubles up to max_backoff_s
     max_backoff_s: float = 60.0
@@ -70,6 +71,7 @@ class LongPollConfig:
             state_dir=settings.state_dir,
             bootstrap=settings.bootstrap,
             topic=settings.topic("raw"),
+            gaps_topic=settings.topic("gaps"),
             **knobs,
         )
 
@@ -152,8 +154,10 @@ class LongPollSource:
         sink: Sink,
         session: aiohttp.ClientSession,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        gaps: Sink | None = None,
     ) -> None:
         self.group_id = group_id
+        self.gaps = gaps  # otklik.gaps: failed 1 and 3 record the time whose events were lost
         self._token = token
         self.config = config
         self.sink = sink
@@ -165,6 +169,8 @@ class LongPollSource:
         self.lost_notices = 0  # failed 1 / 3: VK says events were lost
         self.unwritable = 0  # updates skipped: the encoder cannot write them (docs/data-flow.md, "Bounded input")
         self.last_event_at: float | None = None
+        self.last_saved_at: float | None = None  # when the last ts was saved: events after it may be lost
+        self.gaps_written = 0
 
     def __repr__(self) -> str:  # never the token
         return f"LongPollSource(group {self.group_id}, {self.config.api_url})"
@@ -204,6 +210,8 @@ class LongPollSource:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set. A batch being produced is finished (and its ts saved) first."""
         saved_ts = self.state.load()
+        if saved_ts is not None:
+            self.last_saved_at = self.state.path.stat().st_mtime
         delay = self.config.backoff_s
         server = key = ts = None
         while not stop.is_set():
@@ -228,6 +236,7 @@ class LongPollSource:
                 await self._produce(updates)
                 ts = str(new_ts)
                 self.state.save(ts)  # only now: every update before it is in Kafka
+                self.last_saved_at = time.time()
                 delay = self.config.backoff_s
             except (TimeoutError, LongPollError, aiohttp.ClientError, orjson.JSONDecodeError, OSError) as exc:
                 log.warning("group %s: %s; retrying in %.1fs", self.group_id, _describe(exc), delay)
@@ -259,6 +268,7 @@ class LongPollSource:
                 new_ts,
             )
             self.state.save(str(new_ts))
+            await self._gap("longpoll-failed-1")
             return key, server, str(new_ts)
         if failed == 2:  # the key expired: a new one, and our ts stays
             new_key, new_server, _ = await self.get_server()
@@ -268,8 +278,31 @@ class LongPollSource:
             log.error("group %s: VK lost the key and ts (failed 3): going on from the current ts", self.group_id)
             new_key, new_server, fresh_ts = await self.get_server()
             self.state.save(fresh_ts)
+            await self._gap("longpoll-failed-3")
             return new_key, new_server, fresh_ts
         raise LongPollError(f"a_check: unknown failed code {str(failed)[:20]}")
+
+    async def _gap(self, why: str) -> None:
+        """Record on otklik.gaps that events since the last saved ts are lost (docs/data-flow.md,
+        "Gaps and catch-up"); a gap that cannot be written is logged with the command that catches it up."""
+        now = time.time()
+        since, self.last_saved_at = self.last_saved_at, now
+        if self.gaps is None or since is None:
+            return
+        gap = Gap(self.key, int(since), int(now) + 1, why, "longpoll")
+        try:
+            await self.gaps.produce(self.key, [gap.to_json()])
+        except Exception as exc:
+            log.error(
+                "group %s: the gap could not be recorded (%s): run `otklik catchup --group %s --since %d --until %d`",
+                self.group_id,
+                type(exc).__name__,
+                self.group_id,
+                gap.since,
+                gap.until,
+            )
+            return
+        self.gaps_written += 1
 
     async def _produce(self, updates: list[Any]) -> None:
         values = []
@@ -325,20 +358,28 @@ async def run_sources(
     config: LongPollConfig,
     stop: asyncio.Event,
     sink: Sink | None = None,
+    gaps: Sink | None = None,
 ) -> list[LongPollSource]:
-    """Run one loop per community until ``stop`` is set; return the sources (for their counters)."""
+    """Run one loop per community until ``stop`` is set; return the sources (for their counters). Gaps
+    go to ``gaps``, or (when ``sink`` is not given either) to ``config.gaps_topic``."""
     own_sink = sink is None
+    own_gaps = own_sink and gaps is None and config.gaps_topic is not None
     if sink is None:
         sink = KafkaSink(config.bootstrap, config.topic)
         await sink.start()  # type: ignore[attr-defined]
+    if own_gaps:
+        gaps = KafkaSink(config.bootstrap, config.gaps_topic)  # type: ignore[arg-type]
+        await gaps.start()  # type: ignore[attr-defined]
     try:
         async with aiohttp.ClientSession() as session:
-            sources = [LongPollSource(g, tokens[g], config, sink, session) for g in group_ids]
+            sources = [LongPollSource(g, tokens[g], config, sink, session, gaps=gaps) for g in group_ids]
             await asyncio.gather(*(source.run(stop) for source in sources))
             return sources
     finally:
         if own_sink:
             await sink.stop()  # type: ignore[attr-defined]
+        if own_gaps:
+            await gaps.stop()  # type: ignore[union-attr]
 
 
 @click.command("longpoll")

@@ -36,6 +36,7 @@ class Topics:
     moderation: faust.TopicT
     dead_letters: faust.TopicT
     overrides: faust.TopicT
+    gaps: faust.TopicT
 
 
 class FaustApp(faust.App):

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from otklik.schemas.records import Gap
 from otklik.streams.edge.longpoll import KafkaSink, LongPollConfig, LongPollSource, StateFile
 from otklik.streams.settings import LongPollSettings, WorkerSettings
 from otklik.streams.worker.topics import ensure_topics
@@ -118,8 +119,8 @@ class FakeVk:
 
 
 class Harness:
-    def __init__(self, vk: FakeVk, config: LongPollConfig, sink: KafkaSink) -> None:
-        self.vk, self.config, self.sink = vk, config, sink
+    def __init__(self, vk: FakeVk, config: LongPollConfig, sink: KafkaSink, gaps: KafkaSink | None = None) -> None:
+        self.vk, self.config, self.sink, self.gaps = vk, config, sink, gaps
         self.stop = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.source: LongPollSource | None = None
@@ -130,7 +131,7 @@ class Harness:
 
         self._session = aiohttp.ClientSession()
         self.stop = asyncio.Event()
-        self.source = LongPollSource(GROUP, TOKEN, self.config, self.sink, self._session)
+        self.source = LongPollSource(GROUP, TOKEN, self.config, self.sink, self._session, gaps=self.gaps)
         self.task = asyncio.create_task(self.source.run(self.stop))
         return self.source
 
@@ -230,12 +231,27 @@ async def test_failed_1_continues_from_the_new_ts_and_says_events_were_lost(setu
     vk, config, sink, kafka = setup
     vk.add(6)
     StateFile(config.state_dir, GROUP).save("2")
+    saved_at = int(StateFile(config.state_dir, GROUP).path.stat().st_mtime)
     vk.first_ts = 4  # events 2 and 3 dropped out of VK's history
-    harness = Harness(vk, config, sink)
+    gaps = KafkaSink(kafka, config.gaps_topic)
+    await gaps.start()
+    harness = Harness(vk, config, sink, gaps)
     source = await harness.start()
     await harness.until(lambda: source.produced == 3)
     await harness.shutdown()
+    await gaps.stop()
     assert source.lost_notices == 1
+    # The lost stretch is recorded for the catch-up: from the last saved ts to the failed answer.
+    [record] = await read_topic(kafka, config.gaps_topic)
+    gap = Gap.from_json(record.value)
+    assert record.key == f"vk:{GROUP}".encode()
+    assert (gap.community, gap.why, gap.detected_by, gap.since) == (
+        f"vk:{GROUP}",
+        "longpoll-failed-1",
+        "longpoll",
+        saved_at,
+    )
+    assert saved_at < gap.until <= time.time() + 1
     assert await produced_ids(kafka, config.topic) == ["lp-0004", "lp-0005", "lp-0006"]
     assert StateFile(config.state_dir, GROUP).load() == "7"
 
