@@ -34,6 +34,17 @@ def _engine(settings: ConsoleSettings) -> Any:
     return engine
 
 
+def kafka_producer(bootstrap: str, topic: str) -> Any:
+    """The console's producer of corrections: each one written to ``topic`` and acknowledged by the
+    broker before the console records it (as `otklik override` writes them)."""
+    from otklik.streams.worker.overrides import submit
+
+    async def produce(override: Any) -> None:
+        await submit(bootstrap, topic, override)
+
+    return produce
+
+
 @click.group("console", invoke_without_command=True)
 @click.option("--store", "store_url", default=None, help="the store's database [env OTKLIK_STORE_URL]")
 @click.option("--host", default=None, help="the address to listen on [env OTKLIK_CONSOLE_HOST, 127.0.0.1]")
@@ -60,20 +71,14 @@ def console_command(
 
     from otklik.streams.console.app import ConsoleConfig, make_app
     from otklik.streams.console.data import ConsoleStore, RegistrySource
-    from otklik.streams.worker.overrides import submit
 
     settings = _settings(store_url=store_url, host=host, port=port, registry=registry)
     settings.configure_logging()
     store = ConsoleStore(_engine(settings))
-    bootstrap, topic = settings.bootstrap, settings.topic("overrides")
-
-    async def produce(override: Any) -> None:
-        await submit(bootstrap, topic, override)
-
     config = ConsoleConfig(
         store,
         RegistrySource(store, settings.registry),
-        produce,
+        kafka_producer(settings.bootstrap, settings.topic("overrides")),
         secret=settings.secret.get_secret_value().encode() if settings.secret else None,
         session_s=settings.session_s,
         lockout_s=settings.lockout_s,

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, insert, select
@@ -372,3 +373,57 @@ async def test_an_authenticating_proxy_names_the_user_only_when_configured(proxi
     proxied_console.client.server.app[CONFIG].behind_proxy = False
     response = await proxied_console.client.get("/queue", headers={"X-Remote-User": "op"}, allow_redirects=False)
     assert response.status == 303
+
+
+async def test_a_correction_reaches_otklik_overrides_on_the_broker(kafka: str, tmp_path: Any) -> None:
+    from otklik.streams.console.cli import kafka_producer
+    from tests.conftest import consume, unique
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(items), [item_row("vk:1:wall:10:1", "Тара", "Когда?", 3600)])
+    store = ConsoleStore(engine)
+    store.add_user("op", hash_password(PASSWORD), "operator")
+    topic = unique("console") + ".otklik.overrides"
+    config = ConsoleConfig(store, RegistrySource(store), kafka_producer(kafka, topic), secret=b"k" * 32)
+    client = TestClient(TestServer(make_app(config)))
+    await client.start_server()
+    try:
+        console = Console(client, [], store)
+        assert (await console.sign_in("op")).status == 303
+        token = await console.csrf("/items/vk:1:wall:10:1")
+        response = await client.post(
+            "/items/vk:1:wall:10:1/correct",
+            data={"needs_answer": "no", "note": "благодарность", "csrf": token},
+            allow_redirects=False,
+        )
+        assert response.status == 303
+    finally:
+        await client.close()
+        engine.dispose()
+    records = await consume(kafka, topic, expect=1)
+    assert len(records) == 1 and records[0].key == b"vk:1"
+    override = Override.parse(orjson.loads(records[0].value))
+    assert (override.item, override.needs_answer, override.by, override.note) == (
+        "vk:1:wall:10:1",
+        False,
+        "op",
+        "благодарность",
+    )
+
+
+async def test_a_correction_kafka_did_not_take_is_not_recorded(console: Console) -> None:
+    async def refuse(override: Override) -> None:
+        raise ConnectionError("broker down")
+
+    console.client.server.app[CONFIG].produce = refuse
+    assert (await console.sign_in("op")).status == 303
+    token = await console.csrf("/items/vk:1:wall:10:1")
+    response = await console.client.post(
+        "/items/vk:1:wall:10:1/correct",
+        data={"needs_answer": "no", "note": "благодарность", "csrf": token},
+        allow_redirects=False,
+    )
+    assert response.status == 503
+    assert console.store.story("vk:1:wall:10:1")["actions"] == []
