@@ -8,6 +8,9 @@ reads, see :func:`best_raw_consumption`). A second pair runs the
 whole chain (normalize → otklik.interactions → responses, and moderation unless ``OTKLIK_AGENTS`` says
 otherwise) on ``otklik.raw`` beside raw consumption of that topic.
 
+The simulator runs with unique texts (``--unique-texts``): every comment's text is new, as real ones
+are, so the text caches of triage and moderation earn nothing from the simulator's few templates.
+
 A worker is timed by the records its agents report as processed (``/health``, polled every 0.1 s), from
 its first processed batch until the last record is processed. The machine is
 shared, so each figure is printed with CPU time too (the worker's from /proc, the baseline's from
@@ -214,7 +217,8 @@ def main() -> None:
     bootstrap = kafka.bootstrap
     run = f"bench-{uuid.uuid4().hex[:8]}"
     agent_app, chain_app = f"{run}-agent", f"{run}-chain"
-    cfg = SimConfig(pages=500, rate=50.0, duration=EVENTS / 40.0, seed=5, start=int(time.time()) - EVENTS // 40)
+    start = int(time.time()) - EVENTS // 40
+    cfg = SimConfig(pages=500, rate=50.0, duration=EVENTS / 40.0, seed=5, start=start, unique_texts=True)
     workdir = Path(tempfile.mkdtemp(prefix="otklik-bench-"))
     registry = workdir / "registry.yaml"
     write_registry(cfg, registry)
@@ -228,6 +232,7 @@ def main() -> None:
     raw_total, ia_total = asyncio.run(produce_all(bootstrap, chain_raw, agent_ia, cfg))
     print(f"events (otklik.raw)                     {raw_total:>10,}  ({PARTITIONS} partitions)")
     print(f"interaction records (otklik.interactions){ia_total:>9,}")
+    print("texts                                       unique  (the simulator's --unique-texts)")
 
     print("\nthe response agent alone, on otklik.interactions")
     ia_base = best_raw_consumption(bootstrap, agent_ia, ia_total)

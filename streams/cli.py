@@ -336,6 +336,7 @@ def settings_docs(check: bool, readme: Path | None) -> None:
 def _register_optional_commands() -> None:
     """Commands whose modules are larger; registered here so that `otklik --help` lists them."""
     from otklik.streams.console.cli import console_command
+    from otklik.streams.edge.catchup import catchup_command
     from otklik.streams.edge.gateway import gateway_command
     from otklik.streams.edge.longpoll import longpoll_command
     from otklik.streams.notify.notifier import notifier_command
@@ -346,6 +347,7 @@ def _register_optional_commands() -> None:
     main.add_command(simulate_command, "simulate")
     main.add_command(gateway_command, "gateway")
     main.add_command(longpoll_command, "longpoll")
+    main.add_command(catchup_command, "catchup")
     main.add_command(notifier_command, "notifier")
     main.add_command(grafana_command, "grafana")
     main.add_command(store_command, "store")

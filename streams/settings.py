@@ -577,6 +577,17 @@ class VkApiSettings(VkEndpointSettings):
     vk_api_timeout: float = Field(30.0, gt=0, description="seconds a request may take")
 
 
+class CatchUpSettings(VkApiSettings, LogSettings, KafkaSettings):
+    """Catch-up after a gap (``otklik catchup``): the VK API client's variables, and the margin."""
+
+    catchup_margin_s: int = Field(
+        60,
+        ge=0,
+        validation_alias="OTKLIK_CATCHUP_MARGIN",
+        description="seconds read before a gap's start (the last event known may share its second with a lost one)",
+    )
+
+
 class NotifierSettings(LogSettings, RegistrySettings):
     """The notifier (``otklik notifier``): Alertmanager's webhooks to the pages' people."""
 
@@ -833,6 +844,7 @@ README_TABLES: dict[str, type[OtklikSettings]] = {
     "secrets": SecretsSettings,
     "longpoll": LongPollSettings,
     "vkapi": VkApiSettings,
+    "catchup": CatchUpSettings,
     "notifier": NotifierSettings,
     "store": StoreSettings,
     "console": ConsoleSettings,
