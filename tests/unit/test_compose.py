@@ -178,3 +178,17 @@ def test_the_store_writes_to_the_stack_s_postgresql(compose: dict[str, Any]) -> 
     assert "port=5432" in services["postgres"]["command"]
     # No password of ours in the file: compose refuses to start until the operator sets one.
     assert "${OTKLIK_STORE_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_the_console_reads_the_store_s_postgresql_behind_tls(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    console = services["console"]
+    assert console["command"] == ["console"]
+    assert console["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    env = console["environment"]
+    assert env["OTKLIK_STORE_URL"] == services["store"]["environment"]["OTKLIK_STORE_URL"]
+    assert console["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # Loopback only, for the TLS proxy in front; cookies marked Secure, the client's address from the proxy.
+    assert env["OTKLIK_CONSOLE_HOST"] == "127.0.0.1"
+    assert (env["OTKLIK_CONSOLE_SECURE_COOKIES"], env["OTKLIK_CONSOLE_BEHIND_PROXY"]) == ("true", "true")
+    assert "TLS in" in (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
