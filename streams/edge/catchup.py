@@ -90,27 +90,29 @@ async def serve(
             batch = await consumer.getmany(timeout_ms=1000, max_records=50)
             for tp, records in batch.items():
                 for record in records:
-                    while not stop.is_set():
+                    handled = False
+                    while not handled and not stop.is_set():
                         try:
                             gap = Gap.from_json(record.value or b"")
                         except ValueError as exc:
                             log.error("skipping a gap record at %s:%d: %s", tp, record.offset, exc)
+                            handled = True
                             break
                         try:
                             await catchup.gap(gap)
                             done += 1
-                            break
+                            handled = True
                         except VkAuthError as exc:  # no retry helps: say so and go on with the next gap
                             log.error("%s: cannot catch up [%d, %d): %s", gap.community, gap.since, gap.until, exc)
-                            break
+                            handled = True
                         except Exception as exc:  # the API or the broker: the same gap again, later
                             log.warning("%s: catch-up failed (%s); retrying in %.0fs", gap.community, exc, retry_s)
                             try:
                                 await asyncio.wait_for(stop.wait(), retry_s)
                             except TimeoutError:
                                 pass
-                    if stop.is_set():
-                        return done
+                    if not handled:
+                        return done  # stopped: the gap is read again at the next start
                     # Only now: every body of the window is in otklik.raw.
                     await consumer.commit({tp: record.offset + 1})
     finally:

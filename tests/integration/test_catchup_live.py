@@ -32,7 +32,7 @@ from tests.fakes.vk_api import FakeComment, FakeCommunity, FakeMessage, FakePost
 
 pytestmark = pytest.mark.integration
 
-PAGES = 8  # the issue's 50 pages make the same points at several times the runtime on a shared machine
+PAGES = 50
 FIRST_GROUP = 200001700
 SERVICE = "vk1.a.service-catchup-test"
 
@@ -143,6 +143,25 @@ async def latest(bootstrap: str, topic: str, done: Any, timeout: float) -> dict[
     return records
 
 
+async def uncommitted(bootstrap: str, topic: str, group: str) -> int:
+    """Records of ``topic`` past the offsets ``group`` committed."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # as read_topic does (tests/integration/test_gateway.py)
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert tps
+        ends = await consumer.end_offsets(tps)
+        left = 0
+        for tp in tps:
+            left += ends[tp] - (await consumer.committed(tp) or 0)
+        return left
+    finally:
+        await consumer.stop()
+
+
 def final(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item: {k: v for k, v in rec.items() if k != "version"} for item, rec in records.items()}
 
@@ -227,9 +246,6 @@ def test_a_lost_hour_caught_up_gives_the_calm_days_records(worker_factory, kafka
             await asyncio.gather(*[await producer.send(raw, v, key=key.encode()) for v in values])
 
         stop = asyncio.Event()
-        settings = VkApiSettings.from_env(
-            {}, api_url=fake.url, vk_api_service_rate=20, vk_api_group_rate=20, vk_api_backoff=0.05
-        )
         try:
             async with fake.running(), aiohttp.ClientSession() as session:
                 settings = VkApiSettings.from_env(
@@ -255,10 +271,10 @@ def test_a_lost_hour_caught_up_gives_the_calm_days_records(worker_factory, kafka
                         gapped.topic("otklik.gaps"),
                         Gap(f"vk:{c.group_id}", gap_since, gap_until, "test", "test"),
                     )
-                prefix = gapped.topic("")
-                return await asyncio.wait_for(
-                    serve(catchup, kafka, gapped.topic("otklik.gaps"), prefix + GROUP_ID, stop), 120
-                )
+                group = gapped.topic("") + GROUP_ID
+                done = await asyncio.wait_for(serve(catchup, kafka, gapped.topic("otklik.gaps"), group, stop), 120)
+                assert await uncommitted(kafka, gapped.topic("otklik.gaps"), group) == 0
+                return done
         finally:
             await producer.stop()
 
@@ -267,6 +283,11 @@ def test_a_lost_hour_caught_up_gives_the_calm_days_records(worker_factory, kafka
     faults = {answer for answer in fake.answers() if answer != "ok"}
     assert {"error 6", "http 502", "error 10"} <= faults, fake.answers()
 
+    print(  # the figures of the run, for the record (pytest -s)
+        f"{len(communities)} pages, {len(events)} callbacks, {len(lost)} lost, {len(citizens)} items, "
+        f"{len(hidden)} answers hidden, {len(false_breaches)} false breaches; VK API: {len(fake.log)} requests, "
+        f"{sum(n for a, n in fake.answers().items() if a != 'ok')} faults"
+    )
     want = final(calm_records)
     after = run(latest(kafka, gapped.topic("otklik.responses"), lambda r: final(r) == want, 90))
     assert final(after) == want
