@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, replay-jobs, live, memory,
-state-cost, gateway, moderation, triage, store)."""
+state-cost, gateway, moderation, triage, store, catchup)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ import subprocess
 import sys
 import time
 
-ORDER = ["replay", "replay-jobs", "memory", "state-cost", "live", "gateway", "alerts", "moderation", "triage", "store"]
+ORDER = [
+    "replay",
+    "replay-jobs",
+    "memory",
+    "state-cost",
+    "live",
+    "gateway",
+    "alerts",
+    "moderation",
+    "triage",
+    "store",
+    "catchup",
+]
 MODULES = {
     "replay": "bench.replay",
     "replay-jobs": "bench.replay_jobs",
@@ -20,6 +32,7 @@ MODULES = {
     "moderation": "bench.bench_moderation",
     "triage": "bench.bench_triage",
     "store": "bench.store",
+    "catchup": "bench.catchup",
 }
 
 
