@@ -5,8 +5,9 @@ time in which its events may be missing. For each one, :class:`WindowReader` rea
 comments with their threads, board comments and (with the community's token) dialogs written in it, as
 the Callback API bodies VK would have sent; they go to ``otklik.raw`` as envelopes with source
 ``vk-api``, received now, keyed like the callbacks (``vk:<group_id>``). The normalizer reads them like
-any body, and the response engine judges them by their own times (docs/responses.md, "Late history:
-catch-up after a gap"); a comment that also came by callback is the same item, so nothing counts twice.
+any body, and the response engine judges them by their own times
+(docs/responses.md, "Late history: catch-up after a gap"); a comment that also came by callback is the
+same item, so nothing counts twice.
 
 The service reads ``otklik.gaps`` in its own consumer group and commits a gap only after every body of
 its window was acknowledged by the broker (acks=all): a crash in between reads the gap again, and the

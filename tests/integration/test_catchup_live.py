@@ -1,6 +1,6 @@
 """Catch-up after a gap, end to end: the real worker on the real broker, the catch-up service reading
-``otklik.gaps`` and a fake VK API (docs/data-flow.md, "Gaps and catch-up"; docs/responses.md, "Late
-history: catch-up after a gap").
+``otklik.gaps`` and a fake VK API (docs/data-flow.md, "Gaps and catch-up";
+docs/responses.md, "Late history: catch-up after a gap").
 
 A day of wall comments with threads, board posts and direct messages on several pages goes to one
 worker whole (the calm day) and to another with every callback of an hour in the middle lost. The gap

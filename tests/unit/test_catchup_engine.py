@@ -1,6 +1,6 @@
-"""The response engine and what a catch-up after a gap hands it (docs/responses.md, "Late history: catch-up
-after a gap"): bodies read with the VK API (agents/ingest/vk_api_bodies.py), received long after their own
-times, with event ids of their own."""
+"""The response engine and what a catch-up after a gap hands it
+(docs/responses.md, "Late history: catch-up after a gap"): bodies read with the VK API
+(agents/ingest/vk_api_bodies.py), received long after their own times, with event ids of their own."""
 
 from __future__ import annotations
 
