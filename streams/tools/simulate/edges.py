@@ -195,7 +195,7 @@ def _parse_start(value: str | None) -> int | None:
 @click.option(
     "--unique-texts",
     is_flag=True,
-    help="Make every comment's and message's text unique (a number in it): no text-keyed cache sees a repeat.",
+    help="Make every comment's and message's text unique (a counter in emoji after it): no cache keyed by text hits.",
 )
 def simulate_command(
     pages: int | None,

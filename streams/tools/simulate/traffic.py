@@ -6,7 +6,6 @@ import hashlib
 import heapq
 import math
 import random
-import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -132,7 +131,7 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
     def unique(text: str) -> str:
         nonlocal texts_made
         texts_made += 1
-        return _numbered(text, texts_made)
+        return _marked(text, texts_made)
 
     def create(node: _Node, moment: float) -> None:
         page = node.page
@@ -176,15 +175,21 @@ def generate(cfg: SimConfig) -> Iterator[tuple[int, dict[str, Any]]]:
         yield int(received), body
 
 
-# The closing punctuation of a text (and the spaces around it), kept at the end by _numbered.
-_CLOSING = re.compile(r"[\s.,!?…)\]]*\Z")
+# The digits of _marked's counter: sixteen emoji of one code point each.
+_EMOJI_DIGITS = "🙂😊🙏👍👏🔥😀😉🤝💪✨🌟😃🙌👌😄"
 
 
-def _numbered(text: str, number: int) -> str:
-    """``text`` with ``number`` as a last word before its closing punctuation: "Когда починят?" →
-    "Когда починят 17?", so that a question still ends as one."""
-    end = _CLOSING.search(text).start()  # type: ignore[union-attr]  # the pattern matches the empty end
-    return f"{text[:end]} {number}{text[end:]}" if end else f"{number}{text}"
+def _marked(text: str, number: int) -> str:
+    """``text`` made unique: ``number`` written in emoji after it, its last digit first (the 16th:
+    "Спасибо!" → "Спасибо! 🙂😊").
+    Emoji, not digits: a number is content to triage, so "Спасибо! 17" would need an answer; emoji
+    after a text leave its decision as it was."""
+    digits = []
+    while True:
+        number, digit = divmod(number, len(_EMOJI_DIGITS))
+        digits.append(_EMOJI_DIGITS[digit])
+        if not number:
+            return f"{text} {''.join(digits)}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,8 +34,9 @@ class SimConfig:
     start: int | None = None  # unix seconds of the simulated clock's start; None = now
     duplicate_rate: float = 0.01  # share of bodies that VK delivers twice
     first_group_id: int = 200000001
-    # Each comment's and message's text (and each edit's) made unique by a number in it, so that
-    # caches keyed by the text (triage's decisions, moderation's repeats) never meet one twice.
+    # Each comment's and message's text (and each edit's) made unique by a counter after it (in
+    # emoji: triage's decisions stay as they were), so that a cache keyed by the text (triage's memo
+    # of decisions, moderation's verdicts in it) never meets one twice.
     unique_texts: bool = False
 
     def __post_init__(self) -> None:
