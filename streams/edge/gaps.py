@@ -67,6 +67,7 @@ class LastEvents:
         self.path = path
         self.times: dict[str, float] = {}
         self._dirty = False
+        self._failing = False  # the last save failed (logged once until one succeeds)
 
     def load(self) -> dict[str, float]:
         """The times saved by the last run ({} without a file; an unreadable one is logged and ignored)."""
@@ -93,11 +94,17 @@ class LastEvents:
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
-        self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps({k: int(v) for k, v in self.times.items()}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(orjson.dumps({k: int(v) for k, v in self.times.items()}))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the gateway serves on; only the next restart's gaps are at stake
+            if not self._failing:
+                log.error("%s: cannot be written (%s): a restart will not know its gaps", self.path, exc)
+            self._failing = True
+            return
+        self._dirty = self._failing = False
