@@ -7,6 +7,7 @@ inserted once. A batch applied twice, or its records in another order, leaves th
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -102,11 +103,42 @@ def _executemany(connection: Connection, statement: Any, rows: list[dict[str, An
     if not rows:
         return
     compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
+        _copy_then_insert(connection, statement.table.name, str(compiled), rows)
+        return
     if compiled.positional:
         names = compiled.positiontup
         connection.exec_driver_sql(str(compiled), [tuple(row[name] for name in names) for row in rows])
     else:
         connection.exec_driver_sql(str(compiled), rows)
+
+
+# From this many rows a PostgreSQL batch goes through COPY into a temporary table and one INSERT … SELECT
+# with the statement's own ON CONFLICT clause: one round trip for the rows instead of one per row.
+_COPY_FROM_ROWS = 50
+_COLUMNS = re.compile(r"INSERT INTO \S+ \(([^)]*)\)")
+_VALUES = re.compile(r"VALUES \((?:%\(\w+\)s|[^()])*\)")  # psycopg's binds are %(name)s
+
+
+def _copy_then_insert(connection: Connection, table: str, sql: str, rows: list[dict[str, Any]]) -> None:
+    staging = f"{table}_incoming"
+    listed = _COLUMNS.match(sql)
+    if listed is None:
+        raise RuntimeError(f"cannot stage the statement for COPY: {sql[:120]}")
+    columns = [name.strip().strip('"') for name in listed.group(1).split(",")]  # the INSERT's own order
+    names = ", ".join(f'"{name}"' for name in columns)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    cursor = connection.connection.driver_connection.cursor()  # psycopg's own: COPY is not DB-API
+    with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in columns])
+    insert, count = _VALUES.subn(f"SELECT {names} FROM {staging}", sql, count=1)
+    if count != 1:
+        raise RuntimeError(f"cannot stage the statement for COPY: {sql[:120]}")
+    connection.exec_driver_sql(insert)
+    connection.exec_driver_sql(f"TRUNCATE {staging}")
 
 
 def _insert(connection: Connection, table: Any) -> Any:
