@@ -285,3 +285,46 @@ def test_dispute_accepted_in_the_browser_is_rejudged_by_the_worker(chain: Chain,
     operator.goto(base + "/queue")
     operator.wait_for_url(re.compile(r"/login\?next="))
     assert opened_op == [] and opened_adm == []
+
+
+def test_on_postgresql_markup_shows_as_text_and_sql_in_a_filter_gives_an_empty_queue(pg_database, page) -> None:
+    """The same pages on a PostgreSQL store (rows written as the store writes them: no worker needed)."""
+    from sqlalchemy import insert
+
+    from otklik.streams.store.db import migrate
+    from otklik.streams.store.schema import registry_versions
+    from tests.integration.test_console import REGISTRY_VERSION, item_row
+    from tests.integration.test_console import XSS as STORED_XSS
+
+    engine = open_engine(pg_database)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(items),
+            [item_row("vk:1:wall:10:2", "Тара", STORED_XSS, 600), item_row("vk:2:wall:4:3", "Омск", QUESTION, 60)],
+        )
+        connection.execute(insert(registry_versions).values(REGISTRY_VERSION))
+    console_store = ConsoleStore(engine)
+    console_store.add_user("op", hash_password(PASSWORD), "operator")
+
+    async def produce(override) -> None:  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing is corrected here")
+
+    opened = no_dialogs(page)
+    try:
+        with ServedApp(
+            lambda: make_app(ConsoleConfig(console_store, RegistrySource(console_store), produce))
+        ) as served:
+            sign_in(page, served.url, "op")
+            assert page.locator(".summary strong").inner_text() == "2"
+            page.get_by_role("link", name="vk:1:wall:10:2").click()
+            page.wait_for_url(item_url("vk:1:wall:10:2"))
+            assert page.locator("blockquote.text").inner_text() == STORED_XSS
+            assert page.locator("main img").count() == 0
+            response = page.goto(served.url + "/queue?" + SQL_FILTER)
+            assert response is not None and response.status == 200
+            assert page.locator(".summary strong").inner_text() == "0"
+            assert page.get_by_text("Ничего не найдено").is_visible()
+    finally:
+        engine.dispose()
+    assert opened == []
