@@ -98,8 +98,8 @@ def _executemany(connection: Connection, statement: Any, rows: list[dict[str, An
     """Run ``statement`` once per row through the driver's own executemany.
 
     Why: the rows are plain values the writer built (no type conversions needed), and SQLAlchemy's
-    per-row parameter processing cost more than the database's work (docs/history.md, "Exactly-once
-    rows" holds the statements' meaning; this is only how they are sent). Every row has the same keys."""
+    per-row parameter processing cost more than the database's work. The statements' meaning is in
+    docs/history.md, "Exactly-once rows"; this is only how they are sent. Every row has the same keys."""
     if not rows:
         return
     compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
