@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Final
 
+from otklik.schemas.managers import ManagerChange
 from otklik.schemas.records import INTERACTION_FIELDS, Interaction
 
 # VK peer ids of group chats start here; messages in chats are not direct messages to the community.
@@ -346,3 +347,35 @@ def _message(
             attached,
         )
     ]
+
+
+def officers_edit(body: Any, received_at: int | float) -> ManagerChange | None:
+    """A ``group_officers_edit`` callback as the change of a page's managers it says, else None (any
+    other body, or a level changed between two manager roles: the person stays a manager).
+
+    VK gives the event no time of its own: the role changes when otklik received it. Its items and
+    replies are :func:`normalize_vk`'s; this event yields no interaction (docs/responses.md, "Page replies").
+    """
+    if type(body) is not dict or body.get("type") != "group_officers_edit":
+        return None
+    event = "group_officers_edit"
+    group_id = body.get("group_id")
+    if type(group_id) is not int or group_id <= 0:
+        raise NormalizeError(f"{event}: group_id: expected a positive integer, got {group_id!r}")
+    obj = body.get("object")
+    if type(obj) is not dict:
+        raise NormalizeError(f"{event}: object: missing" if obj is None else f"{event}: object: expected a JSON object")
+    user = _int(obj, "user_id", event)
+    old = _int(obj, "level_old", event)
+    new = _int(obj, "level_new", event)
+    for name, level in (("level_old", old), ("level_new", new)):
+        if level not in (0, 1, 2, 3):
+            raise NormalizeError(f"{event}: object.{name}: expected 0 to 3, got {level}")
+    if user <= 0:
+        raise NormalizeError(f"{event}: object.user_id: expected a person's id, got {user}")
+    if (old > 0) == (new > 0):
+        return None
+    event_id = body.get("event_id")
+    if event_id is not None and type(event_id) is not str:
+        raise NormalizeError(f"{event}: event_id: expected a string, got {type(event_id).__name__}")
+    return ManagerChange(_page_id(group_id), author_id(user), new > 0, int(received_at), "callback", new, event_id)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -61,6 +61,7 @@ from otklik.agents.responses.state import (
     load_pieces,
 )
 from otklik.agents.responses.views import OpenItemView, PageSummary
+from otklik.schemas.managers import ManagerChange, ManagerList, ManagerRecord
 from otklik.schemas.records import Interaction, Outcome, ResponseRecord
 
 if TYPE_CHECKING:
@@ -257,8 +258,9 @@ class ResponseEngine:
         author = ia.author
         if author is None or ia.created_at is None:
             return
-        if from_page(author, state.page, state.administrators):
-            responder = page_responder(ia, state.page, state.administrators, state.bot_replies_count)
+        managers = state.managers or None  # most pages have none: the rule then costs nothing more
+        if from_page(author, state.page, state.administrators, managers, ia.created_at):
+            responder = page_responder(ia, state.page, state.administrators, state.bot_replies_count, managers)
             if responder is not None and ia.item not in state.reply_ids:
                 self._on_reply(state, ia, responder)
             return
@@ -280,7 +282,9 @@ class ResponseEngine:
         triage = self._triage
         if not state.triage or triage is None:
             return None
-        addressed = addressed_to(ia.reply_to_author, state.page, state.administrators)
+        addressed = addressed_to(
+            ia.reply_to_author, state.page, state.administrators, state.managers or None, ia.created_at
+        )
         needs_answer, reason = triage(ia.text, addressed, ia.attachments > 0)
         return None if needs_answer else reason
 
@@ -453,6 +457,64 @@ class ResponseEngine:
         # Re-judged from its original times: its answers, deletions and restorations are all kept.
         self._reevaluate(state, it, rejudged=True)
         return True
+
+    def apply_managers(self, record: ManagerRecord, limit: int | None = None) -> list[str]:
+        """A record of ``otklik.managers`` (one role's change, or the complete list as of its time):
+        returns the users whose role changed. The worker and ``otklik replay`` both come here."""
+        if type(record) is ManagerChange:
+            changed = self.manager(record.page, record.user, record.manager, record.at, limit)
+            return [record.user] if changed else []
+        assert type(record) is ManagerList
+        return self.managers_now(record.page, record.users, record.at, limit)
+
+    def manager(self, page: str, user: str, is_manager: bool, at: int, limit: int | None = None) -> bool:
+        """``user`` became (``is_manager``) or stopped being one of the page's VK managers at ``at``
+        (docs/responses.md, "Page replies"): their replies written from ``at`` on are the page's, or a
+        citizen's again. Judgements already made stay. Returns False when nothing changed (the page
+        is unknown, or the role was already so). ``limit``: as for :meth:`process`.
+        """
+        state = self._state(page)
+        if state is None:
+            return False
+        spans = state.managers.get(user)
+        current = spans[-1] if spans and spans[-1][1] is None else None
+        if is_manager:
+            if current is not None:
+                return False
+            state.managers.setdefault(user, []).append([at, None])
+        else:
+            if current is None:
+                return False
+            if current[0] < at:
+                current[1] = at
+            else:
+                spans.pop()  # type: ignore[union-attr]  # ended when it began: it never held
+                if not spans:
+                    del state.managers[user]
+        self._touched(state)
+        if at > self.watermark:
+            if limit is None or at <= limit:
+                self.watermark = at
+            else:
+                self.out_of_range_times += 1
+        return True
+
+    def managers_now(self, page: str, users: Iterable[str], at: int, limit: int | None = None) -> list[str]:
+        """The page's complete list of VK managers as of ``at`` (``groups.getMembers``): roles begin
+        for those new to it and end for those missing from it. Returns the users whose role changed."""
+        state = self._state(page)
+        if state is None:
+            return []
+        wanted = set(users)
+        held = {user for user, spans in state.managers.items() if spans and spans[-1][1] is None}
+        changed = []
+        for user in sorted(wanted - held):
+            if self.manager(page, user, True, at, limit):
+                changed.append(user)
+        for user in sorted(held - wanted):
+            if self.manager(page, user, False, at, limit):
+                changed.append(user)
+        return changed
 
     # ---- time -------------------------------------------------------------------------------------
 
@@ -789,6 +851,7 @@ class ResponseEngine:
             + len(state.reply_ids)
             + len(state.held)
             + len(state.overrides)
+            + len(state.managers)
         )
 
     def load_pieces(self, page: str, pieces: list[tuple[str, bytes]]) -> None:

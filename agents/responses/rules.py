@@ -1,8 +1,8 @@
 """What counts as a response, and each item's outcome: the rules as written (docs/responses.md).
 
 An *item* is something a citizen wrote on a watched page that waits for an answer: a comment, a board
-post, a direct message. A *page reply* is written by the page itself or by one of the administrators
-its registry entry names. Comments by other communities are neither.
+post, a direct message. A *page reply* is written by the page itself, by one of the administrators
+its registry entry names, or by one of its VK managers at the reply's time. Comments by other communities are neither.
 
 A page reply answers an item on the same object when it is later than the item and
 
@@ -99,9 +99,30 @@ class Verdict(NamedTuple):
 # ---- who wrote it ------------------------------------------------------------------------------------------
 
 
-def from_page(author: str, page: str, administrators: frozenset[str]) -> bool:
-    """Written by the page or one of its administrators: a page reply, never an item."""
-    return author == page or author in administrators
+# A page's VK managers: user -> their spans as [since, until] (unix seconds; until None while the
+# role lasts), in time order (docs/responses.md, "Page replies").
+Managers = dict[str, list[list[Any]]]
+
+
+def managed_at(managers: Managers, author: str, at: int) -> bool:
+    """Was ``author`` one of the page's managers at ``at`` (from ``since`` on, before ``until``)?"""
+    spans = managers.get(author)
+    if not spans:
+        return False
+    for since, until in spans:
+        if since <= at and (until is None or at < until):
+            return True
+    return False
+
+
+def from_page(
+    author: str, page: str, administrators: frozenset[str], managers: Managers | None = None, at: int | None = None
+) -> bool:
+    """Written by the page, one of its administrators, or one of its managers at ``at``: a page
+    reply, never an item."""
+    if author == page or author in administrators:
+        return True
+    return managers is not None and at is not None and managed_at(managers, author, at)
 
 
 def is_citizen(author: str) -> bool:
@@ -109,7 +130,13 @@ def is_citizen(author: str) -> bool:
     return ":user:" in author
 
 
-def page_responder(ia: Interaction, page: str, administrators: frozenset[str], bot_replies_count: bool) -> str | None:
+def page_responder(
+    ia: Interaction,
+    page: str,
+    administrators: frozenset[str],
+    bot_replies_count: bool,
+    managers: Managers | None = None,
+) -> str | None:
     """Who answers by ``ia`` when it is a page reply (its administrator when known), else None."""
     author = ia.author
     if author == page:
@@ -119,14 +146,22 @@ def page_responder(ia: Interaction, page: str, administrators: frozenset[str], b
         return ia.admin_author or page
     if author in administrators:
         return author
+    if managers and ia.created_at is not None and managed_at(managers, author, ia.created_at):
+        return author
     return None
 
 
-def addressed_to(reply_to_author: str | None, page: str, administrators: frozenset[str]) -> AddressedTo | None:
+def addressed_to(
+    reply_to_author: str | None,
+    page: str,
+    administrators: frozenset[str],
+    managers: Managers | None = None,
+    at: int | None = None,
+) -> AddressedTo | None:
     """Whom a citizen's comment is addressed to, as triage weighs it."""
     if reply_to_author is None:
         return None
-    if from_page(reply_to_author, page, administrators):
+    if from_page(reply_to_author, page, administrators, managers, at):
         return "page"
     if is_citizen(reply_to_author):
         return "citizen"

@@ -474,6 +474,9 @@ class PageState:
     # item id -> [needs_answer, by, at, note, previous decision]: corrections of triage, kept for the
     # retention horizon (an item that arrives after its correction, as in a replay, obeys it too).
     overrides: dict[str, list[Any]] = field(default_factory=dict)
+    # VK managers: user -> [[since, until or None], ...] (docs/responses.md, "Page replies"); few, kept
+    # whole (a reply is judged by the role its author held at its own time, however late it arrives).
+    managers: dict[str, list[list[Any]]] = field(default_factory=dict)
 
     def add_item(self, it: Item, siblings: Siblings | None) -> None:
         """Add an open item; ``siblings`` is ``by_object.get(it.object_id)`` (the caller has it)."""
@@ -545,11 +548,14 @@ class PageState:
         return [_block_blob(block) for block in self.blocks]
 
     def encoded_rest(self) -> bytes:
-        """Held deletions and corrections (few: the late window's, and people's)."""
+        """Held deletions, corrections and managers (few: the late window's, people's, the page's)."""
         parts = [b'{"held":', orjson.dumps(self.held) if self.held else b"{}"]
         if self.overrides:
             parts.append(b',"overrides":')
             parts.append(orjson.dumps(self.overrides))
+        if self.managers:
+            parts.append(b',"managers":')
+            parts.append(orjson.dumps(self.managers))
         parts.append(b"}")
         return b"".join(parts)
 
@@ -620,6 +626,9 @@ def dump_page(state: PageState) -> bytes:
     if state.overrides:
         parts.append(b',"overrides":')
         parts.append(orjson.dumps(state.overrides))
+    if state.managers:
+        parts.append(b',"managers":')
+        parts.append(orjson.dumps(state.managers))
     parts.append(b"}")
     return b"".join(parts)
 
@@ -657,13 +666,14 @@ def _load_item(state: PageState, row: list[Any], version: int) -> Item:
 
 
 def _load_rest(state: PageState, raw: dict[str, Any]) -> None:
-    """Held deletions, kept replies and corrections from a dump or an ``s`` piece."""
+    """Held deletions, kept replies, corrections and managers from a dump or an ``s`` piece."""
     state.held = {k: [tuple(h) for h in v] for k, v in raw["held"].items()}  # type: ignore[misc]
     for row in raw["replies"]:
         reply = Reply(*row)
         state.replies.setdefault(reply.object_id, []).append(reply)
         state.reply_ids.add(reply.item)
     state.overrides = raw.get("overrides", {})
+    state.managers = raw.get("managers", {})  # absent from states saved before managers were kept
 
 
 def load_pieces(page: str, pieces: list[tuple[str, bytes]]) -> PageState:
