@@ -11,7 +11,9 @@ Input, one JSON value per line, in any mix:
 * a bare VK callback body, received at its object's ``date``. Deletions and restorations carry no time
   of their own (a restoration's ``date`` is the comment's creation), so a bare one is rejected: give it a
   ``received_at``;
-* a correction of triage, ``{"received_at": ..., "override": {...}}`` (see :class:`OverrideLine`).
+* a correction of triage, ``{"received_at": ..., "override": {...}}`` (see :class:`OverrideLine`);
+* a record of ``otklik.managers``, ``{"managers": {...}}``, applied at its ``at``; VK ``group_officers_edit``
+  bodies become such records too, as in the worker (see :class:`ManagerLine`).
 
 Bodies become interactions through :func:`otklik.agents.ingest.envelope.normalize_body`, the worker's own
 choice of normalizer. Lines are processed in order of ``received_at``, file order breaking ties, so the
@@ -35,9 +37,10 @@ import orjson
 
 from otklik.agents.ingest.bounds import received_at_problem
 from otklik.agents.ingest.envelope import RejectedRecord, decode_raw, normalize_body, to_interactions
-from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk, officers_edit
 from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import Triage, decide
+from otklik.schemas.managers import ManagerRecord, manager_record_of
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction
 
@@ -150,6 +153,36 @@ class OverrideLine(NamedTuple):
     correction: Override
 
 
+class ManagerLine(NamedTuple):
+    """A change of a page's managers in an event file (docs/responses.md, "Page replies"): a VK
+    ``group_officers_edit`` body, or ``{"managers": <a record of otklik.managers>}``, at its time."""
+
+    received_at: int
+    page: str
+    record: ManagerRecord
+
+
+def _managers(data: dict[str, Any], number: int) -> ManagerLine:
+    try:
+        record = manager_record_of(data["managers"])
+    except ValueError as exc:  # msgspec.ValidationError is one
+        raise ReplayError(f"line {number}: managers: {exc}") from None
+    problem = received_at_problem(record.at)
+    if problem is not None:
+        raise ReplayError(f"line {number}: managers.at: {problem}")
+    return ManagerLine(record.at, record.page, record)
+
+
+def _officers(body: Any, received_at: int, number: int) -> list[ManagerLine]:
+    """A body :func:`normalize_vk` found nothing to measure in: the change of managers it says, if any
+    (the worker's normalizer does the same)."""
+    try:
+        change = officers_edit(body, received_at)
+    except NormalizeError as exc:
+        raise ReplayError(f"line {number}: {exc.reason}") from None
+    return [] if change is None else [ManagerLine(received_at, change.page, change)]
+
+
 def _received_at(data: dict[str, Any], number: int) -> int:
     if "received_at" not in data:
         raise ReplayError(f"line {number}: received_at: missing")
@@ -174,8 +207,11 @@ def _override(data: dict[str, Any], number: int) -> OverrideLine:
         raise ReplayError(f"line {number}: override: {exc}") from None
 
 
-def _decode(line: bytes, number: int, tg_links: Mapping[int, int]) -> list[Interaction] | list[OverrideLine]:
-    """One input line as interactions (or a correction); raises :class:`ReplayError` naming the line."""
+def _decode(
+    line: bytes, number: int, tg_links: Mapping[int, int]
+) -> list[Interaction] | list[OverrideLine] | list[ManagerLine]:
+    """One input line as interactions (or a correction, or a change of managers); raises
+    :class:`ReplayError` naming the line."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as bad_json:
@@ -184,18 +220,24 @@ def _decode(line: bytes, number: int, tg_links: Mapping[int, int]) -> list[Inter
         raise ReplayError(f"line {number}: expected a JSON object, got {type(data).__name__}")
     if "override" in data:
         return [_override(data, number)]
+    if "managers" in data:
+        return [_managers(data, number)]
     if "platform" in data:  # a raw envelope: decoded and normalized by the worker's own functions
         try:
-            return to_interactions(decode_raw(line), tg_links)
+            envelope = decode_raw(line)
+            records = to_interactions(envelope, tg_links)
         except RejectedRecord as exc:
             raise ReplayError(f"line {number}: {exc.reason}") from None
+        if not records and envelope.platform == "vk":
+            return _officers(envelope.body, int(envelope.received_at), number)
+        return records
     if "body" in data:
         body = data["body"]
         received_at = _received_at(data, number)
     else:
         body = data
         event = body.get("type")
-        if type(event) is str and event.endswith(_TIMELESS_SUFFIXES):
+        if type(event) is str and (event.endswith(_TIMELESS_SUFFIXES) or event == "group_officers_edit"):
             raise ReplayError(
                 f"line {number}: a bare {event} body has no time of its own; "
                 'wrap it as {"received_at": ..., "body": ...}'
@@ -213,9 +255,10 @@ def _decode(line: bytes, number: int, tg_links: Mapping[int, int]) -> list[Inter
             )
         received_at = date
     try:
-        return normalize_body("vk", body, received_at)
+        records = normalize_body("vk", body, received_at)
     except NormalizeError as exc:
         raise ReplayError(f"line {number}: {exc.reason}") from None
+    return records or _officers(body, received_at, number)
 
 
 def _closed_row(
@@ -345,8 +388,8 @@ def _decode_all(
     on_error: Callable[[int, str], None] | None,
     tg_links: Mapping[int, int],
     first: int = 1,
-) -> list[Interaction | OverrideLine]:
-    """Every line's interactions (or its correction) in order of ``received_at``, file order breaking
+) -> list[Interaction | OverrideLine | ManagerLine]:
+    """Every line's interactions (or its correction, or its change of managers) in order of ``received_at``, file order breaking
     ties; malformed lines go to ``on_error`` in file order.
 
     ``first`` is the number of the first line: a job of a parallel replay (see
@@ -369,6 +412,8 @@ def _decode_all(
                     batch = normalize_body("vk", body, received_at)
                 except NormalizeError as bad:  # its own name: compiled, a name keeps the type of its first use
                     raise ReplayError(f"line {number}: {bad.reason}") from None
+                if not batch:  # nothing measured: perhaps a change of managers
+                    batch = _officers(body, received_at, number)
             elif not line.strip():
                 continue
             else:
@@ -403,7 +448,7 @@ def tick_times(times: list[int]) -> list[int]:
 
 def _replay(
     engine: ResponseEngine,
-    interactions: list[Interaction | OverrideLine],
+    interactions: list[Interaction | OverrideLine | ManagerLine],
     now: int | None,
     ticks: list[int] | None = None,
     last: int | None = None,
@@ -431,6 +476,9 @@ def _replay(
         if type(ia) is OverrideLine:
             c = ia.correction
             engine.override(c.page, c.item, c.needs_answer, c.by, ia.received_at, c.note)
+            continue
+        if type(ia) is ManagerLine:
+            engine.apply_managers(ia.record)
             continue
         records = cast(list[Any], engine.process(ia))  # type: ignore[arg-type]
         if records:

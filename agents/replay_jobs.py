@@ -39,7 +39,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from otklik.agents.replay import OverrideLine, _decode_all, _in_output_order, _replay, replay_engine, tick_times
+from otklik.agents.replay import (
+    ManagerLine,
+    OverrideLine,
+    _decode_all,
+    _in_output_order,
+    _replay,
+    replay_engine,
+    tick_times,
+)
 from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.records import Interaction
 
@@ -115,20 +123,20 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 _DECODE = msgspec.msgpack.Decoder(list[Interaction]).decode
 
 
-def _pack(events: list[Any]) -> tuple[bytes, list[tuple[int, OverrideLine]]]:
-    """Events for another job: the interactions as msgpack, the rare corrections pickled beside them
-    with their places."""
+def _pack(events: list[Any]) -> tuple[bytes, list[tuple[int, OverrideLine | ManagerLine]]]:
+    """Events for another job: the interactions as msgpack, the rare corrections and changes of
+    managers pickled beside them with their places."""
     plain: list[Interaction] = []
-    corrections: list[tuple[int, OverrideLine]] = []
+    corrections: list[tuple[int, OverrideLine | ManagerLine]] = []
     for at, event in enumerate(events):
-        if type(event) is OverrideLine:
+        if type(event) is not Interaction:
             corrections.append((at, event))
         else:
             plain.append(event)
     return _ENCODE(plain), corrections
 
 
-def _unpack(packed: tuple[bytes, list[tuple[int, OverrideLine]]]) -> list[Any]:
+def _unpack(packed: tuple[bytes, list[tuple[int, OverrideLine | ManagerLine]]]) -> list[Any]:
     encoded, corrections = packed
     events: list[Any] = _DECODE(encoded)
     for at, correction in corrections:  # in order of place: each lands where it was
