@@ -128,6 +128,7 @@ class Detector(Protocol):
 
 
 _PARSABLE = re.compile(r"[а-яё][а-яё-]*")
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 class _Morph:
@@ -138,6 +139,9 @@ class _Morph:
 
         self._analyzer = pymorphy3.MorphAnalyzer()
         self.parse = lru_cache(maxsize=200_000)(self._parse)
+        # Every rule asks for a word's lemmas again: built once per word, not per question.
+        self.lemmas = lru_cache(maxsize=200_000)(self._lemmas)
+        self.known_lemmas = lru_cache(maxsize=200_000)(self._known_lemmas)
 
     def _parse(self, word: str) -> tuple[tuple[str, str, bool], ...]:
         """(lemma, tag, known) for each likely parse; lemma folded (ё → е)."""
@@ -149,10 +153,10 @@ class _Morph:
             (p.normal_form.replace("ё", "е"), str(p.tag), bool(p.is_known)) for p in self._analyzer.parse(word)[:4]
         )
 
-    def lemmas(self, word: str) -> frozenset[str]:
+    def _lemmas(self, word: str) -> frozenset[str]:
         return frozenset(lemma for lemma, _, _ in self.parse(word))
 
-    def known_lemmas(self, word: str) -> frozenset[str]:
+    def _known_lemmas(self, word: str) -> frozenset[str]:
         return frozenset(lemma for lemma, _, known in self.parse(word) if known)
 
 
@@ -163,6 +167,7 @@ class _Text:
     folded: str
     words: tuple[str, ...]
     joined: tuple[str, ...]
+    lemma_sets: tuple[frozenset[str], ...]  # the lemmas of each of ``words``
 
 
 class RuleDetector:
@@ -176,6 +181,7 @@ class RuleDetector:
         self._obscene_word = lru_cache(maxsize=200_000)(self._obscene_word_uncached)
         self.obscene_word = self._obscene_word  # one normalised word: does a мат rule call it obscene?
         self.model_token = lru_cache(maxsize=200_000)(self._model_token)
+        self._is_mash = lru_cache(maxsize=200_000)(self._is_mash_uncached)
 
     def _model_token(self, word: str) -> str:
         """A word as :func:`model_input` shows it to the model."""
@@ -205,7 +211,8 @@ class RuleDetector:
         """As :meth:`explain`, for a text already stripped of markup and its ``tokenize`` result."""
         if not text or text.isspace():
             return {}
-        prepared = _Text(fold(text), tokens.words, tokens.joined)
+        lemmas = self._morph.lemmas
+        prepared = _Text(fold(text), tokens.words, tokens.joined, tuple(map(lemmas, tokens.words)))
         found: dict[str, str] = {}
         for label, check in (
             ("obscene", self._is_obscene),
@@ -258,7 +265,7 @@ class RuleDetector:
 
     def _is_insult(self, t: _Text) -> str | None:
         words = t.words
-        lemma_sets = [self._morph.lemmas(w) for w in words]
+        lemma_sets = t.lemma_sets
         for i, word in enumerate(words):
             squeezed = collapse_repeats(word)
             if INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed):
@@ -281,7 +288,7 @@ class RuleDetector:
         parses = self._morph.parse(word)
         return bool(parses) and parses[0][2] and parses[0][0] not in lexicon
 
-    def _aimed_at_people(self, words: tuple[str, ...], lemma_sets: list[frozenset[str]], i: int) -> bool:
+    def _aimed_at_people(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:
         # An adjective that qualifies a thing ("тупая отписка") is criticism, not an insult.
         if i + 1 < len(words):
             nxt = self._morph.parse(words[i + 1])
@@ -300,7 +307,7 @@ class RuleDetector:
         if phrase:
             return f"phrase: {phrase.group(0)}"
         words = t.words
-        lemma_sets = [self._morph.lemmas(w) for w in words]
+        lemma_sets = t.lemma_sets
         for i, word in enumerate(words):
             if word in THREAT_FORMS:
                 return f"threat: {word}"
@@ -358,7 +365,7 @@ class RuleDetector:
         return any(w in lexicon for w in words[max(0, i - span) : i + span + 1])
 
     @staticmethod
-    def _near(lemma_sets: list[frozenset[str]], i: int, lexicon: frozenset[str], span: int = 3) -> bool:
+    def _near(lemma_sets: tuple[frozenset[str], ...], i: int, lexicon: frozenset[str], span: int = 3) -> bool:
         window = range(max(0, i - span), min(len(lemma_sets), i + span + 1))
         return any(lemma_sets[j] & lexicon for j in window if j != i)
 
@@ -398,7 +405,7 @@ class RuleDetector:
         covered = sum(len(m.group(0)) for m in UNIT_REPEAT.finditer(dense))
         if covered >= 0.7 * len(dense):
             return "a short unit repeated"
-        raw_words = [w for w in re.split(r"[\W_]+", t.folded) if w]
+        raw_words = [w for w in _NON_WORD.split(t.folded) if w]
         if not raw_words:
             return None
         # The same word or two over and over ("ответьте ответьте ответьте …").
@@ -408,7 +415,7 @@ class RuleDetector:
         mash_letters = sum(len(w) for w in raw_words if self._is_mash(w))
         return "keyboard mash" if mash_letters >= 0.6 * sum(len(w) for w in raw_words) else None
 
-    def _is_mash(self, word: str) -> bool:
+    def _is_mash_uncached(self, word: str) -> bool:
         if len(word) < 5 or word.isdigit():
             return False
         on_row = any(word[i : i + 4] in KEYBOARD_4GRAMS for i in range(len(word) - 3))

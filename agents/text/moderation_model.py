@@ -24,7 +24,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["HEADS", "N_FEATURES", "LinearModel", "analyze", "load_model", "model_doc", "vectorizer"]
+__all__ = ["HEADS", "N_FEATURES", "LinearModel", "analyze", "hashed_counts", "load_model", "model_doc", "vectorizer"]
 
 MODEL_FILE = "moderation.npz"
 HEADS: tuple[str, ...] = ("toxic", "threat")
@@ -53,6 +53,36 @@ def analyze(doc: str) -> list[str]:
     return grams
 
 
+@lru_cache(maxsize=400_000)
+def _index(feature: str) -> int:
+    """The column ``HashingVectorizer`` gives a feature (signed 32-bit murmurhash3, seed 0, its absolute
+    value modulo the size; ``alternate_sign=False``), cached: most features recur from text to text."""
+    from sklearn.utils import murmurhash3_32
+
+    return abs(murmurhash3_32(feature, seed=0)) % N_FEATURES
+
+
+@lru_cache(maxsize=200_000)
+def _token_indices(token: str) -> tuple[int, ...]:
+    """The columns of one token's own features in :func:`analyze`: the token, and its character n-grams
+    unless it is a lemma or the мат token."""
+    if token[0] in "=<":
+        return (_index(token),)
+    return tuple(map(_index, analyze(token)))
+
+
+def hashed_counts(doc: str) -> tuple[Any, Any]:
+    """The non-zero columns of ``vectorizer().transform([doc])`` (sorted) and their counts (float32), as
+    the vectorizer computes them, without its per-call overhead: one token's features are looked up once."""
+    import numpy as np
+
+    tokens = doc.split()
+    columns = [i for token in tokens for i in _token_indices(token)]
+    columns.extend(_index(f"{a} {b}") for a, b in itertools.pairwise(tokens))
+    indices, counts = np.unique(np.array(columns, dtype=np.int32), return_counts=True)
+    return indices, counts.astype(np.float32)
+
+
 def vectorizer() -> Any:
     """Counts, not yet normalised (:meth:`LinearModel.margin` and training normalise them the same way)."""
     from sklearn.feature_extraction.text import HashingVectorizer
@@ -70,25 +100,24 @@ class LinearModel:
     meta: dict[str, Any]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_vectorizer", vectorizer())
+        # Import scikit-learn's hashing with the model rather than on the first text scored.
+        from sklearn.utils import murmurhash3_32  # noqa: F401
 
     def scores_doc(self, doc: str) -> dict[str, float]:
         """Probability-like score per head for one document (``moderation.model_input``)."""
         import math
 
         import numpy as np
-        import sklearn
 
         if not doc:
             return dict.fromkeys(self.coef, 0.0)
-        # Parameter checks cost more than the hashing for one short text; the inputs here are ours.
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            x = self._vectorizer.transform((doc,))  # type: ignore[attr-defined]
-        values = x.data
+        # The vectorizer's own transform costs more than the hashing for one short text (tests/unit/
+        # test_moderation_model.py checks that both give the same columns and counts).
+        indices, values = hashed_counts(doc)
         norm = float(np.sqrt(values @ values)) or 1.0
         out = {}
         for head, vector in self.coef.items():
-            margin = float(values @ vector[x.indices]) / norm + self.intercept[head]
+            margin = float(values @ vector[indices]) / norm + self.intercept[head]
             out[head] = 1.0 / (1.0 + math.exp(-margin))
         return out
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "AT_MENTION",
@@ -225,11 +226,13 @@ class Tokens:
     joined: tuple[str, ...]
 
 
-def _chunk_words(chunk: str) -> tuple[list[str], str | None]:
-    """Split one whitespace-free chunk into words and, when it had inner separators, the joined word."""
+@lru_cache(maxsize=100_000)
+def _chunk_words(chunk: str) -> tuple[tuple[str, ...], str | None]:
+    """Split one whitespace-free chunk into words and, when it had inner separators, the joined word.
+    Cached: most chunks (common words with their punctuation) recur from text to text."""
     chunk = chunk.strip(_SEPARATORS + '"«»()[]{}<>!?;…—–')
     if not chunk or not _WORD_CHARS.search(chunk):
-        return [], None
+        return (), None
     if "3" in chunk:
         chunk = _PI.sub("пи", chunk)
     alternative = None
@@ -245,7 +248,7 @@ def _chunk_words(chunk: str) -> tuple[list[str], str | None]:
     chunk = _MASK.sub("*", _DOTS_MASK.sub("*", chunk))
     # Drop anything that is neither a letter, a digit, a mask nor a separator (emoji, quotes).
     chunk = "".join(ch for ch in chunk if ch.isalnum() or ch == "*" or ch in _SEPARATORS)
-    parts = [p for p in _SEP_SPLIT.split(chunk) if p]
+    parts = tuple(p for p in _SEP_SPLIT.split(chunk) if p)
     joined = "".join(parts) if len(parts) > 1 else None
     if alternative is not None:
         alternative = "".join(ch for ch in _MASK.sub("*", alternative) if ch.isalnum() or ch == "*")

@@ -22,7 +22,7 @@ from otklik.agents.text.moderation import (
     moderate_lines,
     rule_detector,
 )
-from otklik.agents.text.moderation_model import N_FEATURES, LinearModel, load_model
+from otklik.agents.text.moderation_model import N_FEATURES, LinearModel, hashed_counts, load_model, vectorizer
 from otklik.agents.text.normalize import strip_markup, tokenize
 
 
@@ -186,6 +186,25 @@ def test_the_model_ships_in_the_package_and_loads_without_pickle() -> None:
 def test_the_same_model_gives_the_same_bytes() -> None:
     model = load_model()
     assert model.to_bytes() == model.to_bytes()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Эти идиоты нахуй всё сломали, упоротые",
+        "мозгов как у табуретки, школота малолетняя школота",
+        "пиzданула шлюhа х.у.й 3.14дорас blyat",
+        "ааа ааа ааа",
+    ],
+)
+def test_the_scoring_hashes_as_the_training_vectorizer_does(rules: RuleDetector, text: str) -> None:
+    # The service hashes a text itself (per token, cached); training uses scikit-learn's vectorizer.
+    doc = model_input(rules, tokenize(text))
+    x = vectorizer().transform([doc])
+    x.sum_duplicates()
+    indices, counts = hashed_counts(doc)
+    assert indices.tolist() == x.indices.tolist()
+    assert counts.tolist() == x.data.tolist()
 
 
 def test_the_model_input_hides_mat_and_the_insult_lexicon(rules: RuleDetector) -> None:
