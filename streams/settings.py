@@ -59,6 +59,7 @@ TOPIC_NAMES = {
     "dead_letters": "otklik.dead-letters",
     "overrides": "otklik.overrides",
     "gaps": "otklik.gaps",  # times a community's events may be missing (streams/edge/catchup.py reads it)
+    "managers": "otklik.managers",  # who manages each page's VK community, and since when (schemas/managers.py)
 }
 
 AGENTS = ("normalize", "responses", "moderation")

@@ -23,7 +23,8 @@ from otklik.agents.ingest.bounds import (
 )
 from otklik.agents.ingest.max import normalize_max
 from otklik.agents.ingest.telegram import normalize_tg
-from otklik.agents.ingest.vk import NormalizeError, normalize_vk
+from otklik.agents.ingest.vk import NormalizeError, normalize_vk, officers_edit
+from otklik.schemas.managers import ManagerChange
 from otklik.schemas.records import Interaction, RawEnvelope
 
 PLATFORMS = ("vk", "tg", "max", "ok")
@@ -128,6 +129,17 @@ def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int]) -> list[
     Telegram's discussion groups → channels, as the service's settings parsed them (``OTKLIK_TG_LINKS``)."""
     try:
         return normalize_body(envelope.platform, envelope.body, int(envelope.received_at), tg_links)
+    except NormalizeError as exc:
+        raise RejectedRecord("normalize", str(exc)) from None
+
+
+def manager_change(envelope: RawEnvelope) -> ManagerChange | None:
+    """The change of a page's managers a body says (VK ``group_officers_edit``), else None; for a body
+    :func:`to_interactions` found nothing to measure in (docs/responses.md, "Page replies")."""
+    if envelope.platform != "vk":
+        return None
+    try:
+        return officers_edit(envelope.body, int(envelope.received_at))
     except NormalizeError as exc:
         raise RejectedRecord("normalize", str(exc)) from None
 

@@ -22,6 +22,7 @@ from otklik.agents.ingest.envelope import (
     RejectedRecord,
     decode_raw,
     interaction_problem,
+    manager_change,
     to_interactions,
 )
 from otklik.agents.registry import RegistryWatcher
@@ -29,6 +30,7 @@ from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import decide
 from otklik.agents.wiring.page_pieces import PIECE_MAX, PieceTable, page_of
 from otklik.agents.wiring.stream_clock import MAX_AHEAD_S, InputPartition, StreamClock
+from otklik.schemas.managers import decode_manager_record, encode_manager_record
 from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
 
 log = logging.getLogger("otklik.agents")
@@ -215,6 +217,7 @@ def register_agents(otk: Worker) -> None:
 
     interactions_topic = topics.interactions.get_topic_name()
     raw_topic = topics.raw.get_topic_name()
+    managers_topic = topics.managers.get_topic_name()
     # The response engine's deadlines pass by the stream's own clock (docs/responses.md, "Stream time").
     stream_clock: StreamClock | None = None
     if "responses" in settings.agents:
@@ -337,6 +340,8 @@ def register_agents(otk: Worker) -> None:
                         tally.raw[envelope.platform] += 1
                         records = to_interactions(envelope, settings.tg_links)
                         encoded = [(r.page.encode(), r.to_json()) for r in records]
+                        # Nothing measured: perhaps a change of the page's managers (otklik.managers).
+                        change = None if records else manager_change(envelope)
                     except RejectedRecord as exc:
                         if exc.stage == "decode":
                             tally.raw["unknown"] += 1
@@ -350,6 +355,9 @@ def register_agents(otk: Worker) -> None:
                     for record, (key, value) in zip(records, encoded):
                         if await produce_or_dead_letter(event, "normalize", interactions_topic, key, value):
                             tally.interactions[record.platform, record.action] += 1
+                    if change is not None:
+                        value = encode_manager_record(change)
+                        await produce_or_dead_letter(event, "normalize", managers_topic, change.page.encode(), value)
                 mark_processed(raw_topic, events)
                 metrics.observe_normalized(tally, len(events))
 
@@ -448,6 +456,30 @@ def register_agents(otk: Worker) -> None:
                             correction.needs_answer,
                             "applied" if held else "kept until the item arrives",
                         )
+                    responses_state.save()
+
+        @app.agent(topics.managers, concurrency=1, name="otklik.managers")
+        async def managers(stream):  # type: ignore[no-untyped-def]
+            """otklik.managers → the response engine: each page's managers, kept as time spans
+            (docs/responses.md, "Page replies")."""
+            async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                async with responses_state.lock:  # see PageStateMirror.lock
+                    await responses_state.ensure_loaded()
+                    engine = responses_state.core
+                    for event in events:
+                        try:
+                            record = decode_manager_record(event.message.value or b"")
+                        except ValueError as exc:  # msgspec's DecodeError is one
+                            await dead_letter(event, "managers", f"not a record of managers: {exc}")
+                            continue
+                        # Its time goes into the page's state (docs/data-flow.md, "Bounded input").
+                        problem = received_at_problem(record.at, time.time())
+                        if problem is not None:
+                            await dead_letter(event, "managers", f"at: {problem}")
+                            continue
+                        changed = engine.apply_managers(record, int(time.time()) + MAX_AHEAD_S)
+                        if changed:
+                            log.info("managers of %s: %d role(s) changed", record.page, len(changed))
                     responses_state.save()
 
         metrics.prime_areas(watcher.registry.pages)

@@ -37,6 +37,7 @@ class Topics:
     dead_letters: faust.TopicT
     overrides: faust.TopicT
     gaps: faust.TopicT
+    managers: faust.TopicT
 
 
 class FaustApp(faust.App):

@@ -14,8 +14,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 
-# Corrections are an audit trail: kept forever.
-TOPIC_CONFIGS = {TOPIC_NAMES["overrides"]: {"retention.ms": "-1"}}
+# Corrections are an audit trail, and managers' roles are judged by at any later time: kept forever.
+TOPIC_CONFIGS = {TOPIC_NAMES["overrides"]: {"retention.ms": "-1"}, TOPIC_NAMES["managers"]: {"retention.ms": "-1"}}
 
 
 async def ensure_topics(settings: WorkerSettings, timeout_s: float = 30.0) -> list[str]:
