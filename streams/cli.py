@@ -339,6 +339,7 @@ def _register_optional_commands() -> None:
     from otklik.streams.edge.catchup import catchup_command
     from otklik.streams.edge.gateway import gateway_command
     from otklik.streams.edge.longpoll import longpoll_command
+    from otklik.streams.edge.managers import managers_group
     from otklik.streams.edge.registry_suggest import registry_group
     from otklik.streams.notify.notifier import notifier_command
     from otklik.streams.store.cli import report_command, store_command
@@ -349,6 +350,7 @@ def _register_optional_commands() -> None:
     main.add_command(gateway_command, "gateway")
     main.add_command(longpoll_command, "longpoll")
     main.add_command(catchup_command, "catchup")
+    main.add_command(managers_group, "managers")
     main.add_command(registry_group, "registry")
     main.add_command(notifier_command, "notifier")
     main.add_command(grafana_command, "grafana")
