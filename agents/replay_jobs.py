@@ -190,10 +190,16 @@ def _job(
                 share = owners[page] = shares[_job_of(page, jobs, assigned)]
             share.append(event)
         times = [event.received_at for event in events]
-        others = [None if job == index else _pack(share) for job, share in enumerate(shares)]
+        packed = [None if job == index else _pack(share) for job, share in enumerate(shares)]
         del events, owners
-        conn.send(("ok", (len(lines), errors, times, others)))
-        ticks, last, incoming = _receive(conn, -1)
+        # The interactions for the other jobs follow the message as they are: no pickling, no copy.
+        conn.send(("ok", (len(lines), errors, times, [None if p is None else p[1] for p in packed])))
+        for p in packed:
+            if p is not None:
+                conn.send_bytes(p[0])
+        del packed
+        ticks, last, corrections = _receive(conn, -1)
+        incoming = [None if job == index else (conn.recv_bytes(), corrections[job]) for job in range(jobs)]
         # Each run's events are in order of time, file order breaking ties: in the runs' order, a
         # stable sort keeps that.
         mine = list(chain.from_iterable(shares[job] if job == index else _unpack(p) for job, p in enumerate(incoming)))
@@ -204,8 +210,9 @@ def _job(
         dumps = orjson.dumps
         # dumps(row) + newline, not OPT_APPEND_NEWLINE: orjson's own result keeps the buffer it wrote
         # into, some kilobytes; the copy is the row's size (held by the hundred thousand, it counts).
-        encoded = [dumps(row) + b"\n" for row in rows]
-        conn.send(("ok", ([row["created_at"] + row["item"] for row in rows], encoded)))
+        encoded = b"".join([dumps(row) + b"\n" for row in rows])
+        conn.send(("ok", [row["created_at"] + row["item"] for row in rows]))
+        conn.send_bytes(encoded)
     except BaseException:  # the parent raises it
         conn.send(("failed", traceback.format_exc()))
     finally:
@@ -286,22 +293,30 @@ def _run(
             theirs.close()
             conns.append(ours)
             processes.append(process)
-        decoded = [_receive(conn, job) for job, conn in enumerate(conns)]
-        count = sum(lines for lines, _, _, _ in decoded)
+        # Each job's message, then its interactions for each other job, encoded (see _job).
+        decoded = []
+        for job, conn in enumerate(conns):
+            message = _receive(conn, job)
+            decoded.append((*message, [None if other == job else conn.recv_bytes() for other in range(jobs)]))
+        count = sum(lines for lines, _, _, _, _ in decoded)
         errors: dict[int, str] = {}
-        for _, reported, _, _ in decoded:
+        for _, reported, _, _, _ in decoded:
             for number, reason in reported:
                 errors.setdefault(number, reason)
         if on_error is not None:
             for number in sorted(errors):
                 on_error(number, errors[number])
         # Each run's times are sorted: the sort merges the runs.
-        times = sorted(chain.from_iterable(received for _, _, received, _ in decoded))
+        times = sorted(chain.from_iterable(received for _, _, received, _, _ in decoded))
         ticks, last = tick_times(times), times[-1] if times else 0
         for job, conn in enumerate(conns):
-            conn.send(("ok", (ticks, last, [others[job] for _, _, _, others in decoded])))
+            conn.send(("ok", (ticks, last, [corrections[job] for _, _, _, corrections, _ in decoded])))
+            for other, (_, _, _, _, encoded) in enumerate(decoded):
+                if other != job:
+                    conn.send_bytes(encoded[job])
         del decoded
-        results = [_receive(conn, job) for job, conn in enumerate(conns)]
+        # Each job's keys, then its rows as one run of JSON lines (orjson writes no raw line end).
+        results = [(_receive(conn, job), conn.recv_bytes().splitlines(keepends=True)) for job, conn in enumerate(conns)]
         # Each job's rows are in output order and item ids are unique: sorting their places by key
         # merges the runs (in C, where a heap merge steps through Python for every row).
         keys = list(chain.from_iterable(keys for keys, _ in results))
