@@ -146,7 +146,7 @@ def page_responder(
         return ia.admin_author or page
     if author in administrators:
         return author
-    if managers and ia.created_at is not None and managed_at(managers, author, ia.created_at):
+    if managers and author is not None and ia.created_at is not None and managed_at(managers, author, ia.created_at):
         return author
     return None
 
