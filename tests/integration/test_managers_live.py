@@ -4,7 +4,11 @@ a replay of the same events judges the same."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import threading
 import time
+import uuid
 
 import orjson
 import pytest
@@ -13,7 +17,8 @@ import yaml
 from otklik.agents.registry import Registry
 from otklik.agents.replay import run_replay
 from otklik.schemas.records import RawEnvelope
-from tests.conftest import consume, produce, run
+from tests.conftest import OTKLIK, consume, produce, run
+from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +112,53 @@ def test_a_manager_added_mid_day_answers_only_after_and_agrees_with_replay(worke
         assert replayed[item(i)]["responder"] == latest[item(i)]["responder"], i
     assert item(3) not in replayed
     assert worker.proc.poll() is None
+
+
+def test_managers_sync_reads_the_list_into_the_worker(worker_factory, kafka, tmp_path):
+    """`otklik managers sync --group ID` against the fake VK API: the community's managers answer for the
+    page from the time of the list on."""
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(REGISTRY)
+    worker = worker_factory(registry, OTKLIK_LATE_WINDOW="2", OTKLIK_TICK_INTERVAL="1")
+    worker.start()
+    token = f"vk1.a.group-{uuid.uuid4().hex}"
+    community = scripted_community(G)
+    manager = min(community.managers)
+    fake = FakeVkApi({G: community}, {token: KnownToken("group", G)})
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with fake.running():
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        env = dict(worker.env, OTKLIK_VK_API_URL=fake.url, **{f"OTKLIK_VK_{G}_TOKEN": token})
+        done = subprocess.run(
+            [OTKLIK, "managers", "sync", "--group", str(G)], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+    assert done.returncode == 0, done.stderr
+    assert f"vk:{G}: {len(community.managers)} managers" in done.stderr
+    assert token not in done.stderr and token not in done.stdout
+    assert fake.violations == []
+    wait_for_log(worker, f"managers of vk:{G}: {len(community.managers)} role(s) changed")
+
+    now = int(time.time())
+    events = [
+        (now, comment(1, CITIZEN, now, "Когда починят крыльцо библиотеки?")),
+        (now + 1, comment(2, manager, now + 1, "Крыльцо починят в пятницу.", parent=1)),
+    ]
+    key = f"vk:{G}".encode()
+    envelopes = [(key, RawEnvelope("vk", "test", float(at), b).to_json()) for at, b in events]
+    run(produce(kafka, worker.topic("otklik.raw"), envelopes))
+    records = run(consume(kafka, worker.topic("otklik.responses"), expect=1, timeout=60))
+    first = orjson.loads(records[-1].value)
+    assert (first["item"], first["outcome"], first["responder"]) == (item(1), "answered", f"vk:user:{manager}")
