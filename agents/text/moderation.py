@@ -64,6 +64,8 @@ from otklik.agents.text.moderation_lexicon import (
     AD_CONTACT,
     AD_CUES,
     AD_OFFERS,
+    BEAT_VERBS,
+    BEATING_PHRASES,
     BODY_PARTS,
     BODY_VERBS,
     CALL_CUES,
@@ -81,6 +83,7 @@ from otklik.agents.text.moderation_lexicon import (
     KILL_IMPERATIVE,
     MASK_FILL,
     NOT_A_CALL,
+    NOT_A_CALL_BEFORE,
     NOUN_PERSONS,
     OBSCENE_FORMS,
     OFFICIAL_LINK,
@@ -88,6 +91,7 @@ from otklik.agents.text.moderation_lexicon import (
     PEOPLE_OBJECTS,
     PERSON_CUES,
     PHONE,
+    REGRET_FORMS,
     RUN4,
     SHOOT_MISSPELT,
     THREAT_FORMS,
@@ -128,6 +132,10 @@ class Detector(Protocol):
 
 
 _PARSABLE = re.compile(r"[а-яё][а-яё-]*")
+# The lemmas that make a word worth a closer look by the threat rules.
+_VIOLENT = THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS | BEAT_VERBS | {"прийти"}
+# "разнести их" is as often criticism, "пришить его" an accusation.
+_AIMED_VIOLENCE = (KILL_CALL_VERBS | BEAT_VERBS | THREAT_VERBS) - {"разнести", "пришить"}
 _NON_WORD = re.compile(r"[\W_]+")
 
 
@@ -303,7 +311,7 @@ class RuleDetector:
 
     def _is_threat(self, t: _Text) -> str | None:
         plain = " ".join(t.words)
-        phrase = THREAT_PHRASES.search(plain) or CALL_PHRASES.search(plain)
+        phrase = THREAT_PHRASES.search(plain) or CALL_PHRASES.search(plain) or BEATING_PHRASES.search(plain)
         if phrase:
             return f"phrase: {phrase.group(0)}"
         words = t.words
@@ -317,8 +325,10 @@ class RuleDetector:
                 and not any(w in NOT_A_CALL for w in words[max(0, i - 3) : i])
             ):
                 return f"call to kill: {word}"
+            if word in REGRET_FORMS and "не" not in words[max(0, i - 2) : i]:
+                return f"warning: {word}"
             lemmas = lemma_sets[i]
-            if not (lemmas & (THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS)) and lemmas.isdisjoint({"прийти"}):
+            if lemmas.isdisjoint(_VIOLENT):
                 continue
             for lemma, tag, _known in self._morph.parse(word):
                 if "VERB" in tag and "1per" in tag and "past" not in tag:
@@ -330,17 +340,45 @@ class RuleDetector:
                         return f"announced violence: {word}"
                 if "INFN" in tag and lemma in KILL_CALL_VERBS and self._is_call(words, i, lemma):
                     return f"call to kill: {word}"
+                if "INFN" in tag and lemma in _AIMED_VIOLENCE and self._aimed_call(words, lemma_sets, i):
+                    return f"call for violence: {word}"
                 if "INFN" in tag and lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
                     if self._is_call(words, i, lemma):
                         return f"call for violence: {word}"
                 if "impr" in tag and lemma in KILL_CALL_VERBS | THREAT_VERBS and not self._negated(words, i):
-                    if lemma in KILL_IMPERATIVE or self._window_has(words, i, PEOPLE_OBJECTS):
+                    if (
+                        lemma in KILL_IMPERATIVE
+                        or self._window_has(words, i, PEOPLE_OBJECTS)
+                        or self._person_after(i, lemma_sets)
+                    ):
                         return f"call to kill: {word}"
-                if "VERB" in tag and "past" in tag and lemma in THREAT_VERBS:
+                if "VERB" in tag and "past" in tag and lemma in THREAT_VERBS | KILL_CALL_VERBS:
                     before = words[max(0, i - 4) : i]
                     if "бы" in before and ("я" in before or "мы" in before):  # "я бы их перестреляла"
                         return f"announced violence: {word}"
+                    if words[i + 1 : i + 2] in (("бы",), ("б",)) and self._person_after(i + 1, lemma_sets):
+                        return f"announced violence: {word}"  # "прибила бы поганца"
         return None
+
+    def _aimed_call(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:
+        """An infinitive of violence whose object, right after it, is a person ("удавить его!", "повесить эту
+        сволочь", "бить этих"), said as a call: not after a verb ("мог убить его", "решили бить их"), nor in
+        a purpose or a report ("чтобы убить его", "хотели убить")."""
+        if not any(w in PEOPLE_OBJECTS for w in words[i + 1 : i + 3]) and not self._person_after(i, lemma_sets):
+            return False
+        before = words[max(0, i - 3) : i]
+        if any(w in NOT_A_CALL or w in NOT_A_CALL_BEFORE for w in before):
+            return False
+        if i > 0:
+            prev = self._morph.parse(words[i - 1])
+            if prev and "VERB" in prev[0][1]:
+                return False
+        return True
+
+    @staticmethod
+    def _person_after(i: int, lemma_sets: tuple[frozenset[str], ...]) -> bool:
+        """The next word is a derogatory name for a person ("мочи пиндосов", "удавить урода")."""
+        return i + 1 < len(lemma_sets) and bool(lemma_sets[i + 1] & INSULT_STRONG)
 
     @staticmethod
     def _negated(words: tuple[str, ...], i: int) -> bool:
