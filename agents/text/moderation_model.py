@@ -53,13 +53,21 @@ def analyze(doc: str) -> list[str]:
     return grams
 
 
-@lru_cache(maxsize=400_000)
-def _index(feature: str) -> int:
-    """The column ``HashingVectorizer`` gives a feature (signed 32-bit murmurhash3, seed 0, its absolute
-    value modulo the size; ``alternate_sign=False``), cached: most features recur from text to text."""
+@lru_cache(maxsize=1)
+def _murmurhash() -> Any:
     from sklearn.utils import murmurhash3_32
 
-    return abs(murmurhash3_32(feature, seed=0)) % N_FEATURES
+    return murmurhash3_32
+
+
+def _column(feature: str) -> int:
+    """The column ``HashingVectorizer`` gives a feature: signed 32-bit murmurhash3 (seed 0), its absolute
+    value modulo the size (``alternate_sign=False``)."""
+    return abs(_murmurhash()(feature, seed=0)) % N_FEATURES
+
+
+# Pairs of tokens recur from text to text: their columns are cached.
+_pair_column = lru_cache(maxsize=200_000)(_column)
 
 
 @lru_cache(maxsize=200_000)
@@ -67,8 +75,9 @@ def _token_indices(token: str) -> tuple[int, ...]:
     """The columns of one token's own features in :func:`analyze`: the token, and its character n-grams
     unless it is a lemma or the мат token."""
     if token[0] in "=<":
-        return (_index(token),)
-    return tuple(map(_index, analyze(token)))
+        return (_column(token),)
+    hash32 = _murmurhash()
+    return tuple(abs(hash32(gram, seed=0)) % N_FEATURES for gram in analyze(token))
 
 
 def hashed_counts(doc: str) -> tuple[Any, Any]:
@@ -77,8 +86,10 @@ def hashed_counts(doc: str) -> tuple[Any, Any]:
     import numpy as np
 
     tokens = doc.split()
-    columns = [i for token in tokens for i in _token_indices(token)]
-    columns.extend(_index(f"{a} {b}") for a, b in itertools.pairwise(tokens))
+    columns = [
+        *itertools.chain.from_iterable(map(_token_indices, tokens)),
+        *map(_pair_column, map(" ".join, itertools.pairwise(tokens))),
+    ]
     indices, counts = np.unique(np.array(columns, dtype=np.int32), return_counts=True)
     return indices, counts.astype(np.float32)
 
@@ -101,7 +112,7 @@ class LinearModel:
 
     def __post_init__(self) -> None:
         # Import scikit-learn's hashing with the model rather than on the first text scored.
-        from sklearn.utils import murmurhash3_32  # noqa: F401
+        _murmurhash()
 
     def scores_doc(self, doc: str) -> dict[str, float]:
         """Probability-like score per head for one document (``moderation.model_input``)."""
