@@ -103,8 +103,16 @@ from otklik.agents.text.moderation_lexicon import (
     WEAPONS,
     looks_obscene,
 )
-from otklik.agents.text.moderation_model import model_doc
-from otklik.agents.text.normalize import Tokens, collapse_repeats, fold, normalized_key, strip_markup, tokenize
+from otklik.agents.text.moderation_model import clear_hash_caches, model_doc
+from otklik.agents.text.normalize import (
+    Tokens,
+    clear_tokenize_cache,
+    collapse_repeats,
+    fold,
+    normalized_key,
+    strip_markup,
+    tokenize,
+)
 
 __all__ = [
     "LABELS",
@@ -114,6 +122,7 @@ __all__ = [
     "RuleDetector",
     "SpamRepeatTracker",
     "Verdict",
+    "clear_word_caches",
     "default_detector",
     "moderate_lines",
     "rule_detector",
@@ -540,6 +549,13 @@ def model_input(rules: RuleDetector, tokens: Tokens) -> str:
     дебаты), while inflections share one feature."""
     words = tuple(t for t in map(rules.model_token, tokens.words) if t)
     return model_doc(words, tuple(t for t in map(rules.model_token, tokens.joined) if t))
+
+
+def clear_word_caches() -> None:
+    """Forget what the process-wide caches hold (tokenize's chunks, the model's hashed tokens), so that a
+    fresh detector starts as cold as in a new process; each detector's own word caches start empty."""
+    clear_tokenize_cache()
+    clear_hash_caches()
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,17 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["HEADS", "N_FEATURES", "LinearModel", "analyze", "hashed_counts", "load_model", "model_doc", "vectorizer"]
+__all__ = [
+    "HEADS",
+    "N_FEATURES",
+    "LinearModel",
+    "analyze",
+    "clear_hash_caches",
+    "hashed_counts",
+    "load_model",
+    "model_doc",
+    "vectorizer",
+]
 
 MODEL_FILE = "moderation.npz"
 HEADS: tuple[str, ...] = ("toxic", "threat")
@@ -78,6 +88,12 @@ def _token_indices(token: str) -> tuple[int, ...]:
         return (_column(token),)
     hash32 = _murmurhash()
     return tuple(abs(hash32(gram, seed=0)) % N_FEATURES for gram in analyze(token))
+
+
+def clear_hash_caches() -> None:
+    """Forget the hashed columns cached so far, as in a new process (for a cold-start measurement)."""
+    _token_indices.cache_clear()
+    _pair_column.cache_clear()
 
 
 def hashed_counts(doc: str) -> tuple[Any, Any]:

@@ -33,6 +33,7 @@ __all__ = [
     "STRIP_INVISIBLE",
     "VK_MENTION",
     "Tokens",
+    "clear_tokenize_cache",
     "collapse_repeats",
     "fold",
     "normalized_key",
@@ -254,6 +255,11 @@ def _chunk_words(chunk: str) -> tuple[tuple[str, ...], str | None]:
         alternative = "".join(ch for ch in _MASK.sub("*", alternative) if ch.isalnum() or ch == "*")
         joined = f"{joined} {alternative}" if joined else alternative
     return parts, joined
+
+
+def clear_tokenize_cache() -> None:
+    """Forget the chunks :func:`tokenize` has cached, as in a new process (for a cold-start measurement)."""
+    _chunk_words.cache_clear()
 
 
 def tokenize(text: str) -> Tokens:
