@@ -13,8 +13,9 @@ import orjson
 
 from otklik.agents.history.rating import classify
 from otklik.agents.moderation_watch import ModerationRecord
-from otklik.agents.responses.rules import KIND_OF_OBJECT, from_page, is_citizen
+from otklik.agents.responses.rules import KIND_OF_OBJECT, Managers, from_page, is_citizen
 from otklik.schemas.links import platform_link
+from otklik.schemas.managers import ManagerChange, ManagerRecord, decode_manager_record
 from otklik.schemas.overrides import Override, OverrideError
 from otklik.schemas.records import Interaction, ResponseRecord
 
@@ -25,12 +26,14 @@ __all__ = [
     "correction_judgements",
     "correction_row",
     "decode_interaction",
+    "decode_managers",
     "decode_moderation",
     "decode_override",
     "decode_response",
     "interaction_events",
     "item_row",
     "judgement_of",
+    "manager_changes",
     "moderation_row",
     "pending_row",
     "record_events",
@@ -142,14 +145,16 @@ def item_row(record: ResponseRecord, page: PageLike, now: int) -> dict[str, Any]
     }
 
 
-def pending_row(ia: Interaction, page: PageLike, now: int, text_kept_from: int) -> dict[str, Any] | None:
+def pending_row(
+    ia: Interaction, page: PageLike, now: int, text_kept_from: int, managers: Managers | None = None
+) -> dict[str, Any] | None:
     """The ``items`` row of a citizen's new item, before the worker has judged it (version 0), or None
     when the interaction is not an item: a page reply, another community's comment (the engine's rule:
     docs/responses.md, "Page replies"). Its text is kept when written after ``text_kept_from``."""
     author = ia.author
     if ia.action != "new" or author is None or ia.created_at is None:
         return None
-    if from_page(author, ia.page, page.administrators) or not is_citizen(author):
+    if from_page(author, ia.page, page.administrators, managers, ia.created_at) or not is_citizen(author):
         return None
     return {
         "item": ia.item,
@@ -191,13 +196,13 @@ def _event(item: str, at: int, kind: str, dedupe: str, actor: str | None = None,
     }
 
 
-def interaction_events(ia: Interaction, page: PageLike) -> list[dict[str, Any]]:
+def interaction_events(ia: Interaction, page: PageLike, managers: Managers | None = None) -> list[dict[str, Any]]:
     """Timeline events of an interaction: an item received, edited, deleted or restored, or a page reply
     to an item (``replied``, on the comment it replies to)."""
     source = ia.event_id or f"{ia.received_at}.{ia.seq}"
     author = ia.author
     if ia.action == "new":
-        if author is not None and from_page(author, ia.page, page.administrators):
+        if author is not None and from_page(author, ia.page, page.administrators, managers, ia.created_at):
             target = ia.reply_to_item or (ia.thread_root if ia.thread_root != ia.item else None)
             if target is None or ia.created_at is None:
                 return []
@@ -309,3 +314,28 @@ def correction_event(override: Override) -> dict[str, Any]:
         needs_answer=override.needs_answer,
         note=override.note,
     )
+
+
+def decode_managers(value: bytes) -> ManagerRecord:
+    try:
+        return decode_manager_record(value)
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"managers record: {exc}") from None
+
+
+def manager_changes(held: set[str], record: ManagerRecord) -> tuple[list[str], list[str]]:
+    """Whose role begins and whose ends at ``record.at``, given the managers ``held`` now (the engine's
+    rule: a complete list begins the roles of new names and ends those missing). ``held`` is updated."""
+    if isinstance(record, ManagerChange):
+        if record.manager and record.user not in held:
+            held.add(record.user)
+            return [record.user], []
+        if not record.manager and record.user in held:
+            held.discard(record.user)
+            return [], [record.user]
+        return [], []
+    listed = set(record.users)
+    begin, end = sorted(listed - held), sorted(held - listed)
+    held.clear()
+    held.update(listed)
+    return begin, end

@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 # The schema version this code reads and writes: the newest Alembic revision. The store refuses to
 # start on a database at another version (docs/history.md, "Migrations").
-SCHEMA_VERSION: Final = "0002"
+SCHEMA_VERSION: Final = "0003"
 
 metadata = MetaData()
 
@@ -181,4 +181,16 @@ console_actions = Table(
     Column("before", Text),
     Column("after", Text),
     Index("console_actions_item", "item", "at"),
+)
+
+
+# Each page's VK managers, as spans of time (otklik.managers; docs/history.md, "What is kept"): who
+# wrote a comment as the page when no registry entry says so. `until` is NULL while the role lasts.
+managers = Table(
+    "managers",
+    metadata,
+    Column("page", String(100), primary_key=True),
+    Column("user", String(100), primary_key=True),
+    Column("since", BigInteger, primary_key=True),
+    Column("until", BigInteger),
 )

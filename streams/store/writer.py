@@ -25,22 +25,32 @@ from otklik.agents.history.rows import (
     correction_judgements,
     correction_row,
     decode_interaction,
+    decode_managers,
     decode_moderation,
     decode_override,
     decode_response,
     interaction_events,
     item_row,
     judgement_of,
+    manager_changes,
     moderation_row,
     pending_row,
     record_events,
 )
-from otklik.streams.store.schema import corrections, item_events, items, moderation_findings, registry_versions
+from otklik.agents.responses.rules import Managers
+from otklik.streams.store.schema import (
+    corrections,
+    item_events,
+    items,
+    managers,
+    moderation_findings,
+    registry_versions,
+)
 
 __all__ = ["Applied", "Incoming", "StoreWriter"]
 
 # The topics the store reads, by role (streams/settings.py, TOPIC_NAMES).
-ROLES = ("responses", "moderation", "overrides", "interactions")
+ROLES = ("responses", "moderation", "overrides", "interactions", "managers")
 
 # What a newer record of an item replaces; text and received_at come from the item's interaction.
 _JUDGEMENT_COLUMNS = (
@@ -174,6 +184,8 @@ class StoreWriter:
         events: dict[str, dict[str, Any]] = {}
         edits: list[dict[str, Any]] = []
         findings: dict[tuple[str, str], dict[str, Any]] = {}
+        interactions: list[Any] = []
+        roles: list[Any] = []
         overrides: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for incoming in batch:
             try:
@@ -186,15 +198,9 @@ class StoreWriter:
                     for ev in record_events(record, row["due_at"]):
                         events[ev["dedupe"]] = ev
                 elif incoming.role == "interactions":
-                    ia = decode_interaction(incoming.value)
-                    page = self.pages(ia.page)
-                    row = pending_row(ia, page, now, kept_from)
-                    if row is not None:
-                        pending.setdefault(ia.item, row)
-                    elif ia.action == "edit" and ia.created_at is not None and ia.created_at >= kept_from:
-                        edits.append({"i": ia.item, "t": ia.text or None})
-                    for ev in interaction_events(ia, page):
-                        events.setdefault(ev["dedupe"], ev)  # the first delivery, as across batches
+                    interactions.append(decode_interaction(incoming.value))
+                elif incoming.role == "managers":
+                    roles.append(decode_managers(incoming.value))
                 elif incoming.role == "moderation":
                     finding = moderation_row(decode_moderation(incoming.value))
                     findings[(finding["item"], finding["kind"])] = finding
@@ -208,6 +214,18 @@ class StoreWriter:
             except (OverflowError, ValueError, TypeError, KeyError) as exc:
                 applied.rejected.append((incoming, f"{incoming.role}: {type(exc).__name__}: {exc}"))
         with self.engine.begin() as connection:
+            # Who was a page's manager when decides whether a comment is an item (docs/responses.md,
+            # "Page replies"): the roles first, then the interactions, each judged by its own time.
+            spans = self._managers(connection, roles, {ia.page for ia in interactions})
+            for ia in interactions:
+                page, managed = self.pages(ia.page), spans.get(ia.page)
+                row = pending_row(ia, page, now, kept_from, managed)
+                if row is not None:
+                    pending.setdefault(ia.item, row)
+                elif ia.action == "edit" and ia.created_at is not None and ia.created_at >= kept_from:
+                    edits.append({"i": ia.item, "t": ia.text or None})
+                for ev in interaction_events(ia, page, managed):
+                    events.setdefault(ev["dedupe"], ev)  # the first delivery, as across batches
             if pending:
                 applied.items += self._write_pending(connection, list(pending.values()))
             if records:
@@ -263,6 +281,36 @@ class StoreWriter:
                         after_breached=after.breached if after else None,
                     )
                 )
+
+    def _managers(self, connection: Connection, roles: list[Any], pages: set[str]) -> dict[str, Managers]:
+        """Apply the batch's role changes to the ``managers`` table; return the spans of ``pages``."""
+        wanted = sorted(pages | {record.page for record in roles})
+        spans: dict[str, Managers] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = select(managers.c.page, managers.c.user, managers.c.since, managers.c.until).where(
+                managers.c.page.in_(chunk)
+            )
+            for page, user, since, until in connection.execute(query.order_by(managers.c.since)):
+                spans.setdefault(page, {}).setdefault(user, []).append([since, until])
+        for record in roles:
+            page_spans = spans.setdefault(record.page, {})
+            held = {user for user, held_spans in page_spans.items() if held_spans and held_spans[-1][1] is None}
+            begin, end = manager_changes(held, record)
+            for user in begin:
+                connection.execute(
+                    _insert(connection, managers).on_conflict_do_nothing(),
+                    {"page": record.page, "user": user, "since": record.at, "until": None},
+                )
+                page_spans.setdefault(user, []).append([record.at, None])
+            for user in end:
+                connection.execute(
+                    update(managers)
+                    .where(managers.c.page == record.page, managers.c.user == user, managers.c.until.is_(None))
+                    .values(until=record.at)
+                )
+                page_spans[user][-1][1] = record.at
+        return spans
 
     def _write_pending(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
         # A judged item keeps its judgement; only what the interaction alone knows is filled in.

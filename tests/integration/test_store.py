@@ -448,3 +448,42 @@ def test_report_deliver_mails_last_month_s_rating_from_the_store(tmp_path: Path,
     values = [[cell.value for cell in row] for row in sheet.iter_rows()]
     units = {row[1] for row in values[3:] if row[1]}  # after the rank
     assert units == {"Тара", "Омск"}
+
+
+def test_a_manager_s_comment_is_an_item_only_before_their_role_began(engine: Any) -> None:
+    """The store's items follow the engine's rule for who is the page (docs/responses.md, "Page replies"):
+    otklik.managers' spans decide, by the comment's own time, whatever order the records come in."""
+    from otklik.schemas.managers import ManagerChange, ManagerList, encode_manager_record
+
+    began, ended = NOV.start + 10_000, NOV.start + 50_000
+
+    def role(record: Any) -> Incoming:
+        return Incoming("managers", encode_manager_record(record))
+
+    comments = [
+        interaction("vk:1:wall:7:1", author="vk:user:900", created_at=began - 100),  # before: a citizen's item
+        interaction("vk:1:wall:7:2", author="vk:user:900", created_at=began + 100, reply_to_item="vk:1:wall:7:9"),
+        interaction("vk:1:wall:7:3", author="vk:user:900", created_at=ended + 100),  # after the list ended it
+    ]
+    batches = [
+        [role(ManagerChange(page="vk:1", user="vk:user:900", manager=True, at=began))],
+        comments,
+        [role(ManagerList(page="vk:1", users=["vk:user:901"], at=ended))],
+    ]
+    # Roles read after the comments (another batch): spans are by time, so the same rows once both are in.
+    writer_for(engine).apply(batches[0] + batches[2])
+    writer_for(engine).apply(batches[1])
+    rows = {row["item"]: row for row in item_rows(engine, NOV.start, NOV.end)}
+    assert set(rows) == {"vk:1:wall:7:1", "vk:1:wall:7:3"}
+    with engine.connect() as connection:
+        replied = connection.execute(
+            select(item_events.c.item, item_events.c.actor).where(item_events.c.kind == "replied")
+        ).all()
+    assert replied == [("vk:1:wall:7:9", "vk:user:900")]
+    writer_for(engine).apply(batches[0] + batches[2])  # delivered again: no second span
+    from otklik.streams.store.schema import managers
+
+    assert table_rows(engine, managers) == [
+        ("vk:1", "vk:user:900", began, ended),
+        ("vk:1", "vk:user:901", ended, None),
+    ]
