@@ -367,6 +367,14 @@ class RuleDetector:
                         return f"announced violence: {word}"
                     if words[i + 1 : i + 2] in (("бы",), ("б",)) and self._person_after(i + 1, lemma_sets):
                         return f"announced violence: {word}"  # "прибила бы поганца"
+                if (
+                    "VERB" in tag
+                    and "past" in tag
+                    and lemma in BODY_VERBS
+                    and words[i + 1 : i + 2] in (("бы",), ("б",))
+                ):
+                    if self._near(lemma_sets, i, BODY_PARTS):
+                        return f"announced violence: {word}"  # "разбил бы ему морду"
         return None
 
     def _aimed_call(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:

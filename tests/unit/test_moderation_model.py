@@ -122,6 +122,9 @@ def test_more_calls_for_violence_are_threats(rules: RuleDetector, text: str) -> 
         "мочи пиндосов",
         "по морде ему дать",
         "дать пизды ему",
+        "по роже бы ему треснуть",
+        "разбил бы ему морду",
+        "подвесить его за яйца",
     ],
 )
 def test_announced_and_called_violence_in_other_words_is_a_threat(rules: RuleDetector, text: str) -> None:
