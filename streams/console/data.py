@@ -157,7 +157,11 @@ class ConsoleStore:
         overdue = and_(items.c.due_at.is_not(None), items.c.due_at <= now)
 
         def where(skip: str | None = None) -> list[Any]:
-            conditions = [items.c.outcome == "open", _viewer_filter(viewer)]
+            # The open items oldest first are the index on (outcome, created_at). Asked as `outcome =
+            # 'open'` ordered by created_at, PostgreSQL's planner may walk the index on created_at alone,
+            # through every closed item older than the oldest open one (it cannot know open items are the
+            # newest); a range on outcome, outcome leading the order, leaves it only the former. Same rows.
+            conditions = [items.c.outcome.between("open", "open"), _viewer_filter(viewer)]
             conditions += [items.c[name] == value for name, value in chosen.items() if value and name != skip]
             if overdue_only and skip != "overdue":
                 conditions.append(overdue)
@@ -207,7 +211,7 @@ class ConsoleStore:
                 query = (
                     select(*(items.c[name] for name in QUEUE_COLUMNS))
                     .where(*where(), group.condition())
-                    .order_by(items.c.created_at, items.c.item)
+                    .order_by(items.c.outcome, items.c.created_at, items.c.item)
                     .limit(offset + limit)
                 )
                 for row in connection.execute(query):
