@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, case, func, literal, or_, select
 
 from otklik.agents.history.rating import UNIT_KINDS, Month, RatingRow, UnitTotals, finish, percentile
-from otklik.streams.store.formats import RatingMeta
+from otklik.streams.store.formats import ITEM_FIELDS, RatingMeta
 from otklik.streams.store.schema import items, moderation_findings, registry_versions
 
 __all__ = ["ITEM_COLUMNS", "RULES_VERSION", "item_rows", "rating", "rating_meta"]
@@ -104,27 +104,8 @@ def rating(
     return finish(totals.values(), min_judged)
 
 
-# The columns of `otklik report items`, in order; `author` only when asked.
-ITEM_COLUMNS = (
-    "item",
-    "page",
-    "page_title",
-    "municipality",
-    "sector",
-    "region",
-    "platform",
-    "kind",
-    "created_at",
-    "due_at",
-    "closed_at",
-    "outcome",
-    "breached",
-    "business_latency_s",
-    "latency_s",
-    "responder",
-    "reason",
-    "link",
-)
+# The columns of `otklik report items`, in order (`author` only when asked): the report's own list.
+ITEM_COLUMNS = ITEM_FIELDS
 
 
 def item_rows(
