@@ -32,11 +32,12 @@ class GapWriter:
         self.written = 0
 
     async def write(self, community: str, since: float, until: float, why: str) -> Gap | None:
-        """Write the gap ``[since, until]`` of ``community`` (``vk:<group_id>``); None when it is empty or
-        could not be written (then the log says how to catch it up by hand)."""
-        since_s, until_s = int(since), int(until) + 1
-        if until_s <= since_s + 1:
+        """Write the gap ``[since, until]`` of ``community`` (``vk:<group_id>``) in whole seconds; None when
+        ``until`` is before ``since`` or it could not be written (then the log says how to catch it up by
+        hand). A gap within one second is still a gap: a restart that quick can miss an event."""
+        if until < since:
             return None
+        since_s, until_s = int(since), int(until) + 1
         gap = Gap(community, since_s, until_s, why, self.detected_by)
         try:
             await self._send(self.topic, gap.to_json(), community.encode())
