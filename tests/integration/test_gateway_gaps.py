@@ -3,6 +3,7 @@ it accepted per community before it stopped; on a confirmation request after a l
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +27,13 @@ async def test_a_restart_and_a_confirmation_after_silence_record_gaps(kafka: str
     state = tmp_path / "gateway" / "last-events.json"
     first = await start_gateway(kafka, prefix, state_file=state, silence_s=600)
     async with aiohttp.ClientSession() as session:
-        status, text, _ = await post(session, first.url + "/vk/callback", vk_event("e1"))
+        # Until the new topics have leaders the gateway answers 503 and VK delivers again: so does this.
+        deadline, first_try = time.monotonic() + 30, int(time.time())
+        while True:
+            status, text, _ = await post(session, first.url + "/vk/callback", vk_event("e1"))
+            if status != 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         assert (status, text) == (200, "ok")
         accepted_at = int(time.time())
         # A confirmation right after an event: no silence, no gap.
@@ -49,6 +56,7 @@ async def test_a_restart_and_a_confirmation_after_silence_record_gaps(kafka: str
     assert sorted(by_why) == ["confirmation", "gateway-restart"] and len(recorded) == 2
     restart = by_why["gateway-restart"]
     assert (restart.community, restart.detected_by) == (f"vk:{GROUP}", "gateway")
-    assert accepted_at - 1 <= restart.since <= accepted_at < restart.until
+    # From the last VK event the gateway saw (a refused delivery counts: the wider window is the safe one).
+    assert first_try - 1 <= restart.since <= accepted_at < restart.until
     silence = by_why["confirmation"]
     assert silence.community == f"vk:{OTHER_GROUP}" and silence.until - silence.since >= 3600
