@@ -655,22 +655,13 @@ def parse_duration(value: object) -> object:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
-class StoreSettings(LogSettings, RegistrySettings, KafkaSettings):
-    """The history store (``otklik store``) and the reports read from it (``otklik report``)."""
+class StoreDatabaseSettings(OtklikSettings):
+    """The history store's database, as the store, the reports and the console read it."""
 
     store_url: SecretStr = Field(
         SecretStr("sqlite:///.run/store/otklik.sqlite3"),
         description="the store's database: `sqlite:///FILE` (embedded) or `postgresql://USER:PASSWORD@HOST/DB`",
         json_schema_extra=shown("`sqlite:///.run/store/otklik.sqlite3`"),
-    )
-    store_group: str = Field("otklik-store", description="the store's consumer group")
-    store_batch: int = Field(2000, ge=1, description="records written per database transaction, at most")
-    text_retention_s: int = Field(
-        90 * 86400,
-        gt=0,
-        validation_alias="OTKLIK_TEXT_RETENTION",
-        description="how long comment texts are kept (`90d`, `36h`, seconds); ids and times stay",
-        json_schema_extra=shown("`90d`"),
     )
     report_timezone: str = Field(
         "Europe/Moscow", description="the time zone of the reports' months when the registry names none"
@@ -691,20 +682,29 @@ class StoreSettings(LogSettings, RegistrySettings, KafkaSettings):
             raise ValueError(f"{shown_url}: only sqlite and postgresql databases are supported")
         return value
 
+
+class StoreSettings(StoreDatabaseSettings, LogSettings, RegistrySettings, KafkaSettings):
+    """The history store (``otklik store``) and the reports read from it (``otklik report``)."""
+
+    store_group: str = Field("otklik-store", description="the store's consumer group")
+    store_batch: int = Field(2000, ge=1, description="records written per database transaction, at most")
+    text_retention_s: int = Field(
+        90 * 86400,
+        gt=0,
+        validation_alias="OTKLIK_TEXT_RETENTION",
+        description="how long comment texts are kept (`90d`, `36h`, seconds); ids and times stay",
+        json_schema_extra=shown("`90d`"),
+    )
+
     @field_validator("text_retention_s", mode="before")
     @classmethod
     def _retention(cls, value: object) -> object:
         return parse_duration(value)
 
 
-class ConsoleSettings(LogSettings, RegistrySettings, KafkaSettings):
+class ConsoleSettings(StoreDatabaseSettings, LogSettings, RegistrySettings, KafkaSettings):
     """The operations console (``otklik console``): the web pages of the ЦУР team, read from the store."""
 
-    store_url: SecretStr = Field(
-        SecretStr("sqlite:///.run/store/otklik.sqlite3"),
-        description="the store's database, as for `otklik store`",
-        json_schema_extra=shown("`sqlite:///.run/store/otklik.sqlite3`"),
-    )
     registry: Path | None = Field(
         None,
         description="the page registry (YAML); unset: the newest version the store recorded, else built-in defaults",
@@ -748,14 +748,6 @@ class ConsoleSettings(LogSettings, RegistrySettings, KafkaSettings):
         description="how long a login or an address is refused after ten wrong passwords in a row",
         json_schema_extra=shown("`15m`"),
     )
-    report_timezone: str = Field(
-        "Europe/Moscow", description="the time zone of the reports' months when the registry names none"
-    )
-
-    @field_validator("store_url")
-    @classmethod
-    def _store_url(cls, value: SecretStr) -> SecretStr:
-        return StoreSettings._store_url(value)
 
     @field_validator("session_s", "lockout_s", mode="before")
     @classmethod
