@@ -55,21 +55,12 @@ def _registry(settings: StoreSettings) -> Any:
 
 
 def _writer(settings: StoreSettings, engine: Any, watcher: Any = None) -> Any:
-    from otklik.streams.store.writer import StoreWriter
+    from otklik.streams.store.writer import StoreWriter, record_registry
 
     watcher = watcher or _watcher(settings)
     writer = StoreWriter(engine, watcher.page_config, settings.text_retention_s)
     record_registry(writer, watcher)
     return writer
-
-
-def record_registry(writer: Any, watcher: Any) -> None:
-    """Keep the registry in force as a version of the store's registry history."""
-    if watcher.path is None:
-        return
-    registry = watcher.registry
-    document = Path(watcher.path).read_text(encoding="utf-8")
-    writer.record_registry(registry.digest, str(watcher.path), len(registry), document)
 
 
 # ---- otklik store -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from otklik.schemas.records import DeadLetter
 from otklik.streams.edge.producer import HealingProducer
 from otklik.streams.settings import StoreSettings
-from otklik.streams.store.writer import ROLES, Applied, Incoming, StoreWriter
+from otklik.streams.store.writer import ROLES, Applied, Incoming, StoreWriter, record_registry
 
 log = logging.getLogger("otklik.store")
 
@@ -128,8 +128,6 @@ class StoreService:
             return
         self._next_registry_check = now + REGISTRY_CHECK_EVERY_S
         if self.registry.check():
-            from otklik.streams.store.cli import record_registry
-
             record_registry(self.writer, self.registry)
 
     async def _deliver_when_due(self) -> None:

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
@@ -395,3 +396,12 @@ class StoreWriter:
                 },
             )
         return bool(result.rowcount)
+
+
+def record_registry(writer: Any, watcher: Any) -> None:
+    """Keep the registry in force as a version of the store's registry history."""
+    if watcher.path is None:
+        return
+    registry = watcher.registry
+    document = Path(watcher.path).read_text(encoding="utf-8")
+    writer.record_registry(registry.digest, str(watcher.path), len(registry), document)
