@@ -4,7 +4,6 @@ one .eml file that reads back as the message sent, with its envelope."""
 from __future__ import annotations
 
 import smtplib
-import socket
 import subprocess
 import sys
 from email import message_from_bytes
@@ -13,12 +12,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 from otklik.streams.tools.mail_catcher import start
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def message(subject: str, body: str) -> EmailMessage:
