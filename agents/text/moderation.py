@@ -64,12 +64,15 @@ from otklik.agents.text.moderation_lexicon import (
     AD_CONTACT,
     AD_CUES,
     AD_OFFERS,
+    BEAT_ALONE,
     BEAT_VERBS,
     BEATING_PHRASES,
     BODY_PARTS,
     BODY_VERBS,
     CALL_CUES,
     CALL_PHRASES,
+    EXECUTION_VERBS,
+    FUTURE_VIOLENCE,
     HANDLE,
     INSULT_OBSCENE,
     INSULT_PHRASES,
@@ -82,6 +85,9 @@ from otklik.agents.text.moderation_lexicon import (
     KILL_CALL_VERBS,
     KILL_IMPERATIVE,
     MASK_FILL,
+    MUTILATION_PARTS,
+    MUTILATION_VERBS,
+    NEGATION_BRIDGE,
     NOT_A_CALL,
     NOT_A_CALL_BEFORE,
     NOUN_PERSONS,
@@ -142,10 +148,22 @@ class Detector(Protocol):
 
 _PARSABLE = re.compile(r"[а-яё][а-яё-]*")
 # The lemmas that make a word worth a closer look by the threat rules.
-_VIOLENT = THREAT_VERBS | BODY_VERBS | KILL_CALL_VERBS | BEAT_VERBS | {"прийти"}
+_VIOLENT = (
+    THREAT_VERBS
+    | BODY_VERBS
+    | KILL_CALL_VERBS
+    | BEAT_VERBS
+    | FUTURE_VIOLENCE
+    | MUTILATION_VERBS
+    | EXECUTION_VERBS
+    | BEAT_ALONE
+    | {"прийти"}
+)
 # "разнести их" is as often criticism, "пришить его" an accusation.
 _AIMED_VIOLENCE = (KILL_CALL_VERBS | BEAT_VERBS | THREAT_VERBS) - {"разнести", "пришить"}
 _NON_WORD = re.compile(r"[\W_]+")
+# A request before an infinitive makes it a call, not a verb's complement ("дайте пострелять блядей").
+_REQUESTS = frozenset(["дай", "дайте", "давай", "давайте"])
 
 
 class _Morph:
@@ -331,7 +349,7 @@ class RuleDetector:
             if (
                 word.startswith("ра")
                 and SHOOT_MISSPELT.match(collapse_repeats(word))
-                and not any(w in NOT_A_CALL for w in words[max(0, i - 3) : i])
+                and not self._not_a_call(words, i)
             ):
                 return f"call to kill: {word}"
             if word in REGRET_FORMS and "не" not in words[max(0, i - 2) : i]:
@@ -349,6 +367,15 @@ class RuleDetector:
                         return f"announced violence: {word}"
                 if "INFN" in tag and lemma in KILL_CALL_VERBS and self._is_call(words, i, lemma):
                     return f"call to kill: {word}"
+                if ("INFN" in tag or "impr" in tag) and lemma in BEAT_ALONE and not self._not_a_call(words, i):
+                    return f"call for violence: {word}"
+                if "INFN" in tag and lemma in FUTURE_VIOLENCE | THREAT_VERBS and self._future_violence(words, i):
+                    return f"announced violence: {word}"
+                if "INFN" in tag and lemma in MUTILATION_VERBS and self._near(lemma_sets, i, MUTILATION_PARTS, 2):
+                    if not self._not_a_call(words, i) and not self._after_verb(words, i):
+                        return f"call for violence: {word}"
+                if "INFN" in tag and lemma in EXECUTION_VERBS and self._person_before(words, i):
+                    return f"call to kill: {word}"
                 if "INFN" in tag and lemma in _AIMED_VIOLENCE and self._aimed_call(words, lemma_sets, i):
                     return f"call for violence: {word}"
                 if "INFN" in tag and lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
@@ -358,14 +385,14 @@ class RuleDetector:
                     if (
                         lemma in KILL_IMPERATIVE
                         or self._window_has(words, i, PEOPLE_OBJECTS)
-                        or self._person_after(i, lemma_sets)
+                        or self._person_after(words, i, lemma_sets)
                     ):
                         return f"call to kill: {word}"
                 if "VERB" in tag and "past" in tag and lemma in THREAT_VERBS | KILL_CALL_VERBS:
                     before = words[max(0, i - 4) : i]
                     if "бы" in before and ("я" in before or "мы" in before):  # "я бы их перестреляла"
                         return f"announced violence: {word}"
-                    if words[i + 1 : i + 2] in (("бы",), ("б",)) and self._person_after(i + 1, lemma_sets):
+                    if words[i + 1 : i + 2] in (("бы",), ("б",)) and self._person_after(words, i + 1, lemma_sets):
                         return f"announced violence: {word}"  # "прибила бы поганца"
                 if (
                     "VERB" in tag
@@ -379,37 +406,98 @@ class RuleDetector:
 
     def _aimed_call(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:
         """An infinitive of violence whose object, right after it, is a person ("удавить его!", "повесить эту
-        сволочь", "бить этих"), said as a call: not after a verb ("мог убить его", "решили бить их"), nor in
-        a purpose or a report ("чтобы убить его", "хотели убить")."""
-        if not any(w in PEOPLE_OBJECTS for w in words[i + 1 : i + 3]) and not self._person_after(i, lemma_sets):
+        сволочь", "бить этих"), said as a call: not after a verb ("мог убить его", "решили бить их") other
+        than a request ("дайте пострелять блядей"), nor in a purpose or a report ("чтобы убить его",
+        "хотели убить")."""
+        if not any(w in PEOPLE_OBJECTS for w in words[i + 1 : i + 3]) and not self._person_after(words, i, lemma_sets):
             return False
-        before = words[max(0, i - 3) : i]
-        if any(w in NOT_A_CALL or w in NOT_A_CALL_BEFORE for w in before):
+        if self._not_a_call(words, i) or any(w in NOT_A_CALL_BEFORE for w in words[max(0, i - 3) : i]):
             return False
-        if i > 0:
-            prev = self._morph.parse(words[i - 1])
-            if prev and "VERB" in prev[0][1]:
+        return not self._after_verb(words, i)
+
+    def _after_verb(self, words: tuple[str, ...], i: int) -> bool:
+        """The word before is a verb that governs the infinitive ("мог убить"), not a request ("дайте")."""
+        if i == 0 or words[i - 1] in _REQUESTS:
+            return False
+        prev = self._morph.parse(words[i - 1])
+        return bool(prev) and "VERB" in prev[0][1]
+
+    def _person_after(self, words: tuple[str, ...], i: int, lemma_sets: tuple[frozenset[str], ...]) -> bool:
+        """The next word is a derogatory name for a person ("мочи пиндосов", "удавить урода"), also мат
+        ("пострелять блядей")."""
+        if i + 1 >= len(lemma_sets):
+            return False
+        if lemma_sets[i + 1] & INSULT_STRONG:
+            return True
+        parses = self._morph.parse(words[i + 1])
+        return bool(parses) and "anim" in parses[0][1] and self._obscene_word(words[i + 1])
+
+    def _person_before(self, words: tuple[str, ...], i: int) -> bool:
+        """A person is named among the three words before an execution's infinitive ("путина на площади
+        повесить", "эту мразь подвесить"), with no verb between that would govern it, and no negation or
+        report ("обещал его расстрелять")."""
+        if self._not_a_call(words, i) or any(w in NOT_A_CALL_BEFORE for w in words[max(0, i - 3) : i]):
+            return False
+        for j in range(i - 1, max(-1, i - 4), -1):
+            if words[j] in PEOPLE_OBJECTS:
+                return True
+            parses = self._morph.parse(words[j])
+            if not parses:
+                continue
+            tag = parses[0][1]
+            if "VERB" in tag or "INFN" in tag:
                 return False
-        return True
+            if "NOUN" in tag and "anim" in tag and ("accs" in tag or "Surn" in tag or "Name" in tag):
+                return True
+        return False
 
-    @staticmethod
-    def _person_after(i: int, lemma_sets: tuple[frozenset[str], ...]) -> bool:
-        """The next word is a derogatory name for a person ("мочи пиндосов", "удавить урода")."""
-        return i + 1 < len(lemma_sets) and bool(lemma_sets[i + 1] & INSULT_STRONG)
+    def _future_violence(self, words: tuple[str, ...], i: int) -> bool:
+        """буду/будем with an infinitive of violence at a person ("юрку будем пиздить", "буду тебя душить"),
+        or будут aimed at the reader ("вас скоро вешать будут"); never negated ("не будем убивать")."""
+        window = words[max(0, i - 3) : i + 3]
+        if "не" in words[max(0, i - 4) : i]:
+            return False
+        if "будут" in window or "будет" in window:
+            return "вас" in window or "тебя" in window
+        if "буду" not in window and "будем" not in window:
+            return False
+        for word in window:
+            if word in PEOPLE_OBJECTS:
+                return True
+            parses = self._morph.parse(word)
+            if parses and "NOUN" in parses[0][1] and "anim" in parses[0][1] and "accs" in parses[0][1]:
+                return True
+        return False
 
-    @staticmethod
-    def _negated(words: tuple[str, ...], i: int) -> bool:
+    def _not_a_call(self, words: tuple[str, ...], i: int) -> bool:
+        """A negation or a report governs the infinitive (or imperative) at ``i``: "не надо вешать", "не хочу
+        убивать", "обещал расстрелять". Only within its clause: another verb or а/но between them takes
+        the negation ("их не расстреливать! их вешать надо", "надо не сажать, а отстреливать")."""
+        for j in range(i - 1, max(-1, i - 4), -1):
+            word = words[j]
+            if word in NOT_A_CALL:
+                return True
+            if word in ("а", "но"):
+                return False
+            if word in NEGATION_BRIDGE:
+                continue
+            parses = self._morph.parse(word)
+            if parses and ("VERB" in parses[0][1] or "INFN" in parses[0][1]):
+                if not (self._morph.lemmas(word) & NEGATION_BRIDGE):
+                    return False
+        return False
+
+    def _negated(self, words: tuple[str, ...], i: int) -> bool:
         """Negated or reported, or an idiom ("хоть убей, не помню", "убей бог")."""
-        if any(w in NOT_A_CALL for w in words[max(0, i - 3) : i]):
+        if self._not_a_call(words, i):
             return True
         return (i > 0 and words[i - 1] == "хоть") or words[i + 1 : i + 2] in (("бог",), ("не",))
 
-    @staticmethod
-    def _is_call(words: tuple[str, ...], i: int, lemma: str) -> bool:
+    def _is_call(self, words: tuple[str, ...], i: int, lemma: str) -> bool:
         """An infinitive of killing is a call: alone for executions ("расстрелять!", "казнить на месте"),
         with a cue for verbs that have innocent uses ("их бы просто пристрелить", "сразу вешать"); never
         negated or reported ("не надо вешать", "обещал расстрелять", "хотели убить")."""
-        if any(w in NOT_A_CALL for w in words[max(0, i - 3) : i]):
+        if self._not_a_call(words, i):
             return False
         if lemma in KILL_CALL_PEOPLE and not RuleDetector._window_has(words, i, PEOPLE_OBJECTS):
             return False
