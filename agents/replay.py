@@ -42,7 +42,7 @@ from otklik.agents.responses.engine import ResponseEngine
 from otklik.agents.text.triage import Triage, decide
 from otklik.schemas.managers import ManagerRecord, manager_record_of
 from otklik.schemas.overrides import Override, OverrideError
-from otklik.schemas.records import Interaction
+from otklik.schemas.records import Interaction, Listing
 
 __all__ = [
     "ROW_FIELDS",
@@ -480,7 +480,10 @@ def _replay(
         if type(ia) is ManagerLine:
             engine.apply_managers(ia.record)
             continue
-        records = cast(list[Any], engine.process(ia))  # type: ignore[arg-type]
+        if type(ia) is Listing:  # a catch-up's listing, from a raw envelope of the catch-up
+            records = cast(list[Any], engine.listing(ia))
+        else:
+            records = cast(list[Any], engine.process(ia))  # type: ignore[arg-type]
         if records:
             for row in records:
                 rows[row["item"]] = row

@@ -88,6 +88,42 @@ _INTERACTION_DECODER = msgspec.json.Decoder(Interaction)
 INTERACTION_FIELDS: tuple[str, ...] = Interaction.__struct_fields__
 
 
+class Listing(msgspec.Struct, frozen=True, kw_only=True):
+    """A record of ``otklik.interactions`` written only for a catch-up's listing (``action: listing``):
+    the comments on one object created in ``[since, until]`` are exactly ``ids`` (the platform's comment
+    ids, an item's ``seq``), as a complete read of the VK API returned them. The response engine closes
+    the object's open items created in that window and not listed as deleted by someone unnamed, dated
+    no earlier than ``unseen_from``, the earliest moment a deletion can have gone unseen
+    (docs/responses.md, "A comment the API no longer returns")."""
+
+    platform: Platform
+    page: str
+    action: Literal["listing"] = "listing"
+    object_kind: ObjectKind
+    object_id: str  # "vk:123456:wall:88"
+    received_at: int
+    event_id: str | None = None
+    since: int
+    until: int
+    unseen_from: int
+    ids: list[int]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(msgspec.structs.asdict(self))
+
+    @classmethod
+    def from_json(cls, value: bytes) -> Listing:
+        """Decode a listing record, checking every field's type; raises ``msgspec.DecodeError``."""
+        return _LISTING_DECODER.decode(value)
+
+
+_LISTING_DECODER = msgspec.json.Decoder(Listing)
+
+# What only a listing's JSON holds: the key and value as orjson writes them (a text can hold these
+# characters only escaped), so a consumer of otklik.interactions tells the two records apart unparsed.
+LISTING_MARK = b'"action":"listing"'
+
+
 def page_of_item(item: str) -> str:
     """The page an item id belongs to: ``vk:123456:wall:88:1024`` → ``vk:123456``."""
     platform, page, _ = item.split(":", 2)

@@ -24,8 +24,9 @@ from otklik.agents.ingest.bounds import (
 from otklik.agents.ingest.max import normalize_max
 from otklik.agents.ingest.telegram import normalize_tg
 from otklik.agents.ingest.vk import NormalizeError, normalize_vk, officers_edit
+from otklik.agents.ingest.vk_listing import is_listing, listing_of
 from otklik.schemas.managers import ManagerChange
-from otklik.schemas.records import Interaction, RawEnvelope
+from otklik.schemas.records import Interaction, Listing, RawEnvelope
 
 PLATFORMS = ("vk", "tg", "max", "ok")
 
@@ -120,15 +121,29 @@ def interaction_problem(ia: Interaction) -> str | None:
     return None
 
 
+def listing_problem(ls: Listing) -> str | None:
+    """Why a listing record's times are out of bounds (as for :func:`interaction_problem`), or None."""
+    problem = received_at_problem(ls.received_at)
+    if problem is not None:
+        return f"received_at: {problem}"
+    if not 0 <= ls.since <= ls.until <= ls.received_at or ls.unseen_from > ls.received_at:
+        return "since, until, unseen_from: expected 0 <= since <= until, and no time after received_at"
+    return None
+
+
 # Where each platform's body carries its own time (the records' created_at).
 _DATE_FIELDS = {"vk": "object.date", "tg": "message.date", "max": "message.timestamp / 1000"}
 
 
-def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int]) -> list[Interaction]:
+def to_interactions(envelope: RawEnvelope, tg_links: Mapping[int, int]) -> list[Interaction | Listing]:
     """The platform body as interaction records ([] for events otklik does not measure). ``tg_links``:
-    Telegram's discussion groups → channels, as the service's settings parsed them (``OTKLIK_TG_LINKS``)."""
+    Telegram's discussion groups → channels, as the service's settings parsed them (``OTKLIK_TG_LINKS``).
+    A catch-up's listing (agents/ingest/vk_listing.py) becomes a :class:`Listing`, and only when the
+    catch-up wrote it."""
     try:
-        return normalize_body(envelope.platform, envelope.body, int(envelope.received_at), tg_links)
+        if envelope.platform == "vk" and is_listing(envelope.body):
+            return [listing_of(envelope.body, envelope.received_at, envelope.source)]
+        return normalize_body(envelope.platform, envelope.body, int(envelope.received_at), tg_links)  # type: ignore[return-value]
     except NormalizeError as exc:
         raise RejectedRecord("normalize", str(exc)) from None
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from otklik.agents.responses import views
+from otklik.agents.responses.listing import deleted_at, unlisted
 from otklik.agents.responses.rules import (
     CLOSED_CODES,
     DELETE,
@@ -62,7 +63,7 @@ from otklik.agents.responses.state import (
 )
 from otklik.agents.responses.views import OpenItemView, PageSummary
 from otklik.schemas.managers import ManagerChange, ManagerList, ManagerRecord
-from otklik.schemas.records import Interaction, Outcome, ResponseRecord
+from otklik.schemas.records import Interaction, Listing, Outcome, ResponseRecord
 
 if TYPE_CHECKING:
     from otklik.agents.text.triage import Triage
@@ -252,6 +253,48 @@ class ResponseEngine:
         elif action == "restore":
             self._on_life(state, ia, RESTORE)
         # Edits change no times.
+        return out
+
+    def listing(self, ls: Listing, limit: int | None = None) -> list[ResponseRecord]:
+        """A catch-up's listing of one object's comments: the object's open items created in its
+        window and missing from it close as deleted by someone unnamed, at the earliest moment the
+        deletion can have gone unseen (docs/responses.md, "A comment the API no longer returns"). Items
+        tentatively closed, excluded, on other objects or other pages are left alone. Time advances as
+        for :meth:`process` (``limit`` likewise); returns the records that became final."""
+        out: list[ResponseRecord] = []
+        now = ls.received_at
+        if now > self.watermark:
+            if limit is None or now <= limit:
+                self.watermark = now
+            else:
+                self.out_of_range_times += 1
+        self._advance(self.watermark, out)
+        state = self._state(ls.page)
+        if state is None:
+            self.unknown_page_events += 1
+            return out
+        eid = ls.event_id
+        if eid is not None:
+            key = eid if self.keep_event_ids else event_key(eid)
+            if key in state.events:
+                return out  # the same listing produced twice
+            state.events.add(key, ls.received_at)
+            self._touched(state)
+        siblings = state.by_object.get(ls.object_id)
+        if siblings is None:
+            return out
+        listed = set(ls.ids)
+        for it in list(siblings.items):
+            if it.tentative is not None or it.excluded is not None:
+                continue  # closing (answered, deleted) or needing no answer: a listing changes nothing
+            times = [life[0] for life in it.life or ()]
+            if not unlisted(ls, listed, it.object_id, it.seq, it.created_at, max(times, default=0)):
+                continue
+            if it.life is None:
+                it.life = []
+            it.life.append((deleted_at(ls, it.created_at, times), DELETE, ""))
+            self._touched(state, it)
+            self._reevaluate(state, it)
         return out
 
     def _on_new(self, state: PageState, ia: Interaction) -> None:

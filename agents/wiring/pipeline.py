@@ -22,6 +22,7 @@ from otklik.agents.ingest.envelope import (
     RejectedRecord,
     decode_raw,
     interaction_problem,
+    listing_problem,
     manager_change,
     to_interactions,
 )
@@ -31,7 +32,7 @@ from otklik.agents.text.triage import decide
 from otklik.agents.wiring.page_pieces import PIECE_MAX, PieceTable, page_of
 from otklik.agents.wiring.stream_clock import MAX_AHEAD_S, InputPartition, StreamClock
 from otklik.schemas.managers import decode_manager_record, encode_manager_record
-from otklik.schemas.records import DeadLetter, Interaction, ResponseRecord
+from otklik.schemas.records import LISTING_MARK, DeadLetter, Interaction, Listing, ResponseRecord
 
 log = logging.getLogger("otklik.agents")
 _PARTITIONER = DefaultPartitioner()
@@ -313,13 +314,15 @@ def register_agents(otk: Worker) -> None:
     def interactions_of(events):  # type: ignore[no-untyped-def]
         """Decoded interaction records of a batch, each with its event (for dead letters)."""
         for event in events:
+            value = event.message.value or b""
             try:
-                ia = Interaction.from_json(event.message.value or b"")
+                # A catch-up's listing shares the topic (docs/responses.md, "A comment the API no longer returns").
+                ia = Listing.from_json(value) if LISTING_MARK in value else Interaction.from_json(value)
             except Exception as exc:
                 yield event, exc
                 continue
             # Any producer may write otklik.interactions: its times are bounded as the normalizer's are.
-            problem = interaction_problem(ia)
+            problem = interaction_problem(ia) if type(ia) is Interaction else listing_problem(ia)
             yield event, ia if problem is None else RejectedRecord("responses", problem)
 
     if "normalize" in settings.agents:
@@ -397,7 +400,10 @@ def register_agents(otk: Worker) -> None:
                             continue
                         stream_clock.observe(event.message.partition, ia.received_at, wall)
                         try:
-                            out.extend(engine.process(ia, limit))
+                            if type(ia) is Listing:
+                                out.extend(engine.listing(ia, limit))
+                            else:
+                                out.extend(engine.process(ia, limit))
                         except Exception as exc:  # a bug must cost one record, not the worker
                             log.exception("response engine failed on %s", ia.item)
                             await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
@@ -506,6 +512,8 @@ def register_agents(otk: Worker) -> None:
                     for event, ia in interactions_of(events):
                         if isinstance(ia, Exception):
                             continue  # the responses agent dead-letters it once
+                        if type(ia) is Listing:
+                            continue  # a catch-up's listing: for the response engine only
                         try:
                             out.extend(watch.process(ia))
                         except Exception as exc:

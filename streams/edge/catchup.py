@@ -7,7 +7,9 @@ the Callback API bodies VK would have sent; they go to ``otklik.raw`` as envelop
 ``vk-api``, received now, keyed like the callbacks (``vk:<group_id>``). The normalizer reads them like
 any body, and the response engine judges them by their own times
 (docs/responses.md, "Late history: catch-up after a gap"); a comment that also came by callback is the
-same item, so nothing counts twice.
+same item, so nothing counts twice. Each post or topic read whole also gives a listing of its comments,
+after the bodies: the engine closes the open items it lacks as deleted
+(docs/responses.md, "A comment the API no longer returns").
 
 The service reads ``otklik.gaps`` in its own consumer group and commits a gap only after every body of
 its window was acknowledged by the broker (acks=all): a crash in between reads the gap again, and the
@@ -54,10 +56,20 @@ class CatchUp:
         for error in collected.errors:
             log.warning("group %s: part of the window could not be read: %s", group_id, error)
         received_at = self.clock()
-        values = [RawEnvelope("vk", SOURCE, received_at, body).to_json() for body in collected.bodies]
+        # The listings after the bodies, on the same key: the engine has every answer the catch-up
+        # found before a listing can close an item as deleted.
+        bodies = [*collected.bodies, *collected.listings]
+        values = [RawEnvelope("vk", SOURCE, received_at, body).to_json() for body in bodies]
         if values:
             await self.produce(f"vk:{group_id}", values)
-        log.info("group %s: %d bodies of [%d, %d) produced", group_id, len(values), since, until)
+        log.info(
+            "group %s: %d bodies and %d listings of [%d, %d) produced",
+            group_id,
+            len(collected.bodies),
+            len(collected.listings),
+            since,
+            until,
+        )
         return len(values)
 
     async def gap(self, gap: Gap) -> int:

@@ -14,7 +14,11 @@ VK has no "comments since T" method, so the window is found from what the method
   (``messages.getHistory``) until a message is older than the window.
 
 Every comment and message dated in ``[since, until)`` comes back as the Callback API body VK would have
-sent (agents/ingest/vk_api_bodies.py). First pages of many posts, topics or dialogs go through
+sent (agents/ingest/vk_api_bodies.py). Each post and topic whose comments were read whole, in one
+answer per list (no second page, no error), also gives a listing of the comment ids VK returned
+(agents/ingest/vk_listing.py): the response engine closes our open items missing from it as deleted
+(docs/responses.md, "A comment the API no longer returns"). A post VK says has no comments gives an
+empty one. First pages of many posts, topics or dialogs go through
 :meth:`VkApiClient.batch`, so a token that may ``execute`` reads 25 of them per request. A part the
 token may not read (error 15, 203, 212) is reported in :attr:`Collected.errors` and the rest is read;
 an authorization error (5) stops the collection.
@@ -22,11 +26,13 @@ an authorization error (5) stops the collection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from otklik.agents.ingest.vk_api_bodies import board_post_body, in_window, message_body, wall_reply_body
+from otklik.agents.ingest.vk_listing import listing_body
 from otklik.streams.edge.vk_api import (
     BoardComment,
     Call,
@@ -49,10 +55,11 @@ THREAD_ITEMS = 10  # the most replies wall.getComments embeds per thread
 
 @dataclass
 class Collected:
-    """The bodies found (oldest first), and what could not be read."""
+    """The bodies found (oldest first), the listings of the objects read whole, and what could not be read."""
 
     bodies: list[dict[str, Any]] = field(default_factory=list)
     errors: list[VkApiError] = field(default_factory=list)
+    listings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,9 +68,15 @@ class WindowReader:
     service: VkToken  # walls and boards (VK wants a user or service token there)
     community: VkToken | None = None  # dialogs; without it, no dialogs are read
     post_lookback: int = 7 * 86400  # seconds: posts this much older than the window are still read
+    # Seconds before the read began that a listing stops at: a comment written just before a read may
+    # not be in VK's answer yet, and VK's clock and ours may differ a little.
+    listing_lag_s: int = 60
+    clock: Callable[[], float] = time.time
 
     async def collect(self, group_id: int, since: int, until: int) -> Collected:
         out = Collected()
+        # Listings cover the comments created up to here; their deletions may have gone unseen from `since`.
+        self._listed_until = min(until - 1, int(self.clock()) - self.listing_lag_s)
         for part in (self._wall, self._board, self._dialogs):
             try:
                 await part(group_id, since, until, out)
@@ -92,8 +105,11 @@ class WindowReader:
         while True:
             page = await self.client.wall_get(self.service, group_id, offset=offset, count=PAGE)
             for post in page.items:
-                if post.date is not None and oldest <= post.date < until and post.comments and post.comments.count:
-                    posts.append(post.id)
+                if post.date is not None and oldest <= post.date < until and post.comments:
+                    if post.comments.count:
+                        posts.append(post.id)
+                    else:  # VK says it has no comments: any we hold open were deleted
+                        self._listing(group_id, "wall", post.id, since, [], out)
             offset += len(page.items)
             # Newest first: stop at the first page that reaches past the lookback (a pinned post can
             # be old at the top, so the page's last post decides).
@@ -107,14 +123,24 @@ class WindowReader:
         for post_id, first in zip(posts, firsts, strict=True):
             if not self._keep(first, out):
                 continue
+            top_level = first.current_level_count if first.current_level_count is not None else first.count
+            whole = len(first.items) >= top_level  # every comment in this one answer
+            ids = []
             for comment in await self._all_comments(group_id, post_id, first):
                 self._wall_comment(group_id, post_id, comment, since, until, out)
+                if not comment.deleted:
+                    ids.append(comment.id)
                 thread = comment.thread
                 replies = list(thread.items) if thread else []
                 if thread and thread.count > len(replies):
                     replies = await self._thread(group_id, post_id, comment.id)
+                    whole = whole and len(replies) <= PAGE  # the thread's replies in one answer
                 for reply in replies:
                     self._wall_comment(group_id, post_id, reply, since, until, out)
+                    if not reply.deleted:
+                        ids.append(reply.id)
+            if whole:
+                self._listing(group_id, "wall", post_id, since, ids, out)
 
     async def _all_comments(self, group_id: int, post_id: int, first: WallComments) -> list[WallComment]:
         comments = list(first.items)
@@ -136,6 +162,13 @@ class WindowReader:
             replies += page.items
             if not page.items or len(replies) >= page.count:
                 return replies
+
+    def _listing(self, group_id: int, kind: str, object_id: int, since: int, ids: list[int], out: Collected) -> None:
+        """The listing of an object read whole: all its comments up to the listing's end, deletions
+        unseen from ``since`` (the window's start)."""
+        until = self._listed_until
+        if until >= 0:
+            out.listings.append(listing_body(group_id, kind, object_id, 0, until, min(since, until), ids))
 
     @staticmethod
     def _wall_comment(
@@ -163,6 +196,8 @@ class WindowReader:
             if not self._keep(first, out):
                 continue
             page: Page[BoardComment] = first
+            if len(first.items) >= first.count:  # every comment of the topic in this one answer
+                self._listing(group_id, "board", topic_id, since, [c.id for c in first.items], out)
             read = 0
             while True:
                 for comment in page.items:
