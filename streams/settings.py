@@ -587,6 +587,38 @@ class CatchUpSettings(VkApiSettings, LogSettings, KafkaSettings):
         validation_alias="OTKLIK_CATCHUP_MARGIN",
         description="seconds read before a gap's start (the last event known may share its second with a lost one)",
     )
+    managers_every_s: int = Field(
+        6 * 3600,
+        ge=600,
+        validation_alias="OTKLIK_MANAGERS_EVERY",
+        description="how often the service reads each community's managers (`6h`, `90m`, seconds; at least 10 "
+        "minutes); a community new to it at once",
+        json_schema_extra=shown("`6h`"),
+    )
+    silence_expected: float = Field(
+        8.0,
+        ge=0,
+        validation_alias="OTKLIK_SILENCE_EXPECTED",
+        description="a community's silence is a gap when its usual rate gives at least this many events in it "
+        "(0: never)",
+    )
+    silence_floor_s: int = Field(
+        1800,
+        ge=60,
+        validation_alias="OTKLIK_SILENCE_FLOOR",
+        description="the shortest silence that can be a gap (`30m`, `2h`, seconds)",
+        json_schema_extra=shown("`30m`"),
+    )
+    watch_state_file: Path = Field(
+        Path(".run/catchup/watch.json"),
+        validation_alias="OTKLIK_CATCHUP_STATE_FILE",
+        description="where the service keeps each community's learned rate of events across restarts",
+    )
+
+    @field_validator("managers_every_s", "silence_floor_s", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return parse_duration(value)
 
 
 class NotifierSettings(LogSettings, RegistrySettings):

@@ -217,7 +217,25 @@ def catchup_command(group: int | None, since: int | None, until: int | None) -> 
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
                 click.echo(f"otklik catchup: reading {settings.topic('gaps')}, producing to {raw}", err=True)
-                await serve(catchup, settings.bootstrap, settings.topic("gaps"), settings.topic_prefix + GROUP_ID, stop)
+                from otklik.agents.ingest.watch_rules import SilenceRule
+                from otklik.streams.edge import watch
+
+                await asyncio.gather(
+                    serve(catchup, settings.bootstrap, settings.topic("gaps"), settings.topic_prefix + GROUP_ID, stop),
+                    watch.watch_service(  # managers kept current, silences recorded (streams/edge/watch.py)
+                        client,
+                        community_token,
+                        sorted(g for g, c in secrets.vk.items() if c.token),
+                        lambda topic, value, key: producer.send_and_wait(topic, value, key=key),
+                        settings.bootstrap,
+                        settings.topic,
+                        settings.topic_prefix + watch.WATCH_GROUP,
+                        settings.managers_every_s,
+                        SilenceRule(expected=settings.silence_expected, floor_s=settings.silence_floor_s),
+                        settings.watch_state_file,
+                        stop,
+                    ),
+                )
         finally:
             await producer.stop()
 
