@@ -1,5 +1,5 @@
-"""Which open items a catch-up's listing closes, and when (pure; docs/responses.md, "A comment the API
-no longer returns").
+"""Which open items a catch-up's listing closes, and when
+(pure; docs/responses.md, "A comment the API no longer returns").
 
 A :class:`~otklik.schemas.records.Listing` says that the comments on one object created in
 ``[since, until]`` are exactly its ids, as a complete read of the VK API found them. An open item on

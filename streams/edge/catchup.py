@@ -9,7 +9,9 @@ any body, and the response engine judges them by their own times
 (docs/responses.md, "Late history: catch-up after a gap"); a comment that also came by callback is the
 same item, so nothing counts twice. Each post or topic read whole also gives a listing of its comments,
 after the bodies: the engine closes the open items it lacks as deleted
-(docs/responses.md, "A comment the API no longer returns").
+(docs/responses.md, "A comment the API no longer returns"). Before the bodies, with the community's
+token, come its managers, their roles dated from the window's start
+(docs/responses.md, "Managers after a gap").
 
 The service reads ``otklik.gaps`` in its own consumer group and commits a gap only after every body of
 its window was acknowledged by the broker (acks=all): a crash in between reads the gap again, and the
@@ -28,8 +30,11 @@ from dataclasses import dataclass
 
 import click
 
+from otklik.agents.ingest.gap_managers import roles_after_gap
+from otklik.schemas.managers import ManagerRecord, encode_manager_record
 from otklik.schemas.records import Gap, RawEnvelope
-from otklik.streams.edge.vk_api import VkApiClient, VkAuthError, VkToken
+from otklik.streams.edge.managers import read_managers
+from otklik.streams.edge.vk_api import VkAccessError, VkApiClient, VkAuthError, VkToken
 from otklik.streams.edge.vk_collect import WindowReader
 
 log = logging.getLogger("otklik.catchup")
@@ -49,10 +54,14 @@ class CatchUp:
     produce: Produce  # (key, values): acknowledged by the broker when it returns
     margin_s: int = 60
     clock: Callable[[], float] = time.time
+    # otklik.managers (acknowledged when it returns); None: the managers are not read
+    produce_managers: Callable[[ManagerRecord], Awaitable[None]] | None = None
 
     async def window(self, group_id: int, since: int, until: int) -> int:
-        """Produce the bodies of ``[since, until)``; return how many."""
-        collected = await self.readers(group_id).collect(group_id, since, until)
+        """Produce the bodies of ``[since, until)``, after the community's managers; return how many bodies."""
+        reader = self.readers(group_id)
+        await self.managers(reader, group_id, since)
+        collected = await reader.collect(group_id, since, until)
         for error in collected.errors:
             log.warning("group %s: part of the window could not be read: %s", group_id, error)
         received_at = self.clock()
@@ -71,6 +80,20 @@ class CatchUp:
             until,
         )
         return len(values)
+
+    async def managers(self, reader: WindowReader, group_id: int, unseen_from: int) -> None:
+        """The community's managers, their roles dated from ``unseen_from`` (a role begun in the window
+        covers the replies in it), produced before the window's bodies so that the engine knows them
+        when the replies come. Without the community's token, or refused, nothing is produced."""
+        if self.produce_managers is None or reader.community is None:
+            return
+        try:
+            users = await read_managers(reader.client, reader.community, group_id)
+        except VkAccessError as exc:
+            log.warning("group %s: managers not read: %s", group_id, exc)
+            return
+        for record in roles_after_gap(f"vk:{group_id}", users, unseen_from, int(self.clock())):
+            await self.produce_managers(record)
 
     async def gap(self, gap: Gap) -> int:
         """Catch up one gap: from ``margin`` before its start to now (or its end, if that is later)."""
@@ -206,7 +229,13 @@ def catchup_command(group: int | None, since: int | None, until: int | None) -> 
                 def reader(group_id: int) -> WindowReader:
                     return WindowReader(client, service, community_token(group_id))
 
-                catchup = CatchUp(reader, produce, margin_s=settings.catchup_margin_s)
+                async def produce_managers(record: ManagerRecord) -> None:
+                    value = encode_manager_record(record)
+                    await producer.send_and_wait(settings.topic("managers"), value, key=record.page.encode())
+
+                catchup = CatchUp(
+                    reader, produce, margin_s=settings.catchup_margin_s, produce_managers=produce_managers
+                )
                 if group is not None and since is not None:
                     end = until if until is not None else int(time.time()) + 1
                     n = await catchup.window(group, since, end)

@@ -39,6 +39,7 @@ from otklik.agents.history.rows import (
     record_events,
 )
 from otklik.agents.responses.rules import Managers
+from otklik.schemas.records import LISTING_MARK
 from otklik.streams.store.schema import (
     corrections,
     item_events,
@@ -199,6 +200,8 @@ class StoreWriter:
                     for ev in record_events(record, row["due_at"]):
                         events[ev["dedupe"]] = ev
                 elif incoming.role == "interactions":
+                    if LISTING_MARK in incoming.value:
+                        continue  # a catch-up's listing: its closures come as records of otklik.responses
                     interactions.append(decode_interaction(incoming.value))
                 elif incoming.role == "managers":
                     roles.append(decode_managers(incoming.value))

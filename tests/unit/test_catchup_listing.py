@@ -367,3 +367,17 @@ async def test_a_failed_read_produces_nothing_and_a_catch_up_puts_listings_after
     types = [orjson.loads(v)["body"]["type"] for v in values]
     first_listing = types.index(LISTING_TYPE)
     assert first_listing > 0 and set(types[first_listing:]) == {LISTING_TYPE}
+
+
+def test_the_store_passes_over_a_listing_and_takes_its_closure_from_the_responses(tmp_path: Any) -> None:
+    from otklik.streams.store.db import migrate, open_engine
+    from otklik.streams.store.writer import Incoming, StoreWriter
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    migrate(engine)
+    try:
+        writer = StoreWriter(engine, registry().page, 90 * 86400, clock=lambda: float(T + 3 * H))
+        applied = writer.apply([Incoming("interactions", listing().to_json())])
+        assert applied.rejected == [] and applied.items == 0
+    finally:
+        engine.dispose()
