@@ -43,6 +43,7 @@ from otklik.agents.responses.rules import (
     PageConfigLike,
     addressed_to,
     answers,
+    can_answer,
     evaluate,
     from_page,
     is_citizen,
@@ -354,15 +355,23 @@ class ResponseEngine:
         window = self.late_window_s
         replies = state.replies.get(object_id) if state.replies else None
         if replies:
-            # Page replies received within the window (either side) that answer it, by their own time.
-            for reply in replies:
+            # Page replies received within the window (either side) that answer it, by their own time,
+            # and orphans at any distance (docs/responses.md, "Order beyond the late window").
+            for n, reply in enumerate(replies):
                 # Cheap tests first: most kept replies are older than a new item.
-                if reply.created_at < created or abs(reply.received_at - received) > window:
+                if reply.created_at < created:
+                    continue
+                within = abs(reply.received_at - received) <= window
+                if not within and reply.matched:
                     continue
                 if answers(reply, it, state.page):
                     if it.answers is None:
                         it.answers = []
                     it.answers.append((reply.created_at, reply.seq, reply.responder, reply.received_at))
+                    if within and not reply.matched:
+                        # Matched within its window: no orphan, forgotten after it whatever the order was.
+                        replies[n] = reply._replace(matched=1)
+                        self._touched(state, replies=object_id)
         life: list[tuple[int, int, str]] = []
         if state.held:
             held = state.held.pop(it.item, None)
@@ -397,19 +406,28 @@ class ResponseEngine:
             ia.reply_to_author,
             responder,
         )
+        # An orphan unless it answers an item held, replies to a comment known, or can answer nothing;
+        # an orphan is kept until the horizon for the item it answers
+        # (docs/responses.md, "Order beyond the late window").
+        target = reply.reply_to_item
+        matched = (
+            target is not None and (target in state.items or target in state.closed or target in state.reply_ids)
+        ) or not can_answer(ia.object_kind, reply.item, reply.thread_root, reply.reply_to_author, state.page)
+        candidates = state.by_object.get(reply.object_id)
+        if candidates is not None:
+            for it in candidates.items:
+                if it.created_at <= created and answers(reply, it, state.page):
+                    matched = True
+                    if it.answers is None:
+                        it.answers = []
+                    it.answers.append((created, reply.seq, responder, reply.received_at))
+                    self._touched(state, it)
+                    self._reevaluate(state, it)
+        if matched:
+            reply = reply._replace(matched=1)
         state.reply_ids.add(reply.item)
         state.replies.setdefault(reply.object_id, []).append(reply)
         self._touched(state, replies=reply.object_id)
-        candidates = state.by_object.get(reply.object_id)
-        if candidates is None:
-            return
-        for it in candidates.items:
-            if it.created_at <= created and answers(reply, it, state.page):
-                if it.answers is None:
-                    it.answers = []
-                it.answers.append((created, reply.seq, responder, reply.received_at))
-                self._touched(state, it)
-                self._reevaluate(state, it)
 
     def _on_life(self, state: PageState, ia: Interaction, code: int) -> None:
         item = ia.item
@@ -440,6 +458,19 @@ class ResponseEngine:
             it.tentative = evaluate(it)
             return
         was = it.tentative
+        if it.written:
+            # Closed by a deletion, its record out (dormant): only a change of verdict wakes it, a late
+            # answer written before the deletion, or a restoration
+            # (docs/responses.md, "Order beyond the late window"). Restored from a saved page, it takes
+            # its written verdict back.
+            verdict = evaluate(it)
+            if was is None or verdict == was:
+                it.tentative = verdict
+                return
+            it.written = False
+            if verdict is None:
+                it.reported = False  # open again: reported anew once overdue, as a reopened item is
+            rejudged = True  # settles anew, whenever its last event came
         it.tentative = evaluate(it)
         if it.tentative is not None:
             last = it.received_at
@@ -476,6 +507,8 @@ class ResponseEngine:
         if state is None:
             return False
         it = state.items.get(item)
+        if it is not None and it.written:
+            it = None  # closed by its deletion and dormant: a correction finds it closed, as before
         if it is None:
             previous = "unknown"
         elif it.excluded is not None:
@@ -590,8 +623,8 @@ class ResponseEngine:
             _, page, item = heapq.heappop(heap)
             state = self.pages.get(page)
             it = state.items.get(item) if state is not None else None
-            if state is None or it is None or it.reported:
-                continue
+            if state is None or it is None or it.reported or it.written:
+                continue  # reported, or closed and dormant (its expiry timer is set)
             cfg = self._config(state)
             due = due_at(it, cfg)
             expires_at = it.created_at + retention
@@ -678,7 +711,7 @@ class ResponseEngine:
             settle_at, page, item = heapq.heappop(heap)
             state = self.pages.get(page)
             it = state.items.get(item) if state is not None else None
-            if state is None or it is None or it.tentative is None or it.settle_at != settle_at:
+            if state is None or it is None or it.tentative is None or it.settle_at != settle_at or it.written:
                 continue
             self._settle(state, it, out)
         retention = self.retention_s
@@ -700,6 +733,10 @@ class ResponseEngine:
             horizon = it.created_at + retention
             if it.excluded is not None and it.reported:
                 self._close(state, it, "no_answer_needed", it.created_at)
+                continue
+            if it.written:  # dormant after its deletion: remembered as closed from now on
+                assert it.tentative is not None
+                self._close(state, it, it.tentative.outcome, it.tentative.closed_at)
                 continue
             if it.tentative is not None:
                 # Its tentative outcome decides; should it reopen, it expires once that settles.
@@ -734,7 +771,13 @@ class ResponseEngine:
             if outcome == "moderated":
                 extra["review"] = True  # deleting a fair complaint is not an answer
         out.append(self._record(state.page, it, outcome, closed_at, cfg, responder=responder, extra=extra))
-        self._close(state, it, outcome, closed_at)
+        if outcome == "answered":
+            self._close(state, it, outcome, closed_at)
+            return
+        # Deleted: held, dormant, until its horizon, for a late answer or a restoration (see Item.written).
+        it.written = True
+        self._touched(state, it)
+        heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, state.page, it.item))
 
     def _close(self, state: PageState, it: Item, outcome: str, closed_at: int) -> None:
         self._touched(state)
@@ -761,7 +804,7 @@ class ResponseEngine:
             it = state.items.get(item) if state is not None else None
             if state is None or it is None or it.tentative is None or it.settle_at != settle_at:
                 continue  # closed since, or re-timed
-            if not (it.excluded is not None and it.reported):  # a dormant item's record is out
+            if not (it.excluded is not None and it.reported) and not it.written:  # a dormant item's record is out
                 self._settle(state, it, out)
         return out
 
@@ -783,14 +826,24 @@ class ResponseEngine:
                     else:
                         del state.held[item]
             if state.replies:
+                # An orphan is kept until no item it can answer can still come: one created before it
+                # and received within the retention horizon
+                # (docs/responses.md, "Order beyond the late window").
+                horizon = now - self.retention_s
                 for object_id in list(state.replies):
                     replies = state.replies[object_id]
-                    kept_replies = [r for r in replies if r.received_at + window >= now]
+                    kept_replies = [
+                        r
+                        for r in replies
+                        if r.received_at + window >= now
+                        or (not r.matched and min(r.created_at, r.received_at) > horizon)
+                    ]
                     if len(kept_replies) == len(replies):
                         continue
                     self._touched(state, replies=object_id)
+                    kept_ids = {r.item for r in kept_replies}
                     for r in replies:
-                        if r.received_at + window < now:
+                        if r.item not in kept_ids:
                             state.reply_ids.discard(r.item)
                     if kept_replies:
                         state.replies[object_id] = kept_replies
@@ -909,7 +962,7 @@ class ResponseEngine:
         """Hold a restored page and re-arm its timers."""
         self.pages[state.page] = state
         for it in state.items.values():
-            if it.reported or not self.watch_deadlines:
+            if it.reported or it.written or not self.watch_deadlines:
                 heapq.heappush(self._expiry_heap, (it.created_at + self.retention_s, state.page, it.item))
             else:
                 heapq.heappush(self._due_heap, (it.created_at, state.page, it.item))

@@ -189,6 +189,14 @@ def answers(reply: Reply, it: Item, page: str) -> bool:
     return to == it.author and reply.thread_root == reply.item
 
 
+def can_answer(object_kind: str, item: str, thread_root: str | None, reply_to_author: str | None, page: str) -> bool:
+    """Can a page reply answer any item at all? Not a top-level comment addressed to nobody (or to the
+    page) on a wall, photo, video or market item: by :func:`answers` it answers nothing, whatever comes."""
+    if object_kind == "board" or object_kind == "dm":
+        return True
+    return thread_root != item or (reply_to_author is not None and reply_to_author != page)
+
+
 # ---- an item's outcome -------------------------------------------------------------------------------------
 
 

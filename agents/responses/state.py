@@ -61,6 +61,7 @@ class Item:
         "tentative",
         "thread_root",
         "version",
+        "written",
     )
 
     def __init__(
@@ -103,6 +104,11 @@ class Item:
         # Records written about it so far: its next record is version + 1 (docs/data-flow.md,
         # "Consuming otklik.responses"). Kept across a closure and a restoration that reopens it.
         self.version = 0
+        # Closed by a deletion (withdrawn, moderated) and its record written: it stays held, dormant,
+        # until the retention horizon, so that a page reply written before the deletion and arriving
+        # late still answers it, and a restoration reopens it
+        # (docs/responses.md, "Order beyond the late window"). ``tentative`` is then the written verdict.
+        self.written = False
 
 
 def closed_version(entry: tuple[int, ...]) -> int:
@@ -124,7 +130,9 @@ def due_at(it: Item, cfg: PageConfigLike) -> int:
 
 
 class Reply(NamedTuple):
-    """A page reply, kept for the late window so that a late item can still be matched."""
+    """A page reply, kept for the late window so that a late item can still be matched; an orphan
+    (``matched`` 0: it answered no item in its window, and could answer one) is kept until the
+    retention horizon (docs/responses.md, "Order beyond the late window")."""
 
     created_at: int
     seq: int
@@ -135,6 +143,9 @@ class Reply(NamedTuple):
     reply_to_item: str | None
     reply_to_author: str | None
     responder: str
+    # 1: it answered an item within its window, or can answer none, or the comment it replies to is
+    # known; forgotten after the window. 0: an orphan. Replies saved before this field: 0.
+    matched: int = 0
 
 
 class Siblings:
@@ -171,7 +182,8 @@ def _row(it: Item) -> list[Any]:
     """An open item as stored in a page dump (version 2): version 1's row with what is implied left
     out, since the table holds a copy of every row and so does the dump cache. ``0`` for the object
     id when the item id is ``<object id>:<something>``; ``0`` for the thread root when it is the item
-    itself; ``received_at`` as its delay after ``created_at``; ``reported`` as 0 or 1; the deadline
+    itself; ``received_at`` as its delay after ``created_at``; ``reported`` as flags, 1 for
+    ``reported`` and 2 for ``written`` (rows saved before ``written`` say 0 or 1); the deadline
     instant, a cache, as -1 (not known). Optional tail: the triage exclusion (or None), then the
     item's version when it is not 0 (rows saved before versions existed have neither)."""
     item = it.item
@@ -192,7 +204,7 @@ def _row(it: Item) -> list[Any]:
         it.received_at - it.created_at,
         -1,
         it.reopened_at,
-        1 if it.reported else 0,
+        (1 if it.reported else 0) | (2 if it.written else 0),
         it.answers,
         it.life,
     ]
@@ -213,8 +225,10 @@ def _unrow(row: list[Any]) -> Item:
         row[6] = item
     created = row[4]
     row[7] = created if row[7] == 0 else created + row[7]
-    row[10] = bool(row[10])
+    flags = row[10]
+    row[10] = bool(flags & 1)
     it = Item(*row[:11])
+    it.written = bool(flags & 2)
     if len(row) > 13:
         it.excluded = row[13]
         if len(row) > 14:

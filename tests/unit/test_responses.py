@@ -494,7 +494,7 @@ def test_a_deletion_arriving_before_its_comment_is_applied() -> None:
 def test_a_held_event_expires_after_the_window() -> None:
     vk, t = VK(), at("2025-11-26T10:00")
     run = Run()
-    run.send(vk.comment(2, -G, t + 10, parents=(1,), to_comment=1), received_at=t + 10)
+    # (A page reply held likewise would be an orphan, kept longer: tests/unit/test_late_order.py.)
     run.send(vk.delete(1, ADMIN), received_at=t + 20)
     run.tick(t + 20 + W + 100)
     run.send(vk.comment(1, 5001, t), received_at=t + 20 + W + 200)  # beyond the window
@@ -732,15 +732,66 @@ def _scenario(seed: int) -> list[tuple[dict[str, Any], int]]:
     return events
 
 
-def _outcome(events: list[tuple[dict[str, Any], int]]) -> dict[str, dict[str, Any]]:
+def _late_scenario(seed: int) -> tuple[list[tuple[dict[str, Any], int]], list[tuple[dict[str, Any], int]]]:
+    """A random page history (:func:`_scenario`) with one to three comments that arrive beyond the late
+    window (docs/responses.md, "Order beyond the late window"), as (late, on time): the same bodies,
+    only those comments' arrival differs. Each is one of two shapes, on a citizen of its own whom no
+    other event concerns: a page reply written before (or after) its item was deleted, arriving after
+    the withdrawal or moderation was written; an item arriving after the ticks that pass the window of
+    the page reply that answered it."""
+    rng = random.Random(seed)
+    base = _scenario(seed)
+    vk = VK()
+    vk.n = 10**6  # event ids of their own
+    late, on_time = list(base), list(base)
+    start, end = min(r for _, r in base), max(r for _, r in base)
+    for n in range(rng.randint(1, 3)):
+        t = rng.randint(start, end)
+        author, cid, post = 6001 + n, 10_000 + 10 * n, rng.choice([88, 89])
+        question = vk.comment(cid, author, t, post=post)
+        reply_at = t + rng.randint(1, 300)
+        reply = vk.comment(cid + 1, rng.choice([-G, ADMIN]), reply_at, post=post, parents=(cid,), to_comment=cid)
+        beyond = rng.randint(W + 60, 3 * W)
+        if rng.random() < 0.5:
+            deleted_at = t + rng.randint(1, 400)  # before or after the reply was written
+            deletion = (vk.delete(cid, rng.choice([author, ADMIN]), post=post), deleted_at)
+            for events in (late, on_time):
+                events += [(question, t), deletion]
+            late.append((reply, max(reply_at, deleted_at) + beyond))
+            on_time.append((reply, reply_at))
+        else:
+            for events in (late, on_time):
+                events.append((reply, reply_at))
+            late.append((question, reply_at + beyond))
+            on_time.append((question, t))
+    return late, on_time
+
+
+def _outcome(
+    events: list[tuple[dict[str, Any], int]], ticks: bool = False, now: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Each item's final state: its last record (or its open state) but for ``version``, which counts the
     records written before it, a count that may depend on the order of arrival
     (docs/responses.md, "Late events and the late window"). The records written still number each
-    item's records 1, 2, 3 …"""
+    item's records 1, 2, 3 …
+
+    ``ticks``: the timer ticks every minute of stream time in between, as the live worker's does, at the
+    earliest arrival still to be processed (docs/responses.md, "Stream time"): ticks settle closures,
+    write them, and prune what the windows no longer need. ``now``: when the final states are read."""
     run = Run()
-    for body, received in events:
+    # The earliest arrival from each event on: how far the input has been read.
+    read_up_to = [0] * len(events)
+    earliest = 2**62
+    for n in range(len(events) - 1, -1, -1):
+        earliest = min(earliest, events[n][1])
+        read_up_to[n] = earliest
+    ticked = 0
+    for n, (body, received) in enumerate(events):
+        if ticks and read_up_to[n] - 1 >= ticked + 60:
+            ticked = read_up_to[n] - 1
+            run.tick(ticked)
         run.send(body, received)
-    final = run.final()
+    final = run.final(now)
     written: dict[str, list[int]] = {}
     for record in run.records:
         written.setdefault(record.item, []).append(record.version)
@@ -786,6 +837,22 @@ def test_results_do_not_depend_on_arrival_order_within_the_window(seed: int, shu
     # event is processed within the window of every event it is swapped with.
     jittered = sorted(in_order, key=lambda e: e[1] + rng.uniform(0, W / 2 - 1))
     assert _outcome(jittered) == _outcome(in_order)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**9), shuffle_seed=st.integers(0, 10**9))
+def test_comments_arriving_beyond_the_window_give_the_on_time_result(seed: int, shuffle_seed: int) -> None:
+    """docs/responses.md, "Order beyond the late window": with ticks in between, a page reply that
+    arrives after its item's withdrawal was written, and an item that arrives after its orphan reply's
+    window, give each item the final state they give on time, in arrival order or jittered."""
+    late, on_time = _late_scenario(seed)
+    now = max(r for _, r in late) + W + 1
+    expected = _outcome(sorted(on_time, key=lambda e: e[1]), ticks=True, now=now)
+    in_order = sorted(late, key=lambda e: e[1])
+    assert _outcome(in_order, ticks=True, now=now) == expected
+    rng = random.Random(shuffle_seed)
+    jittered = sorted(in_order, key=lambda e: e[1] + rng.uniform(0, W / 2 - 1))
+    assert _outcome(jittered, ticks=True, now=now) == expected
 
 
 # ---- memory --------------------------------------------------------------------------------------------
