@@ -303,7 +303,7 @@ class RuleDetector:
         lemma_sets = t.lemma_sets
         for i, word in enumerate(words):
             squeezed = collapse_repeats(word)
-            if INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed):
+            if (INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed)) and not self._names_no_one(word):
                 return f"derogatory name: {word}"
             lemmas = lemma_sets[i]
             if lemmas & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
@@ -318,12 +318,25 @@ class RuleDetector:
                 return f"derogatory name: {word}"
         return None
 
+    def _names_no_one(self, word: str) -> bool:
+        """The dictionary reads a word with an insulting stem as a state or a place, not a person:
+        идиотизм, дебилизм (criticism of a thing), Колорадо."""
+        parses = self._morph.parse(word)
+        if not parses or not parses[0][2]:
+            return False
+        lemma, tag, _ = parses[0]
+        return lemma.endswith(("изм", "ство")) or "Geox" in tag
+
     def _innocent_reading(self, word: str, lexicon: frozenset[str]) -> bool:
         """The dictionary's most likely reading of the word is not in the lexicon (сучки → сучок)."""
         parses = self._morph.parse(word)
         return bool(parses) and parses[0][2] and parses[0][0] not in lexicon
 
     def _aimed_at_people(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:
+        # An adverb names no one: "тупо" is "simply" as often as "stupidly".
+        first = self._morph.parse(words[i])
+        if first and first[0][1].startswith("ADVB"):
+            return False
         # An adjective that qualifies a thing ("тупая отписка") is criticism, not an insult.
         if i + 1 < len(words):
             nxt = self._morph.parse(words[i + 1])

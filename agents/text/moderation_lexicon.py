@@ -153,7 +153,7 @@ INSULT_STRONG = frozenset(
 )
 # Derogatory names the dictionary does not know, matched on the start of the squeezed word.
 INSULT_STEMS = re.compile(
-    r"^(?:ублюд|упыр|мурл[оау]|быдл|чмо|чмыр|пропагандон|дебилоид|дегенерат|выродк|мраз[ио]т|свинорыл"
+    r"^(?:ублюд|упыр|мурл[оау]|быдл|чмо(?!к)|чмыр|пропагандон|дебилоид|дегенерат|выродк|мраз[ио]т|свинорыл"
     r"|пиндос|хохл(?:ы|ов|ам|ами|ах|ята|ятина|ушк)|хач(?:и|ей|ам|ами|ах|ик)?$|жид(?:ы|ов|ам|ами|ярн|овск|ок)?$"
     r"|чурк[аиуе]?$|черножоп|нерус|кацап|укропитек|либераст|ватн(?:ик|ичь|ота)|рашист|колорад"
     r"|д[еи]бил|хрюкан|либерах|пидорок|гандон|гондон|говноед|говнюк|уебан)"
@@ -652,6 +652,10 @@ URL = re.compile(
 OFFICIAL_LINK = re.compile(
     r"(?:^|[/.])(?:gosuslugi\.ru|[\w.-]*gov\.ru|mos\.ru|kremlin\.ru|government\.ru|nalog\.ru|госуслуги\.рф)"
     r"|vk\.com/(?:wall|photo|video|topic)"
+    # Content and reference sites people cite in a discussion (a video, a screenshot, an encyclopaedia,
+    # a law, a map, VK's own file storage): no advertiser's address.
+    r"|(?:^|[/.])(?:youtube\.com|youtu\.be|rutube\.ru|prntscr\.com|prnt\.sc|imgur\.com|wikipedia\.org"
+    r"|consultant\.ru|garant\.ru|yandex\.ru|google\.com|2gis\.ru|userapi\.com|дом\.рф)(?:/|$)"
 )
 HANDLE = re.compile(r"(?<![\w.])@(?!(?:id|club|public)\d+\b)[a-z][a-z0-9_]{3,}")
 PHONE = re.compile(r"(?<!\d)(?:\+7|8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s\-]*\d{2}[\s\-]*\d{2}(?!\d)")

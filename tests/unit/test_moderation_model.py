@@ -227,6 +227,34 @@ def test_refused_or_reported_violence_is_no_call(rules: RuleDetector, text: str)
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "Вот видео с камеры: https://www.youtube.com/watch?v=abc123 смотрите сами",
+        "Скрин ответа: http://prntscr.com/tv9ja8",
+        "Статья 21 ТК, см. consultant.ru/document/cons_doc_LAW_34683/",
+    ],
+)
+def test_a_link_to_a_content_or_reference_site_is_not_spam(rules: RuleDetector, text: str) -> None:
+    assert "spam" not in rules.labels(text)
+
+
+def test_a_link_to_another_site_is_still_spam(rules: RuleDetector) -> None:
+    assert "spam" in rules.labels("Подробнее тут: stroy-opt.ru/katalog")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Вы тупо не отвечаете на обращения уже месяц.",  # тупо: "simply"
+        "Это идиотизм: ставить знак посреди дороги.",  # criticism of a decision, no one named
+        "Чмоки тебя, до встречи!",
+    ],
+)
+def test_insulting_stems_that_name_no_one_are_no_insult(rules: RuleDetector, text: str) -> None:
+    assert "insult" not in rules.labels(text)
+
+
+@pytest.mark.parametrize(
     "text", ["[id12980101|Иван], да", "[club1|Администрация], спасибо!", "@id123 (Иван) ок", "[id5|Мария], ++"]
 )
 def test_vk_markup_alone_is_never_a_label(full: ModelDetector, text: str) -> None:
