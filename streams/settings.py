@@ -581,6 +581,11 @@ class VkApiSettings(VkEndpointSettings):
 class CatchUpSettings(VkApiSettings, LogSettings, KafkaSettings):
     """Catch-up after a gap (``otklik catchup``): the VK API client's variables, and the margin."""
 
+    vk_user_token: SecretStr | None = Field(
+        None,
+        description="a user's token, for photo, video and market comments (VK gives them to user tokens only); "
+        "unset: they are not read",
+    )
     catchup_margin_s: int = Field(
         60,
         ge=0,

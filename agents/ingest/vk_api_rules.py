@@ -28,6 +28,11 @@ METHOD_TOKEN_KINDS: Mapping[str, frozenset[TokenKind]] = {
     "groups.getMembers": frozenset({"user", "group", "service"}),
     "groups.getAddresses": frozenset({"user", "service"}),
     "groups.getById": frozenset({"user", "group", "service"}),
+    "photos.getAllComments": frozenset({"user"}),
+    "video.get": frozenset({"user"}),
+    "video.getComments": frozenset({"user"}),
+    "market.get": frozenset({"user"}),
+    "market.getComments": frozenset({"user"}),
     "execute": frozenset({"user", "group"}),
 }
 

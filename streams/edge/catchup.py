@@ -2,7 +2,8 @@
 
 A gap (schemas/records.py, :class:`Gap`; docs/data-flow.md, "Gaps and catch-up") names a community and a
 time in which its events may be missing. For each one, :class:`WindowReader` reads the community's wall
-comments with their threads, board comments and (with the community's token) dialogs written in it, as
+comments with their threads, board comments and (with the community's token) dialogs written in it,
+and with a user token its photo, video and market comments (streams/edge/vk_collect_media.py), as
 the Callback API bodies VK would have sent; they go to ``otklik.raw`` as envelopes with source
 ``vk-api``, received now, keyed like the callbacks (``vk:<group_id>``). The normalizer reads them like
 any body, and the response engine judges them by their own times
@@ -226,8 +227,12 @@ def catchup_command(group: int | None, since: int | None, until: int | None) -> 
             async with aiohttp.ClientSession() as session:
                 client = VkApiClient(settings, session)
 
-                def reader(group_id: int) -> WindowReader:
-                    return WindowReader(client, service, community_token(group_id))
+                from otklik.streams.edge.vk_collect_media import MediaWindowReader
+
+                user = VkToken.of("user", settings.vk_user_token, "user") if settings.vk_user_token else None
+
+                def reader(group_id: int) -> WindowReader:  # photos, videos and market too, with a user token
+                    return MediaWindowReader(client, service, community_token(group_id), user=user)
 
                 async def produce_managers(record: ManagerRecord) -> None:
                     value = encode_manager_record(record)

@@ -158,6 +158,15 @@ class FakeMessage:
 
 
 @dataclass
+class FakeMedia:
+    """A photo, video or market item of the community, with its comments (threads on videos only)."""
+
+    id: int
+    date: int
+    comments: list[FakeComment] = field(default_factory=list)
+
+
+@dataclass
 class FakeCommunity:
     group_id: int
     name: str
@@ -166,6 +175,9 @@ class FakeCommunity:
     dialogs: dict[int, list[FakeMessage]] = field(default_factory=dict)  # peer (user id) → messages, oldest first
     managers: dict[int, str] = field(default_factory=dict)  # user id → role
     addresses: list[dict[str, Any]] = field(default_factory=list)  # VK's groups_address objects
+    photos: list[FakeMedia] = field(default_factory=list)
+    videos: list[FakeMedia] = field(default_factory=list)
+    market: list[FakeMedia] = field(default_factory=list)
 
     def post(self, post_id: int) -> FakePost | None:
         return next((p for p in self.posts if p.id == post_id), None)
@@ -753,7 +765,86 @@ class FakeVkApi:
                     }
                 )
             return {"groups": groups}
+        if method in MEDIA_METHODS:
+            return self._media(method, p, known, offset, count)
         raise self._violation(100, f"{method}: not scripted in the fake")
+
+    def _media(self, method: str, p: dict[str, str], known: KnownToken, offset: int, count: int) -> Any:
+        """Photo, video and market comments (user tokens only, as methods.json says), newest object first."""
+        community = self._community(-int(p.get("owner_id", "0")), method, known)
+        if method == "photos.getAllComments":
+            if "album_id" in p:
+                raise self._violation(100, "photos.getAllComments: album_id is not scripted in the fake")
+            every = [(photo, c) for photo in community.photos for c in photo.comments]
+            every.sort(key=lambda pc: -pc[1].id)  # newest first
+            page = every[offset : offset + count]
+            return {"count": len(every), "items": [_media_comment(c, [], 0) | {"pid": ph.id} for ph, c in page]}
+        if method in ("video.get", "market.get"):
+            objects = sorted(community.videos if method == "video.get" else community.market, key=lambda m: -m.date)
+            make = _video if method == "video.get" else _market_item
+            return {"count": len(objects), "items": [make(community, m) for m in objects[offset : offset + count]]}
+        key = "video_id" if method == "video.getComments" else "item_id"
+        objects = community.videos if method == "video.getComments" else community.market
+        media = next((m for m in objects if m.id == int(p.get(key, "0"))), None)
+        if media is None:
+            raise VkError(100, f"{key}: no such object")
+        level, parents = media.comments, []
+        if "comment_id" in p:
+            top = next((c for c in media.comments if c.id == int(p["comment_id"])), None)
+            if top is None:
+                raise VkError(100, "comment_id: no such comment")
+            level, parents = top.replies, [top.id]
+        ordered = sorted(level, key=lambda c: c.id, reverse=p.get("sort") == "desc")
+        thread = int(p.get("thread_items_count", 0))
+        items = [_media_comment(c, parents, thread) for c in ordered[offset : offset + count]]
+        if method == "market.getComments":
+            return {"count": len(level), "items": items}
+        return {"count": len(level), "current_level_count": len(level), "items": items}
+
+
+MEDIA_METHODS = frozenset(
+    {"photos.getAllComments", "video.get", "video.getComments", "market.get", "market.getComments"}
+)
+
+
+def _media_comment(c: FakeComment, parents: list[int], thread: int) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": c.id, "from_id": c.from_id, "date": c.date, "text": c.text}
+    if parents:
+        item["parents_stack"] = parents
+        item["reply_to_comment"] = parents[-1]
+    elif thread:
+        item["thread"] = {
+            "count": len(c.replies),
+            "items": [_media_comment(r, [c.id], 0) for r in c.replies[:thread]],
+            "can_post": True,
+            "show_reply_button": True,
+            "groups_can_post": True,
+        }
+    return item
+
+
+def _video(community: FakeCommunity, m: FakeMedia) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "owner_id": -community.group_id,
+        "title": f"Видео {m.id}",
+        "date": m.date,
+        "adding_date": m.date,
+        "comments": sum(1 + len(c.replies) for c in m.comments),
+    }
+
+
+def _market_item(community: FakeCommunity, m: FakeMedia) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "owner_id": -community.group_id,
+        "title": f"Услуга {m.id}",
+        "description": "Запись на приём",
+        "date": m.date,
+        "availability": 0,
+        "category": {"inner_type": "market_market_category_nested", "id": 1, "name": "Услуги"},
+        "price": {"amount": "0", "currency": {"id": 643, "name": "RUB", "title": "Российский рубль"}, "text": "0 ₽"},
+    }
 
 
 def _script_text(value: Any) -> str:
