@@ -219,21 +219,30 @@ def register_agents(otk: Worker) -> None:
     interactions_topic = topics.interactions.get_topic_name()
     raw_topic = topics.raw.get_topic_name()
     managers_topic = topics.managers.get_topic_name()
-    # The response engine's deadlines pass by the stream's own clock (docs/responses.md, "Stream time").
-    stream_clock: StreamClock | None = None
-    if "responses" in settings.agents:
-        stream_clock = StreamClock(interactions_topic, raw_topic if "normalize" in settings.agents else None)
 
-    def mark_processed(topic: str, events) -> None:  # type: ignore[no-untyped-def]
-        """Tell the stream clock how far an agent has processed its input."""
-        if stream_clock is not None:
+    # The response engine's deadlines and the moderation watch's pass by the stream's own clock
+    # (docs/responses.md, "Stream time"): each agent's own, as each reads otklik.interactions at its own pace.
+    def new_stream_clock() -> StreamClock:
+        return StreamClock(interactions_topic, raw_topic if "normalize" in settings.agents else None)
+
+    stream_clock = new_stream_clock() if "responses" in settings.agents else None
+    moderation_clock = new_stream_clock() if "moderation" in settings.agents else None
+    clocks = [clock for clock in (stream_clock, moderation_clock) if clock is not None]
+
+    def mark_processed(topic: str, events, clock: StreamClock | None = None) -> None:  # type: ignore[no-untyped-def]
+        """Tell the stream clocks how far an agent has processed its input: ``clock``, the agent's own
+        (otklik.interactions), or every clock (None: otklik.raw, which the normalize agent reads for all)."""
+        targets = clocks if clock is None else [clock]
+        if targets:
             mono = time.monotonic()
             for event in events:
-                stream_clock.processed(topic, event.message.partition, event.message.offset, mono)
+                for target in targets:
+                    target.processed(topic, event.message.partition, event.message.offset, mono)
 
-    def stream_now() -> int | None:
-        """The stream time now, from what the consumer knows of each assigned input partition."""
-        if stream_clock is None:
+    def stream_now(clock: StreamClock | None = stream_clock) -> int | None:
+        """The stream time now of ``clock`` (the response engine's unless told), from what the consumer
+        knows of each assigned input partition."""
+        if clock is None:
             return None
         consumer = app.consumer
         try:
@@ -259,15 +268,17 @@ def register_agents(otk: Worker) -> None:
                     consumer._committed_offset.get(tp),
                 )
             )
-        return stream_clock.now(time.time(), time.monotonic(), inputs)
+        return clock.now(time.time(), time.monotonic(), inputs)
 
     otk.stream_time = stream_now
 
-    if stream_clock is not None:
+    if clocks:
 
         @app.on_partitions_assigned.connect
         async def _reassigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
-            stream_clock.forget(tp.partition for tp in assigned if tp.topic == interactions_topic)
+            kept = [tp.partition for tp in assigned if tp.topic == interactions_topic]
+            for clock in clocks:
+                clock.forget(kept)
 
     async def produce(topic: str, key: bytes, value: bytes):  # type: ignore[no-untyped-def]
         """Hand a record to the producer (partitioned by its key) and return its delivery future.
@@ -407,7 +418,7 @@ def register_agents(otk: Worker) -> None:
                         except Exception as exc:  # a bug must cost one record, not the worker
                             log.exception("response engine failed on %s", ia.item)
                             await dead_letter(event, "responses", f"internal error: {type(exc).__name__}: {exc}")
-                    mark_processed(interactions_topic, events)
+                    mark_processed(interactions_topic, events, stream_clock)
                     await write_then_save(responses_state, topics.responses, out, observe_response)
                 metrics.count_processed("responses", len(events))
 
@@ -501,6 +512,8 @@ def register_agents(otk: Worker) -> None:
             app, "moderation", settings.partitions, lambda: ModerationWatch(page_config, detector)
         )
 
+        assert moderation_clock is not None
+
         @app.agent(topics.interactions, concurrency=1, name="otklik.moderation")
         async def moderation(stream):  # type: ignore[no-untyped-def]
             """otklik.interactions → labels, time visible, deflections → otklik.moderation."""
@@ -509,9 +522,12 @@ def register_agents(otk: Worker) -> None:
                     await moderation_state.ensure_loaded()
                     watch = moderation_state.core
                     out = []
+                    wall = time.time()
                     for event, ia in interactions_of(events):
                         if isinstance(ia, Exception):
                             continue  # the responses agent dead-letters it once
+                        # How far this agent has read, by the records' own times (a bad one moves nothing).
+                        moderation_clock.observe(event.message.partition, ia.received_at, wall)
                         if type(ia) is Listing:
                             continue  # a catch-up's listing: for the response engine only
                         try:
@@ -519,16 +535,22 @@ def register_agents(otk: Worker) -> None:
                         except Exception as exc:
                             log.exception("moderation failed on %s", ia.item)
                             await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")
+                    mark_processed(interactions_topic, events, moderation_clock)
                     await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
                 metrics.count_processed("moderation", len(events))
 
         @app.timer(interval=settings.tick_interval_s)
         async def moderation_deadlines() -> None:
+            """Offensive texts still visible past their moderation deadline: at this agent's stream time,
+            never the wall clock while its input is behind (docs/moderation.md, "What the watch measures")."""
             if app.rebalancing or not moderation_state.ready:
                 return
             async with moderation_state.lock:  # see PageStateMirror.lock
                 await moderation_state.ensure_loaded()
-                out = moderation_state.core.tick(int(time.time()))
+                now = stream_now(moderation_clock)
+                if now is None:
+                    return  # not known yet: some partition has neither a record read nor its input caught up
+                out = moderation_state.core.tick(now)
                 await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
         metrics.watch_moderation(lambda: moderation_state.core)

@@ -182,3 +182,51 @@ def test_state_survives_a_dump_and_load(watch):
     assert overdue.item == f"{PAGE}:wall:1:13"
     [removed] = fresh.process(deletion(13, ADMIN, T0 + 4000))
     assert removed.visible_s == 4000 and removed.within_deadline is False
+
+
+def test_a_backlog_read_after_its_deadlines_fires_no_overdue_for_texts_deleted_in_time(watch):
+    """The moderation timer ticks at its agent's stream time
+    (docs/moderation.md, "What the watch measures"), wired as agents/wiring/pipeline.py wires it: after
+    an outage, a backlog whose deletions, in time, are still unread is not reported overdue; the texts
+    nobody deleted are, once each."""
+    from otklik.agents.wiring.stream_clock import IDLE_S, InputPartition, StreamClock
+
+    page, topic = "vk:200000002", "otklik.interactions"  # 30m calendar
+    events = []
+    kept = set()
+    for k in range(120):  # an offensive comment every 20 s, deleted by the page 10 minutes later
+        created = T0 + 20 * k
+        events.append(comment(k, "Вы там совсем охуели, третий день без воды", at=created, page=page))
+        if k % 10 == 9:
+            kept.add(f"{page}:wall:1:{k}")  # never deleted: overdue
+        else:
+            events.append(deletion(k, page, created + 600, page=page))
+    events.sort(key=lambda ia: ia.received_at)  # one partition, in the order the gateway received them
+    clock = StreamClock(topic)
+    wall, mono = T0 + 3 * 3600.0, 1000.0  # the worker starts three hours later
+
+    def tick() -> list:
+        now = clock.now(wall, mono, [InputPartition(topic, 0, len(events), wall)])
+        return [] if now is None else watch.tick(now)
+
+    # The wall clock, as the timer read it before: the first batch's texts look overdue at once.
+    early = ModerationWatch(REGISTRY.page, default_detector())
+    for ia in events[:40]:
+        early.process(ia)
+    assert {r.item for r in early.tick(int(wall)) if r.kind == "overdue"} - kept
+
+    records = tick()  # nothing read yet: no stream time, nothing judged
+    assert records == []
+    for start in range(0, len(events), 40):
+        for offset in range(start, min(start + 40, len(events))):
+            clock.processed(topic, 0, offset, mono)
+            clock.observe(0, events[offset].received_at, wall)
+            records.extend(watch.process(events[offset]))
+        records.extend(tick())
+        wall += 0.05
+        mono += 0.05
+    mono += IDLE_S  # caught up and idle: the wall clock takes over
+    records.extend(tick())
+    overdue = [r.item for r in records if r.kind == "overdue"]
+    assert sorted(overdue) == sorted(kept)
+    assert all(r.within_deadline for r in records if r.kind == "removed")
