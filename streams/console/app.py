@@ -24,6 +24,7 @@ import aiohttp_jinja2
 import jinja2
 import orjson
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from otklik.agents.console.rules import (
     DISPUTE_REASONS,
@@ -109,6 +110,34 @@ class ConsoleConfig:
         self.user_header = user_header
         self.zone = zone
         self.clock = clock
+        self._groups: tuple[Any, list[QueueGroup]] | None = None
+        self._options: dict[tuple[int, str], tuple[list[Any], Markup]] = {}
+
+    def queue_groups(self) -> list[QueueGroup]:
+        """:func:`queue_groups` of the current registry, made again only when the registry changes."""
+        registry = self.registry.current()
+        if self._groups is None or self._groups[0] is not registry:
+            self._groups = (registry, queue_groups(registry))
+        return self._groups[1]
+
+    def options(self, facets: list[tuple[Any, Any, int]], chosen: str) -> Markup:
+        """The ``<option>`` elements of one filter (value, shown, count; ``chosen`` selected), escaped,
+        made once per counts kept and choice: with two thousand pages they are most of the queue
+        page, and rendering them value by value in the template took longer than reading the rows."""
+        key = (id(facets), chosen)
+        kept = self._options.get(key)
+        if kept is not None and kept[0] is facets:  # the same list, not another at a reused address
+            return kept[1]
+        html = Markup(
+            "".join(
+                f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>{escape(shown)} ({n})</option>'
+                for value, shown, n in facets
+            )
+        )
+        if len(self._options) >= 256:
+            self._options.clear()
+        self._options[key] = (facets, html)
+        return html
 
 
 def _config(request: web.Request) -> ConsoleConfig:
@@ -284,11 +313,9 @@ def queue_groups(registry: Any) -> list[QueueGroup]:
     """The registry's pages grouped by clock and deadline (see :meth:`ConsoleStore.queue`); the pages it
     does not name are judged on its defaults and join the defaults' group."""
     groups: dict[tuple[int, int, bool], tuple[Any, list[str]]] = {}
-    named: list[str] = []
     for page in registry:
         key = (id(page.clock), page.deadline.seconds, page.deadline.working)
         groups.setdefault(key, (page, []))[1].append(page.id)
-        named.append(page.id)
     fallback = registry.defaults
     rest_key = (id(fallback.clock), fallback.deadline.seconds, fallback.deadline.working)
     groups.setdefault(rest_key, (fallback, []))
@@ -298,13 +325,12 @@ def queue_groups(registry: Any) -> list[QueueGroup]:
 
     if len(groups) == 1:  # one clock and one deadline for every page: no condition on pages at all
         return [QueueGroup((), urgency(fallback), rest=True)]
+    # The defaults' group is every page but the other groups' (usually the many): named by exclusion.
+    others = tuple(page_id for key, (_, pages) in groups.items() if key != rest_key for page_id in pages)
     return [
-        QueueGroup(
-            tuple(pages),
-            urgency(page),
-            rest=key == rest_key,
-            others_than=tuple(named) if key == rest_key else (),
-        )
+        QueueGroup(tuple(pages), urgency(page), rest=True, others_than=others)
+        if key == rest_key
+        else QueueGroup(tuple(pages), urgency(page))
         for key, (page, pages) in groups.items()
     ]
 
@@ -312,7 +338,6 @@ def queue_groups(registry: Any) -> list[QueueGroup]:
 async def _queue_context(request: web.Request) -> dict[str, Any]:
     """Urgency, filters with their counts, and the page of rows asked for."""
     config = _config(request)
-    registry = config.registry.current()
     chosen = {name: request.query.get(name, "") for name in FILTERS}
     overdue_only = request.query.get("overdue") == "1"
     try:
@@ -325,7 +350,7 @@ async def _queue_context(request: web.Request) -> dict[str, Any]:
         chosen,
         overdue_only,
         int(config.clock()),
-        queue_groups(registry),
+        config.queue_groups(),
         (number - 1) * PAGE_SIZE,
         PAGE_SIZE,
     )
@@ -344,6 +369,8 @@ async def _queue_context(request: web.Request) -> dict[str, Any]:
         "pages": pages,
         "query": urlencode(query),
         "query_with": lambda **kw: urlencode({**query, **kw}),
+        "counts_ttl": round(config.store.counts_ttl_s),
+        "options": {name: config.options(result["facets"][name], chosen[name]) for name in FILTERS},
     }
 
 
@@ -693,6 +720,9 @@ def make_app(config: ConsoleConfig) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["when"] = _formatter(config.zone)
+    environment.filters["clock"] = lambda value: datetime.fromtimestamp(int(value), ZoneInfo(config.zone)).strftime(
+        "%H:%M:%S"
+    )
     environment.filters["duration"] = _duration
     environment.filters["percent"] = lambda v: "—" if v is None else f"{v * 100:.0f}%"
     environment.globals.update(

@@ -70,11 +70,11 @@ def console_command(
     from aiohttp import web
 
     from otklik.streams.console.app import ConsoleConfig, make_app
-    from otklik.streams.console.data import ConsoleStore, RegistrySource
+    from otklik.streams.console.data import COUNTS_TTL_S, ConsoleStore, RegistrySource
 
     settings = _settings(store_url=store_url, host=host, port=port, registry=registry)
     settings.configure_logging()
-    store = ConsoleStore(_engine(settings))
+    store = ConsoleStore(_engine(settings), counts_ttl_s=COUNTS_TTL_S)
     config = ConsoleConfig(
         store,
         RegistrySource(store, settings.registry),

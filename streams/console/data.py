@@ -7,14 +7,15 @@ Every value a person typed reaches SQL as a bound parameter, never as SQL text: 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import yaml
-from sqlalchemy import Engine, and_, case, exists, false, func, insert, literal, or_, select, true, update
+from sqlalchemy import Engine, and_, case, exists, false, func, insert, literal, select, true, update
 
 from otklik.agents.console.rules import Role, Viewer
 from otklik.agents.registry import Registry, RegistryWatcher
@@ -30,7 +31,7 @@ from otklik.streams.store.schema import (
     users,
 )
 
-__all__ = ["ConsoleStore", "RegistrySource", "UserError"]
+__all__ = ["COUNTS_TTL_S", "ConsoleStore", "QueueCounts", "QueueGroup", "RegistrySource", "UserError"]
 
 _log = logging.getLogger("otklik.console")
 
@@ -48,11 +49,17 @@ QUEUE_COLUMNS = (
     "link",
 )
 
+# How long the console keeps a scope's queue counts (seconds of its clock): the queue's rows refresh
+# every 30 s and are read afresh each time; the counts are one pass over every open item in the scope.
+COUNTS_TTL_S = 10.0
+_COUNTS_KEPT = 256  # scopes whose counts are kept at once
+
 
 @dataclass(frozen=True, slots=True)
 class QueueGroup:
-    """Pages that share one clock and one deadline (``pages``), or every page but ``others_than`` when
-    ``rest`` (the pages the registry does not name), and how urgent one of their items is."""
+    """Pages that share one clock and one deadline (``pages``), or, when ``rest``, every page but
+    ``others_than`` (the pages of the other groups): the default group's pages and those the registry
+    does not name, told apart by the shorter list. And how urgent one of their items is."""
 
     pages: tuple[str, ...]
     urgency: Callable[[int, int], float]  # (created_at, now) -> share of the deadline used
@@ -60,11 +67,66 @@ class QueueGroup:
     others_than: tuple[str, ...] = ()
 
     def condition(self) -> Any:
-        named = items.c.page.in_(self.pages) if self.pages else false()
         if not self.rest:
-            return named
-        unnamed = items.c.page.notin_(self.others_than) if self.others_than else true()
-        return or_(named, unnamed)
+            return items.c.page.in_(self.pages) if self.pages else false()
+        return items.c.page.notin_(self.others_than) if self.others_than else true()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """How many open items there were per combination of the ``names`` columns' values and whether
+    overdue (``combos``: values, overdue, count), as of ``as_of``; the page titles seen (``titles``)."""
+
+    names: tuple[str, ...]
+    combos: tuple[tuple[tuple[Any, ...], bool, int], ...]
+    titles: Mapping[str, str]
+    as_of: int
+    # The facets already summed, per choice of filters, while these counts are kept (read-only lists).
+    summed: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def facets(
+        self, chosen: Mapping[str, str], overdue_only: bool
+    ) -> tuple[dict[str, list[tuple[Any, Any, int]]], int, int]:
+        """The counts the filters show under the filters ``chosen``: per column, each value's count with
+        every other filter applied but that column's own, as (value, shown, count) sorted by what is
+        shown; the total with every filter applied; and how many of those overdue_only would leave
+        (every filter but "overdue only")."""
+        key = (tuple(sorted((k, v) for k, v in chosen.items() if v)), overdue_only)
+        found = self.summed.get(key)
+        if found is None:
+            found = self._sum(chosen, overdue_only)
+            if len(self.summed) < 64:
+                self.summed[key] = found
+        return found  # type: ignore[no-any-return]
+
+    def _sum(
+        self, chosen: Mapping[str, str], overdue_only: bool
+    ) -> tuple[dict[str, list[tuple[Any, Any, int]]], int, int]:
+        names = self.names
+        wanted = [(i, value) for i, name in enumerate(names) if (value := chosen.get(name))]
+        counts: list[dict[Any, int]] = [{} for _ in names]
+        total = overdue_count = 0
+        for values, late, n in self.combos:
+            # Which filters this combination fails: it counts for a column only when it fails no other.
+            missed = [i for i, value in wanted if values[i] != value]
+            if overdue_only and not late:
+                missed.append(-1)
+            if not missed:
+                total += n
+                overdue_count += n if late else 0
+                for i, value in enumerate(values):
+                    counts[i][value] = counts[i].get(value, 0) + n
+            elif len(missed) == 1 and missed[0] >= 0:
+                i = missed[0]
+                counts[i][values[i]] = counts[i].get(values[i], 0) + n
+        facets = {
+            name: sorted(
+                ((value, self.titles.get(value, value) if name == "page" else value, n) for value, n in found.items()),
+                key=lambda facet: (facet[1], facet[0]),
+            )
+            for name, found in zip(names, counts, strict=True)
+        }
+        return facets, total, overdue_count
 
 
 class UserError(ValueError):
@@ -79,6 +141,15 @@ def _viewer_filter(viewer: Viewer) -> Any:
     return items.c.page.in_(sorted(viewer.pages)) if viewer.pages else literal(False)
 
 
+def _scope(viewer: Viewer) -> tuple[Any, ...]:
+    """What :func:`_viewer_filter` depends on: viewers with the same scope see the same items."""
+    if viewer.sees_everything:
+        return ("everything",)
+    if viewer.role == "curator":
+        return ("municipalities", tuple(sorted(viewer.municipalities)))
+    return ("pages", tuple(sorted(viewer.pages)))
+
+
 def _json_list(text: str | None) -> frozenset[str]:
     try:
         value = orjson.loads(text or "[]")
@@ -90,8 +161,11 @@ def _json_list(text: str | None) -> frozenset[str]:
 class ConsoleStore:
     """The console's queries on one engine. Blocking: the web handlers call them in a thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, counts_ttl_s: float = 0.0) -> None:
         self.engine = engine
+        self.counts_ttl_s = counts_ttl_s  # 0: the queue's counts are read afresh each time
+        self._counts: dict[tuple[Any, ...], QueueCounts] = {}
+        self._counts_lock = threading.Lock()
 
     # ---- users ----------------------------------------------------------------------------------------
 
@@ -149,68 +223,29 @@ class ConsoleStore:
     ) -> dict[str, Any]:
         """One page of the open items ``viewer`` may see, most urgent first, with the counts per filter.
 
-        Counting and filtering happen in SQL. The order needs working time, which SQL cannot count, but
-        within one group of pages on the same clock and deadline an item written earlier has used at
-        least as much of its deadline: so each group's first ``offset + limit`` items by creation are
-        enough, and only those are weighed (``urgency``) and merged. "Overdue" is the due time the store
-        recorded (docs/history.md, "What is kept") having passed."""
+        Filtering happens in SQL. The order needs working time, which SQL cannot count, but within one
+        group of pages on the same clock and deadline an item written earlier has used at least as much
+        of its deadline: so each group's first ``offset + limit`` items by creation are enough, and only
+        those are weighed (``urgency``) and merged. "Overdue" is the due time the store recorded
+        (docs/history.md, "What is kept") having passed. The rows are always read afresh; the counts
+        may be up to ``counts_ttl_s`` old (:meth:`queue_counts`; ``counted_at`` says when)."""
         overdue = and_(items.c.due_at.is_not(None), items.c.due_at <= now)
-
-        def where(skip: str | None = None) -> list[Any]:
-            # The open items oldest first are the index on (outcome, created_at). Asked as `outcome =
-            # 'open'` ordered by created_at, PostgreSQL's planner may walk the index on created_at alone,
-            # through every closed item older than the oldest open one (it cannot know open items are the
-            # newest); a range on outcome, outcome leading the order, leaves it only the former. Same rows.
-            conditions = [items.c.outcome.between("open", "open"), _viewer_filter(viewer)]
-            conditions += [items.c[name] == value for name, value in chosen.items() if value and name != skip]
-            if overdue_only and skip != "overdue":
-                conditions.append(overdue)
-            return conditions
-
-        names = list(chosen)
-        flag = case((overdue, 1), else_=0).label("overdue")
-        # One pass over the open items: how many there are per combination of the filters' values. The
-        # combinations are few (a page has one municipality, sector and platform), and every count the
-        # filters show is a sum over them.
-        combos_query = (
-            select(*(items.c[name] for name in names), func.max(items.c.page_title), flag, func.count())
-            .where(items.c.outcome == "open", _viewer_filter(viewer))
-            .group_by(*(items.c[name] for name in names), flag)
-        )
-
-        def matches(values: Mapping[str, Any], late: bool, skip: str | None) -> bool:
-            if overdue_only and skip != "overdue" and not late:
-                return False
-            return all(values[name] == value for name, value in chosen.items() if value and name != skip)
-
-        counts: dict[str, dict[str, int]] = {name: {} for name in names}
-        titles: dict[str, str] = {}
-        total = overdue_count = 0
+        # The open items oldest first are the index on (outcome, created_at). Asked as `outcome = 'open'`
+        # ordered by created_at, PostgreSQL's planner may walk the index on created_at alone, through
+        # every closed item older than the oldest open one (it cannot know open items are the newest); a
+        # range on outcome, outcome leading the order, leaves it only the former. Same rows.
+        conditions = [items.c.outcome.between("open", "open"), _viewer_filter(viewer)]
+        conditions += [items.c[name] == value for name, value in chosen.items() if value]
+        if overdue_only:
+            conditions.append(overdue)
+        counts = self.queue_counts(viewer, tuple(chosen), now)
+        facets, total, overdue_count = counts.facets(chosen, overdue_only)
+        candidates: list[dict[str, Any]] = []
         with self.engine.connect() as connection:
-            for row in connection.execute(combos_query):
-                values = dict(zip(names, row[: len(names)]))
-                title, late, n = row[len(names)], bool(row[len(names) + 1]), int(row[len(names) + 2])
-                if title:
-                    titles[values["page"]] = title
-                for name in names:
-                    if matches(values, late, name):
-                        counts[name][values[name]] = counts[name].get(values[name], 0) + n
-                if matches(values, late, None):
-                    total += n
-                if late and matches(values, late, "overdue"):
-                    overdue_count += n
-            facets = {
-                name: sorted(
-                    ((value, titles.get(value, value) if name == "page" else value, n) for value, n in found.items()),
-                    key=lambda facet: (facet[1], facet[0]),
-                )
-                for name, found in counts.items()
-            }
-            candidates: list[dict[str, Any]] = []
             for group in groups:
                 query = (
                     select(*(items.c[name] for name in QUEUE_COLUMNS))
-                    .where(*where(), group.condition())
+                    .where(*conditions, group.condition())
                     .order_by(items.c.outcome, items.c.created_at, items.c.item)
                     .limit(offset + limit)
                 )
@@ -222,10 +257,52 @@ class ConsoleStore:
         candidates.sort(key=lambda r: (-r["share"], r["created_at"], r["item"]))
         return {
             "rows": candidates[offset : offset + limit],
-            "total": int(total),
+            "total": total,
             "facets": facets,
-            "overdue_count": int(overdue_count),
+            "overdue_count": overdue_count,
+            "counted_at": counts.as_of,
         }
+
+    def queue_counts(self, viewer: Viewer, names: tuple[str, ...], now: int) -> QueueCounts:
+        """How many open items ``viewer`` may see per combination of the ``names`` columns' values and
+        "overdue" at ``now``: one pass over the open items in SQL (GROUP BY). The combinations are few
+        (a page has one municipality, sector and platform), and every count the filters show is a sum
+        over them (:meth:`QueueCounts.facets`), whatever the filters chosen.
+
+        That pass reads every open item in the viewer's scope, so its result is kept for
+        ``counts_ttl_s`` seconds of the console's clock per scope (operators and analysts share one; a
+        curator's municipalities, a page administrator's pages are theirs), within which an item
+        written, closed or gone overdue changes no count. The rows are never kept."""
+        key = (_scope(viewer), names)
+        if self.counts_ttl_s > 0:
+            with self._counts_lock:
+                kept = self._counts.get(key)
+            if kept is not None and kept.as_of <= now < kept.as_of + self.counts_ttl_s:
+                return kept
+        flag = case((and_(items.c.due_at.is_not(None), items.c.due_at <= now), 1), else_=0).label("overdue")
+        query = (
+            select(*(items.c[name] for name in names), func.max(items.c.page_title), flag, func.count())
+            .where(items.c.outcome == "open", _viewer_filter(viewer))
+            .group_by(*(items.c[name] for name in names), flag)
+        )
+        page = names.index("page") if "page" in names else None
+        combos: list[tuple[tuple[Any, ...], bool, int]] = []
+        titles: dict[str, str] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                values = tuple(row[: len(names)])
+                title = row[len(names)]
+                if title and page is not None:
+                    titles[values[page]] = title
+                combos.append((values, bool(row[len(names) + 1]), int(row[len(names) + 2])))
+        counts = QueueCounts(names, tuple(combos), titles, now)
+        if self.counts_ttl_s > 0:
+            with self._counts_lock:
+                self._counts.pop(key, None)
+                if len(self._counts) >= _COUNTS_KEPT:  # bounded: the longest kept goes first
+                    self._counts.pop(next(iter(self._counts)))
+                self._counts[key] = counts
+        return counts
 
     def texts(self, item_ids: Sequence[str]) -> dict[str, str | None]:
         if not item_ids:
