@@ -37,8 +37,9 @@ from typing import Any, Literal
 
 import orjson
 
+from otklik.agents.responses.listing import deleted_at, unlisted
 from otklik.agents.text.moderation import Detector
-from otklik.schemas.records import Interaction
+from otklik.schemas.records import Interaction, Listing
 
 RecordKind = Literal["labelled", "removed", "overdue", "deflection"]
 
@@ -179,6 +180,27 @@ class ModerationWatch:
         self.removed.setdefault(ia.page, {})[ia.item] = ia.received_at
         self._touch(ia.page, "x" + ia.item)
         return [self._removed(ia.item, current, cfg, ia.received_at, who, {})]
+
+    def listing(self, ls: Listing) -> list[ModerationRecord]:
+        """A catch-up's listing of one object's comments: an offensive text on it, written in its window
+        and missing from it, was removed unseen, by someone unnamed, at the earliest moment it can have
+        been (docs/responses.md, "A comment the API no longer returns")."""
+        visible = self.pages.get(ls.page)
+        if not visible:
+            return []
+        cfg = self._page_config(ls.page)
+        listed = set(ls.ids)
+        out: list[ModerationRecord] = []
+        for item, current in list(visible.items()):
+            object_id, _, seq = item.rpartition(":")
+            if not seq.isdigit() or not unlisted(ls, listed, object_id, int(seq), current.created_at, 0):
+                continue
+            at = deleted_at(ls, current.created_at, ())
+            self._forget(ls.page, item)
+            self.removed.setdefault(ls.page, {})[item] = ls.received_at
+            self._touch(ls.page, "x" + item)
+            out.append(self._removed(item, current, cfg, at, "other", {"how": "unseen"}))
+        return out
 
     def _forget(self, page: str, item: str) -> None:
         visible = self.pages.get(page)

@@ -108,6 +108,11 @@ class Listing(msgspec.Struct, frozen=True, kw_only=True):
     unseen_from: int
     ids: list[int]
 
+    @property
+    def item(self) -> str:
+        """What the listing is about, where logs name an interaction's item: its object."""
+        return self.object_id
+
     def to_json(self) -> bytes:
         return orjson.dumps(msgspec.structs.asdict(self))
 

@@ -528,10 +528,11 @@ def register_agents(otk: Worker) -> None:
                             continue  # the responses agent dead-letters it once
                         # How far this agent has read, by the records' own times (a bad one moves nothing).
                         moderation_clock.observe(event.message.partition, ia.received_at, wall)
-                        if type(ia) is Listing:
-                            continue  # a catch-up's listing: for the response engine only
                         try:
-                            out.extend(watch.process(ia))
+                            if type(ia) is Listing:  # a catch-up's listing: texts removed unseen
+                                out.extend(watch.listing(ia))
+                            else:
+                                out.extend(watch.process(ia))
                         except Exception as exc:
                             log.exception("moderation failed on %s", ia.item)
                             await dead_letter(event, "moderation", f"internal error: {type(exc).__name__}: {exc}")

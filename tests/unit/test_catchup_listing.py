@@ -381,3 +381,30 @@ def test_the_store_passes_over_a_listing_and_takes_its_closure_from_the_response
         assert applied.rejected == [] and applied.items == 0
     finally:
         engine.dispose()
+
+
+# ---- the moderation watch ---------------------------------------------------------------------------
+
+
+def test_an_offensive_text_missing_from_a_listing_was_removed_unseen_and_nothing_else_was() -> None:
+    from otklik.agents.moderation_watch import ModerationWatch
+    from otklik.agents.text.moderation import default_detector
+    from tests.unit.test_moderation_watch import PAGE as MOD_PAGE
+    from tests.unit.test_moderation_watch import REGISTRY as MOD_REGISTRY
+    from tests.unit.test_moderation_watch import T0, comment
+
+    watch = ModerationWatch(MOD_REGISTRY.page, default_detector())
+    rude = "Вы там совсем охуели, третий день без воды"
+    for cid in (1, 2):
+        assert [r.kind for r in watch.process(comment(cid, rude, at=T0 + cid))] == ["labelled"]
+    group = int(MOD_PAGE.split(":")[1])
+    body = listing_body(group, "wall", 1, 0, T0 + 2 * H, T0 + 600, [2])
+    assert (
+        watch.listing(listing_of(listing_body(group, "wall", 2, 0, T0 + 2 * H, T0 + 600, []), T0 + 3 * H, "vk-api"))
+        == []
+    )
+    [removed] = watch.listing(listing_of(body, T0 + 3 * H, "vk-api"))
+    assert (removed.item, removed.kind, removed.deleted_by) == (f"{MOD_PAGE}:wall:1:1", "removed", "other")
+    assert (removed.at, removed.visible_s, removed.extra) == (T0 + 600, 599, {"how": "unseen"})
+    assert f"{MOD_PAGE}:wall:1:2" in watch.pages[MOD_PAGE]  # listed: still visible
+    assert watch.process(comment(1, rude, at=T0 + 1)) == []  # a redelivery of a text removed
