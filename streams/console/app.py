@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from otklik.agents.console.charts import latency_histogram, month_latencies
 from otklik.agents.console.rules import (
     DISPUTE_REASONS,
     ROLE_TITLES,
@@ -586,6 +587,15 @@ async def page_view(request: web.Request) -> web.Response:
             lambda m=month: rating(config.store.engine, m, by="page", min_judged=1, where={"page": page_id})
         )
         figures.append({"month": label, "row": rows[0] if rows else None})
+    deadline = config_page.deadline
+    this_month = month_bounds(figures[0]["month"], config.zone)
+    latencies = await _blocking(
+        config.store.page_latencies, page_id, this_month.start, this_month.end, deadline.working
+    )
+    oldest_first = [
+        (f["month"], f["row"].median_business_s if f["row"] else None, f["row"].p90_business_s if f["row"] else None)
+        for f in reversed(figures)
+    ]
     return _render(
         request,
         "page.html",
@@ -599,6 +609,8 @@ async def page_view(request: web.Request) -> web.Response:
             "overdue": overdue,
             "figures": figures,
             "chart": _chart(figures),
+            "latency": month_latencies(oldest_first, deadline.seconds, deadline.working),
+            "histogram": latency_histogram(latencies, deadline.seconds),
         },
     )
 

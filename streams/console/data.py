@@ -442,6 +442,20 @@ class ConsoleStore:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    def page_latencies(self, page: str, start: int, end: int, working: bool) -> list[int]:
+        """The response times of ``page``'s items answered among those written in [start, end), in
+        working or calendar seconds (the deadline's kind)."""
+        latency = items.c.business_latency_s if working else items.c.latency_s
+        query = select(latency).where(
+            items.c.page == page,
+            items.c.created_at >= start,
+            items.c.created_at < end,
+            items.c.outcome == "answered",
+            latency.is_not(None),
+        )
+        with self.engine.connect() as connection:
+            return [int(value) for value in connection.scalars(query)]
+
     def page_known(self, page: str) -> dict[str, Any] | None:
         query = (
             select(items.c.page, items.c.page_title, items.c.municipality, items.c.sector, items.c.region)

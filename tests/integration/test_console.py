@@ -322,6 +322,37 @@ async def test_a_page_shows_the_registry_the_store_recorded(console: Console) ->
     assert "Ждут ответа: <strong>2</strong>" in page
 
 
+async def test_a_page_draws_its_response_times_per_month_and_this_months_against_the_deadline(
+    console: Console,
+) -> None:
+    def answered(n: int, age_s: int, business_s: int) -> dict[str, Any]:
+        row = item_row(f"vk:1:wall:20:{n}", "Тара", "вопрос", age_s)
+        closed = row["created_at"] + business_s
+        return {**row, "outcome": "answered", "closed_at": closed, "latency_s": business_s}, business_s
+
+    # This month (December, from 00:00 in Moscow): answers in 0.5, 1, 4 (the deadline, in time) and 5
+    # working hours; November: 1 and 2 hours.
+    december = [answered(n, 6 * 3600, s) for n, s in enumerate((1800, 3600, 4 * 3600, 5 * 3600))]
+    november = [answered(10 + n, 5 * 86400, s) for n, s in enumerate((3600, 7200))]
+    rows = [{**row, "business_latency_s": s, "judged": True, "version": 1} for row, s in december + november]
+    with console.store.engine.begin() as connection:
+        connection.execute(insert(items), rows)
+    assert (await console.sign_in("op")).status == 303
+    page = await (await console.client.get("/pages/vk:1")).text()
+    # Medians and 90th percentiles (interpolated like the rating's): December 2.5 h and 4.7 h
+    # (14400 + 0.7 * 3600 s), November 1.5 h and 1.9 h (3600 + 0.9 * 3600 s).
+    assert "<title>2025-12: медиана 2.5 ч</title>" in page and "<title>2025-12: 90-й процентиль 4.7 ч</title>" in page
+    assert "<title>2025-11: медиана 1.5 ч</title>" in page and "<title>2025-11: 90-й процентиль 1.9 ч</title>" in page
+    assert "<title>2025-10: медиана —</title>" in page  # nothing answered in October
+    # The scale is 5 hours (the largest figure, rounded up): the 4-hour deadline's line at 4/5 of it.
+    assert '<line x1="5" y1="40" x2="375" y2="40" class="deadline"><title>срок 4h working</title>' in page
+    # This month's four answers by the share of the deadline they took: two within a quarter, one at the
+    # deadline (in time), one past it.
+    assert "Отвечено: <strong>4</strong>, из них в срок: <strong>3</strong>" in page
+    for title in ("до ¼ срока: 2", "¼–½: 0", "¾–срок: 1", "до 1½ срока: 1", "больше: 0"):
+        assert f"<title>{title}</title>" in page, title
+
+
 async def test_behind_a_proxy_the_limit_counts_the_client_address(proxied_console: Console) -> None:
     console = proxied_console
 
