@@ -554,7 +554,7 @@ def register_agents(otk: Worker) -> None:
                 out = moderation_state.core.tick(now)
                 await write_then_save(moderation_state, topics.moderation, out, metrics.observe_moderation)
 
-        metrics.watch_moderation(lambda: moderation_state.core)
+        metrics.watch_moderation(lambda: moderation_state.core, lambda: stream_now(moderation_clock))
 
     metrics.watch_consumer(lambda: app.consumer)
 

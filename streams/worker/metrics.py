@@ -295,9 +295,12 @@ class PipelineMetrics:
         if record.kind == "removed" and record.business_visible_s is not None:
             self.moderation_visible.labels(record.deleted_by or "other").observe(record.business_visible_s / 3600)
 
-    def watch_moderation(self, watch: Callable[[], Any]) -> None:
-        """Pages with offensive texts visible now, computed at scrape time."""
-        self._registry.register(_VisibleOffensiveCollector(watch, self._clock))
+    def watch_moderation(self, watch: Callable[[], Any], stream_time: Callable[[], int | None] | None = None) -> None:
+        """Pages with offensive texts visible now, computed at scrape time. ``stream_time`` returns the
+        moderation agent's stream time (None while unknown): ages are measured at it, as the backlog's
+        are, so that a deletion not read yet makes no text look overdue
+        (docs/moderation.md, "What the watch measures"). Without it, the metrics' clock."""
+        self._registry.register(_VisibleOffensiveCollector(watch, self._clock, stream_time))
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -420,9 +423,12 @@ class _LagCollector(Collector):
 class _VisibleOffensiveCollector(Collector):
     """Per-page series only for pages with offensive content visible now."""
 
-    def __init__(self, watch: Callable[[], Any], clock: Callable[[], float]) -> None:
+    def __init__(
+        self, watch: Callable[[], Any], clock: Callable[[], float], stream_time: Callable[[], int | None] | None = None
+    ) -> None:
         self._watch = watch
         self._clock = clock
+        self._stream_time = stream_time
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         visible = GaugeMetricFamily(
@@ -431,14 +437,20 @@ class _VisibleOffensiveCollector(Collector):
         ratio = GaugeMetricFamily(
             "otklik_page_offensive_oldest_deadline_ratio",
             "Time the page's oldest visible offensive text has been visible, as a fraction of the page's "
-            "moderation deadline; 1 means it should have been removed by now.",
+            "moderation deadline, measured at the moderation agent's stream time; 1 means it should have "
+            "been removed by now. Exported only while the stream time is known.",
             labels=["page"],
         )
         watch = self._watch()
         if watch is not None:
-            for page, (count, fraction) in sorted(watch.visible_by_page(int(self._clock())).items()):
+            at = self._clock() if self._stream_time is None else self._stream_time()
+            # Counts do not depend on the time; ages wait for the stream time (None: not known yet).
+            for page, (count, fraction) in sorted(
+                watch.visible_by_page(int(self._clock() if at is None else at)).items()
+            ):
                 visible.add_metric([page], count)
-                ratio.add_metric([page], fraction)
+                if at is not None:
+                    ratio.add_metric([page], fraction)
         yield visible
         yield ratio
 

@@ -230,3 +230,24 @@ def test_a_backlog_read_after_its_deadlines_fires_no_overdue_for_texts_deleted_i
     overdue = [r.item for r in records if r.kind == "overdue"]
     assert sorted(overdue) == sorted(kept)
     assert all(r.within_deadline for r in records if r.kind == "removed")
+
+
+def test_the_offensive_gauges_measure_ages_at_the_stream_time_not_the_wall_clock(watch):
+    """An alert on the moderation ratio must not fire for a text whose deletion is still unread."""
+    from prometheus_client import CollectorRegistry
+
+    from otklik.streams.worker.metrics import PipelineMetrics
+
+    page = "vk:200000002"  # 30m calendar
+    watch.process(comment(1, "Вы там совсем охуели, третий день без воды", page=page))
+    stream: list[int | None] = [T0 + 900]  # read up to a quarter hour after the text; the wall clock is far ahead
+    prom = CollectorRegistry()
+    PipelineMetrics(prom, clock=lambda: T0 + 3 * 3600).watch_moderation(lambda: watch, lambda: stream[0])
+
+    def samples(name: str) -> list[float]:
+        return [s.value for m in prom.collect() for s in m.samples if s.name == name]
+
+    assert samples("otklik_page_offensive_oldest_deadline_ratio") == [0.5]  # 900 s of 30 minutes
+    stream[0] = None  # not known yet: the count, no ages
+    assert samples("otklik_page_offensive_oldest_deadline_ratio") == []
+    assert samples("otklik_page_offensive_visible") == [1]
