@@ -1,4 +1,5 @@
-"""The operations console's rules, pure: roles, urgency, the dispute states and the sign-in limit.
+"""The operations console's rules, pure: roles, urgency, the dispute states, the sign-in limit, and the
+words for the engine's rule behind an item's judgement.
 
 The console (`streams/console/`) applies them to what it reads from the store; the rules themselves
 know nothing of the web, the database or the clock (times are passed in).
@@ -8,17 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 __all__ = [
     "DISPUTE_REASONS",
     "ROLES",
     "DisputeError",
     "DisputeState",
+    "Judgement",
     "Role",
     "SignInLimiter",
     "Viewer",
     "decide",
+    "explain",
     "share_used",
 ]
 
@@ -162,3 +165,102 @@ class SignInLimiter:
     def succeeded(self, keys: Iterable[str]) -> None:
         for key in keys:
             self._failures.pop(key, None)
+
+
+# ---- why an item was judged as it was -----------------------------------------------------------
+
+# Triage's reasons (docs/triage.md, "Reasons"), and a correction's, as the console names them.
+REASON_TITLES: Final[dict[str, str]] = {
+    "gratitude": "благодарность",
+    "reaction": "реакция без слов",
+    "acknowledgement": "короткое подтверждение",
+    "between_citizens": "обращено к другому жителю",
+    "question": "вопрос",
+    "request": "просьба",
+    "complaint": "жалоба",
+    "report": "сообщение о проблеме",
+    "offensive": "оскорбления или угрозы",
+    "spam": "реклама или ссылки",
+    "attachment": "вложение без слов",
+    "needs_answer": "прочее, что требует ответа",
+    "override": "исправление разбора",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The engine's rule that decided an item's outcome, in the console's words: ``rule`` names the
+    outcome as docs/responses.md, "Outcomes" does (``code``), ``why`` says what the rule is, and
+    ``deadline`` how the item stands against its deadline."""
+
+    code: str
+    rule: str
+    why: str
+    deadline: str
+
+
+def explain(
+    outcome: str, breached: bool, reason: str | None, extra: dict[str, Any], due_passed: bool = False
+) -> Judgement:
+    """Why an item with this last record (``outcome``, ``breached``, ``reason``, ``extra``) was judged
+    so, by the rows of the outcomes table (docs/responses.md, "Outcomes"). ``due_passed``: an open
+    item's due time has passed by the console's clock (the worker may not have written it yet)."""
+    late = "срок нарушен" if breached else "в срок"
+    if outcome == "answered":
+        return Judgement(
+            "answered",
+            "отвечено страницей",
+            "Первый ответ страницы, который отвечает на обращение по правилам сопоставления: прямой ответ, "
+            "ответ в той же ветке автору или никому, ответ автору на верхнем уровне; в обсуждении и в личных "
+            "сообщениях — следующий ответ страницы. Время ответа — время этого ответа.",
+            f"{late}: время ответа сравнивается со сроком",
+        )
+    if outcome == "moderated":
+        return Judgement(
+            "moderated",
+            "удалено без ответа не автором",
+            "Удалено до ответа кем-то кроме автора (страницей или тем, кого площадка не назвала). Удаление "
+            "обоснованной жалобы — не ответ: обращение оценивается по сроку на момент удаления и выносится "
+            "на проверку.",
+            f"{late}: до удаления",
+        )
+    if outcome == "withdrawn":
+        return Judgement(
+            "withdrawn",
+            "удалено автором до ответа",
+            "Автор удалил обращение до ответа страницы.",
+            "срок прошёл до удаления: нарушение" if breached else "удалено до срока: не нарушение",
+        )
+    if outcome == "expired":
+        return Judgement(
+            "expired",
+            "истёк горизонт хранения",
+            "Обращение оставалось без ответа до горизонта хранения (время написания + OTKLIK_RETENTION, по "
+            "умолчанию 30 дней) и закрыто без ответа.",
+            "срок нарушен",
+        )
+    if outcome == "no_answer_needed":
+        if reason == "override":
+            why = "Ответ не нужен по исправлению разбора (кто, когда и почему — в строке «Исправление»)."
+        else:
+            title = REASON_TITLES.get(reason or "", reason or "причина не указана")
+            why = f"Разбор не нашёл, на что отвечать: {title}."
+        if extra.get("replied_at") is not None:
+            why += " Страница всё же ответила; на оценку это не влияет."
+        return Judgement("no_answer_needed", "ответ не нужен", why, "не оценивается по сроку")
+    if outcome == "open" and breached:
+        return Judgement(
+            "open",
+            "просрочено: срок прошёл без ответа",
+            "Срок прошёл, а ответа страницы нет: обработчик записал просрочку, когда дочитал события до "
+            "срока. Окончательная оценка придёт с ответом, удалением или по горизонту хранения.",
+            "срок нарушен",
+        )
+    return Judgement(
+        outcome,
+        "ждёт ответа",
+        "Ответа страницы пока нет; как только он придёт (или обращение удалят), оно закроется.",
+        ("срок прошёл; обработчик ещё не записал просрочку" if due_passed else "срок ещё не прошёл")
+        if outcome == "open"
+        else "—",
+    )

@@ -34,6 +34,7 @@ from otklik.agents.console.rules import (
     SignInLimiter,
     Viewer,
     decide,
+    explain,
     share_used,
 )
 from otklik.agents.history.rating import month_bounds
@@ -436,6 +437,13 @@ async def item_page(request: web.Request) -> web.Response:
             if item["outcome"] == "open"
             else None,
             "worked": worked,
+            "judgement": explain(
+                item["outcome"],
+                bool(item["breached"]),
+                item["reason"],
+                extra,
+                due_passed=item["due_at"] is not None and item["due_at"] <= now,
+            ),
             "days": _working_days(page, item["created_at"], end),
             "reasons": DISPUTE_REASONS,
             "message": request.query.get("done"),

@@ -353,6 +353,37 @@ async def test_a_page_draws_its_response_times_per_month_and_this_months_against
         assert f"<title>{title}</title>" in page, title
 
 
+async def test_an_item_names_the_engine_rule_that_judged_it(console: Console) -> None:
+    late = {
+        **item_row("vk:1:wall:30:1", "Тара", "вопрос", 2 * 86400),
+        **{"outcome": "answered", "breached": True, "judged": True, "version": 2, "reason": "question"},
+        **{"closed_at": NOW - 86400, "latency_s": 86400, "business_latency_s": 5 * 3600, "deadline": "4h working"},
+    }
+    withdrawn = {
+        **item_row("vk:1:wall:30:2", "Тара", "вопрос", 3600),
+        **{"outcome": "withdrawn", "judged": True, "version": 1, "closed_at": NOW - 1800},
+        **{"latency_s": 1800, "business_latency_s": 1800, "extra": orjson.dumps({"deleted_by": "vk:user:5"}).decode()},
+    }
+    with console.store.engine.begin() as connection:
+        connection.execute(insert(items), [late])
+        connection.execute(insert(items), [withdrawn])
+    assert (await console.sign_in("op")).status == 303
+    page = await (await console.client.get("/items/vk:1:wall:30:1")).text()
+    assert (
+        "<strong>отвечено страницей</strong> <small>(docs/responses.md, «Outcomes»: answered, breached)</small>" in page
+    )
+    assert (
+        "Срок: срок нарушен: время ответа сравнивается со сроком (рабочее время 5 ч 00 мин при сроке 4h working)"
+        in page
+    )
+    page = await (await console.client.get("/items/vk:1:wall:30:2")).text()
+    assert "<strong>удалено автором до ответа</strong>" in page and "Удалил: vk:user:5." in page
+    assert "Срок: удалено до срока: не нарушение" in page
+    # The three-day-old open item is past the due time the store recorded; the worker has not said so.
+    page = await (await console.client.get("/items/vk:1:wall:10:1")).text()
+    assert "<strong>ждёт ответа</strong>" in page and "срок прошёл; обработчик ещё не записал просрочку" in page
+
+
 async def test_behind_a_proxy_the_limit_counts_the_client_address(proxied_console: Console) -> None:
     console = proxied_console
 

@@ -109,3 +109,29 @@ def test_the_console_loads_nothing_from_elsewhere() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//""", text), path.name
         assert "@import" not in text and "url(http" not in text, path.name
+
+
+def test_the_judgement_names_the_outcomes_rule_and_how_it_stands_against_the_deadline() -> None:
+    from otklik.agents.console.rules import explain
+
+    late_answer = explain("answered", True, "question", {})
+    assert (late_answer.code, late_answer.rule, late_answer.deadline[:12]) == (
+        "answered",
+        "отвечено страницей",
+        "срок нарушен",
+    )
+    assert explain("answered", False, "question", {}).deadline.startswith("в срок")
+    # Withdrawn: a breach only when the deadline had passed at the deletion.
+    assert explain("withdrawn", False, None, {"deleted_by": "vk:user:5"}).deadline == "удалено до срока: не нарушение"
+    assert explain("withdrawn", True, None, {}).deadline == "срок прошёл до удаления: нарушение"
+    assert explain("moderated", False, None, {}).rule == "удалено без ответа не автором"
+    assert explain("expired", True, None, {}).code == "expired"
+    # Open: overdue once the worker wrote it so; before that, by the console's clock.
+    assert explain("open", True, None, {}).rule == "просрочено: срок прошёл без ответа"
+    assert explain("open", False, None, {}).deadline == "срок ещё не прошёл"
+    assert "не записал" in explain("open", False, None, {}, due_passed=True).deadline
+    # No answer needed: triage's reason in words, or the correction; a reply given anyway is mentioned.
+    thanks = explain("no_answer_needed", False, "gratitude", {"replied_at": 5})
+    assert "благодарность" in thanks.why and "всё же ответила" in thanks.why
+    assert thanks.deadline == "не оценивается по сроку"
+    assert "исправлению разбора" in explain("no_answer_needed", False, "override", {}).why
