@@ -20,6 +20,12 @@ not depend on the order of arrival within that window:
   within the window therefore revises the outcome instead of contradicting an emitted record. Metrics
   see a tentatively closed item as closed at once.
 
+Beyond the window (docs/responses.md, "Order beyond the late window"), two things keep a late comment
+counting at its own time: an item closed by a deletion stays held, dormant (``Item.written``), until its
+retention horizon, so a late page reply written before the deletion still answers it; and a page reply
+that answered nothing (an orphan, ``Reply.matched`` 0) is kept until the horizon of its own time, so an
+item that arrives after the ticks that passed its window is still answered.
+
 Timers (settling, deadlines, expiry) live in engine-wide heaps with lazy invalidation and are rebuilt
 from page state when a page is loaded.
 """
