@@ -31,7 +31,7 @@ from otklik.streams.store.schema import (
     users,
 )
 
-__all__ = ["COUNTS_TTL_S", "ConsoleStore", "QueueCounts", "QueueGroup", "RegistrySource", "UserError"]
+__all__ = ["COUNTS_STALE_S", "COUNTS_TTL_S", "ConsoleStore", "QueueCounts", "QueueGroup", "RegistrySource", "UserError"]
 
 _log = logging.getLogger("otklik.console")
 
@@ -49,9 +49,11 @@ QUEUE_COLUMNS = (
     "link",
 )
 
-# How long the console keeps a scope's queue counts (seconds of its clock): the queue's rows refresh
-# every 30 s and are read afresh each time; the counts are one pass over every open item in the scope.
+# How long the console keeps a scope's queue counts as they are (seconds of its clock), and how old
+# they may be when given while counted again (ConsoleStore.queue_counts): the queue's rows refresh every
+# 30 s and are read afresh each time; the counts are one pass over every open item in the scope.
 COUNTS_TTL_S = 10.0
+COUNTS_STALE_S = 120.0
 _COUNTS_KEPT = 256  # scopes whose counts are kept at once
 
 
@@ -166,6 +168,7 @@ class ConsoleStore:
         self.counts_ttl_s = counts_ttl_s  # 0: the queue's counts are read afresh each time
         self._counts: dict[tuple[Any, ...], QueueCounts] = {}
         self._counts_lock = threading.Lock()
+        self._recounting: dict[tuple[Any, ...], threading.Thread] = {}
 
     # ---- users ----------------------------------------------------------------------------------------
 
@@ -269,16 +272,59 @@ class ConsoleStore:
         (a page has one municipality, sector and platform), and every count the filters show is a sum
         over them (:meth:`QueueCounts.facets`), whatever the filters chosen.
 
-        That pass reads every open item in the viewer's scope, so its result is kept for
-        ``counts_ttl_s`` seconds of the console's clock per scope (operators and analysts share one; a
-        curator's municipalities, a page administrator's pages are theirs), within which an item
-        written, closed or gone overdue changes no count. The rows are never kept."""
+        That pass reads every open item in the viewer's scope, so with ``counts_ttl_s`` its result is
+        kept per scope (operators and analysts share one; a curator's municipalities, a page
+        administrator's pages are theirs): for ``counts_ttl_s`` seconds of the console's clock as it
+        is, then, up to ``COUNTS_STALE_S`` old, still given while a thread counts again (the next
+        request gets the new counts); older, or for a scope not counted yet, counted before the answer.
+        The rows are never kept."""
+        ttl = self.counts_ttl_s
+        if ttl <= 0:
+            return self._count(viewer, names, now)
         key = (_scope(viewer), names)
-        if self.counts_ttl_s > 0:
+        with self._counts_lock:
+            kept = self._counts.get(key)
+            age = now - kept.as_of if kept is not None else -1
+            if 0 <= age < ttl:
+                return kept  # type: ignore[return-value]
+            if 0 <= age < max(ttl, COUNTS_STALE_S):
+                if key not in self._recounting:
+                    thread = threading.Thread(
+                        target=self._recount, args=(key, viewer, names, now), name="console-counts", daemon=True
+                    )
+                    self._recounting[key] = thread
+                    thread.start()
+                return kept  # type: ignore[return-value]
+        counts = self._count(viewer, names, now)
+        self._keep(key, counts)
+        return counts
+
+    def settle(self) -> None:
+        """Wait for the counts being read again in the background (tests and the bench)."""
+        with self._counts_lock:
+            threads = list(self._recounting.values())
+        for thread in threads:
+            thread.join()
+
+    def _recount(self, key: tuple[Any, ...], viewer: Viewer, names: tuple[str, ...], now: int) -> None:
+        try:
+            self._keep(key, self._count(viewer, names, now))
+        except Exception:  # the kept counts stay; the next request past their time tries again
+            _log.exception("the queue's counts were not read again")
+        finally:
             with self._counts_lock:
-                kept = self._counts.get(key)
-            if kept is not None and kept.as_of <= now < kept.as_of + self.counts_ttl_s:
-                return kept
+                self._recounting.pop(key, None)
+
+    def _keep(self, key: tuple[Any, ...], counts: QueueCounts) -> None:
+        with self._counts_lock:
+            kept = self._counts.pop(key, None)
+            if kept is not None and kept.as_of > counts.as_of:
+                counts = kept  # newer counts got there first
+            if len(self._counts) >= _COUNTS_KEPT:  # bounded: the longest kept goes first
+                self._counts.pop(next(iter(self._counts)))
+            self._counts[key] = counts
+
+    def _count(self, viewer: Viewer, names: tuple[str, ...], now: int) -> QueueCounts:
         flag = case((and_(items.c.due_at.is_not(None), items.c.due_at <= now), 1), else_=0).label("overdue")
         query = (
             select(*(items.c[name] for name in names), func.max(items.c.page_title), flag, func.count())
@@ -295,14 +341,7 @@ class ConsoleStore:
                 if title and page is not None:
                     titles[values[page]] = title
                 combos.append((values, bool(row[len(names) + 1]), int(row[len(names) + 2])))
-        counts = QueueCounts(names, tuple(combos), titles, now)
-        if self.counts_ttl_s > 0:
-            with self._counts_lock:
-                self._counts.pop(key, None)
-                if len(self._counts) >= _COUNTS_KEPT:  # bounded: the longest kept goes first
-                    self._counts.pop(next(iter(self._counts)))
-                self._counts[key] = counts
-        return counts
+        return QueueCounts(names, tuple(combos), titles, now)
 
     def texts(self, item_ids: Sequence[str]) -> dict[str, str | None]:
         if not item_ids:
