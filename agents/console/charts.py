@@ -23,13 +23,13 @@ HOUR = 3600
 
 # The histogram's bins, as shares of the deadline: (up to and including this share, title).
 BINS: tuple[tuple[float, str], ...] = (
-    (0.25, "до ¼ срока"),
+    (0.25, "до ¼"),
     (0.5, "¼–½"),
     (0.75, "½–¾"),
-    (1.0, "¾–срок"),
-    (1.5, "до 1½ срока"),
-    (2.0, "до 2 сроков"),
-    (math.inf, "больше"),
+    (1.0, "¾–1"),
+    (1.5, "1–1½"),
+    (2.0, "1½–2"),
+    (math.inf, "больше 2"),
 )
 
 

@@ -205,7 +205,6 @@ def explain(
     """Why an item with this last record (``outcome``, ``breached``, ``reason``, ``extra``) was judged
     so, by the rows of the outcomes table (docs/responses.md, "Outcomes"). ``due_passed``: an open
     item's due time has passed by the console's clock (the worker may not have written it yet)."""
-    late = "срок нарушен" if breached else "в срок"
     if outcome == "answered":
         return Judgement(
             "answered",
@@ -213,7 +212,7 @@ def explain(
             "Первый ответ страницы, который отвечает на обращение по правилам сопоставления: прямой ответ, "
             "ответ в той же ветке автору или никому, ответ автору на верхнем уровне; в обсуждении и в личных "
             "сообщениях — следующий ответ страницы. Время ответа — время этого ответа.",
-            f"{late}: время ответа сравнивается со сроком",
+            "ответ после срока: нарушение" if breached else "ответ в срок",
         )
     if outcome == "moderated":
         return Judgement(
@@ -222,7 +221,7 @@ def explain(
             "Удалено до ответа кем-то кроме автора (страницей или тем, кого площадка не назвала). Удаление "
             "обоснованной жалобы — не ответ: обращение оценивается по сроку на момент удаления и выносится "
             "на проверку.",
-            f"{late}: до удаления",
+            "срок прошёл до удаления: нарушение" if breached else "удалено до срока: в срок, но на проверку",
         )
     if outcome == "withdrawn":
         return Judgement(

@@ -231,7 +231,7 @@ class ConsoleStore:
         of its deadline: so each group's first ``offset + limit`` items by creation are enough, and only
         those are weighed (``urgency``) and merged. "Overdue" is the due time the store recorded
         (docs/history.md, "What is kept") having passed. The rows are always read afresh; the counts
-        may be up to ``counts_ttl_s`` old (:meth:`queue_counts`; ``counted_at`` says when)."""
+        (and so the total) may be older (:meth:`queue_counts`; ``counted_at`` says when)."""
         overdue = and_(items.c.due_at.is_not(None), items.c.due_at <= now)
         # The open items oldest first are the index on (outcome, created_at). Asked as `outcome = 'open'`
         # ordered by created_at, PostgreSQL's planner may walk the index on created_at alone, through

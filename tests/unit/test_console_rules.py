@@ -115,12 +115,13 @@ def test_the_judgement_names_the_outcomes_rule_and_how_it_stands_against_the_dea
     from otklik.agents.console.rules import explain
 
     late_answer = explain("answered", True, "question", {})
-    assert (late_answer.code, late_answer.rule, late_answer.deadline[:12]) == (
+    assert (late_answer.code, late_answer.rule, late_answer.deadline) == (
         "answered",
         "отвечено страницей",
-        "срок нарушен",
+        "ответ после срока: нарушение",
     )
-    assert explain("answered", False, "question", {}).deadline.startswith("в срок")
+    assert explain("answered", False, "question", {}).deadline == "ответ в срок"
+    assert explain("moderated", True, None, {}).deadline == "срок прошёл до удаления: нарушение"
     # Withdrawn: a breach only when the deadline had passed at the deletion.
     assert explain("withdrawn", False, None, {"deleted_by": "vk:user:5"}).deadline == "удалено до срока: не нарушение"
     assert explain("withdrawn", True, None, {}).deadline == "срок прошёл до удаления: нарушение"
