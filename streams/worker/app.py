@@ -19,6 +19,7 @@ from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 from otklik.streams.worker.api_tokens import ApiTokens
 from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 from otklik.streams.worker.fetch_guard import install_fetch_guard
+from otklik.streams.worker.kafka_watch import KafkaWatch, install_metadata_backoff
 from otklik.streams.worker.metrics import PipelineMetrics
 
 log = logging.getLogger("otklik")
@@ -53,12 +54,33 @@ class FaustApp(faust.App):
     def _new_consumer(self):  # type: ignore[no-untyped-def]
         consumer = super()._new_consumer()
         install_fetch_guard(consumer)  # no input record skipped after a recovery (streams/worker/fetch_guard.py)
+        thread = consumer._thread  # aiokafka's consumer is made there, in the thread's loop
+        create = thread._create_consumer
+
+        def _create_consumer(loop):  # type: ignore[no-untyped-def]
+            made = create(loop=loop)
+            install_metadata_backoff(made._client)  # paced during an outage (streams/worker/kafka_watch.py)
+            return made
+
+        thread._create_consumer = _create_consumer
         if self.fast_delivery:
             install_fast_delivery(consumer, self.fast_delivery_stats)
         else:
             self.fast_delivery_stats.installed = False
             self.fast_delivery_stats.reason = "switched off (OTKLIK_FAST_DELIVERY=false)"
         return consumer
+
+    def _new_producer(self):  # type: ignore[no-untyped-def]
+        producer = super()._new_producer()
+        make = producer._new_producer  # makes faust's aiokafka producer when the service starts
+
+        def _new_aiokafka_producer(transactional_id=None):  # type: ignore[no-untyped-def]
+            made = make(transactional_id=transactional_id)
+            install_metadata_backoff(made.client)  # paced during an outage (streams/worker/kafka_watch.py)
+            return made
+
+        producer._new_producer = _new_aiokafka_producer
+        return producer
 
     def on_init_dependencies(self):  # type: ignore[no-untyped-def]
         services = super().on_init_dependencies()
@@ -116,6 +138,10 @@ class OtklikApp:
             value_serializer="raw",
         )
         self.metrics.watch_fast_delivery(lambda: self.faust.fast_delivery_stats)
+        # Whether the broker answers now: /health and otklik_worker_kafka_ready (streams/worker/kafka_watch.py).
+        self.kafka_watch = KafkaWatch(lambda: self.faust.producer._ensure_producer(), what=settings.bootstrap)
+        self.metrics.watch_kafka(lambda: self.kafka_watch.ready)
+        self.faust.task(self.kafka_watch.run)
         self.topics = Topics(**{role: self._topic(role) for role in TOPIC_NAMES})
         # Set by register_agents: the registry in force and the cores' table-backed state.
         self.registry_watcher = None
@@ -244,9 +270,12 @@ class OtklikApp:
         async def health(web, request):  # type: ignore[no-untyped-def]
             ours = self.settings.topic("raw")
             assigned = [tp for tp in app.consumer.assignment() if tp.topic == ours] if app.consumer else []
+            kafka = self.kafka_watch.ready
             return web.json(
                 {
-                    "status": "ok",
+                    # 503 while the broker does not answer: records wait in the producer meanwhile.
+                    "status": "ok" if kafka else "kafka unreachable",
+                    "kafka": kafka,
                     "app": self.settings.app_id,
                     "uptime_s": round(time.time() - self.started_at, 1),
                     "assigned_partitions": len(assigned),  # of otklik.raw
@@ -255,7 +284,8 @@ class OtklikApp:
                     "core": NATIVE_STATUS,  # compiled, pure, or stale: how the core's hot modules run
                     # installed (or why not) and records by path since start
                     "fast_delivery": app.fast_delivery_stats.as_dict(),
-                }
+                },
+                status=200 if kafka else 503,
             )
 
     async def _from_holder(self, web, request, page: str):  # type: ignore[no-untyped-def]

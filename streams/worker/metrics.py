@@ -284,6 +284,15 @@ class PipelineMetrics:
         whether it is installed. ``stats`` returns a :class:`~otklik.streams.worker.fast_delivery.FastDeliveryStats`."""
         self._registry.register(_FastDeliveryCollector(stats))
 
+    def watch_kafka(self, ready: Callable[[], bool]) -> None:
+        """``otklik_worker_kafka_ready``: ``ready()`` (streams/worker/kafka_watch.py) read at scrape time."""
+        gauge = Gauge(
+            "otklik_worker_kafka_ready",
+            "1 while the broker answered the worker's last probe (every second); 0 during an outage.",
+            registry=self._registry,
+        )
+        gauge.set_function(lambda: 1.0 if ready() else 0.0)
+
     # ---- moderation (agents/moderation_watch.py) ---------------------------------------------------
 
     def observe_moderation(self, record: Any) -> None:
