@@ -209,9 +209,9 @@ def _override(data: dict[str, Any], number: int) -> OverrideLine:
 
 def _decode(
     line: bytes, number: int, tg_links: Mapping[int, int]
-) -> list[Interaction] | list[OverrideLine] | list[ManagerLine]:
-    """One input line as interactions (or a correction, or a change of managers); raises
-    :class:`ReplayError` naming the line."""
+) -> list[Interaction] | list[Interaction | Listing] | list[OverrideLine] | list[ManagerLine]:
+    """One input line as interactions (or a correction, a change of managers, a catch-up's listing);
+    raises :class:`ReplayError` naming the line."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as bad_json:
@@ -225,12 +225,12 @@ def _decode(
     if "platform" in data:  # a raw envelope: decoded and normalized by the worker's own functions
         try:
             envelope = decode_raw(line)
-            records = to_interactions(envelope, tg_links)
+            found = to_interactions(envelope, tg_links)
         except RejectedRecord as exc:
             raise ReplayError(f"line {number}: {exc.reason}") from None
-        if not records and envelope.platform == "vk":
+        if not found and envelope.platform == "vk":
             return _officers(envelope.body, int(envelope.received_at), number)
-        return records
+        return found
     if "body" in data:
         body = data["body"]
         received_at = _received_at(data, number)
@@ -388,7 +388,7 @@ def _decode_all(
     on_error: Callable[[int, str], None] | None,
     tg_links: Mapping[int, int],
     first: int = 1,
-) -> list[Interaction | OverrideLine | ManagerLine]:
+) -> list[Interaction | Listing | OverrideLine | ManagerLine]:
     """Every line's interactions (or its correction, or its change of managers) in order of ``received_at``, file order breaking
     ties; malformed lines go to ``on_error`` in file order.
 
@@ -448,7 +448,7 @@ def tick_times(times: list[int]) -> list[int]:
 
 def _replay(
     engine: ResponseEngine,
-    interactions: list[Interaction | OverrideLine | ManagerLine],
+    interactions: list[Interaction | Listing | OverrideLine | ManagerLine],
     now: int | None,
     ticks: list[int] | None = None,
     last: int | None = None,

@@ -408,3 +408,32 @@ def test_an_offensive_text_missing_from_a_listing_was_removed_unseen_and_nothing
     assert (removed.at, removed.visible_s, removed.extra) == (T0 + 600, 599, {"how": "unseen"})
     assert f"{MOD_PAGE}:wall:1:2" in watch.pages[MOD_PAGE]  # listed: still visible
     assert watch.process(comment(1, rude, at=T0 + 1)) == []  # a redelivery of a text removed
+
+
+def test_a_replay_of_the_raw_topic_applies_the_catch_ups_listing_as_the_worker_does() -> None:
+    from otklik.agents.replay import iso, run_replay
+    from otklik.agents.replay_jobs import replay_lines
+
+    vk = VK()
+    reg = registry(schedule={"mon-sun": "00:00-24:00"}, calendar="none", deadline="30m calendar")
+
+    def line(source: str, received_at: int, body: dict[str, Any]) -> bytes:
+        return RawEnvelope("vk", source, float(received_at), body).to_json()
+
+    lines = [
+        line("vk-callback", T, vk.comment(1, 5001, T)),
+        line("vk-callback", T + 60, vk.comment(2, 5002, T + 60)),
+        line("vk-api", T + 2 * H, listing_body(G, "wall", 88, 0, T + H, T + 600, [2])),
+    ]
+    rows = {row["item"]: row for row in run_replay(lines, reg, now=T + 3 * H, triage=None)}
+    parallel = [orjson.loads(x) for x in replay_lines(lines, reg, now=T + 3 * H, jobs=2, triage=None)]
+    assert {row["item"]: row for row in parallel} == rows
+    assert (rows[item(1)]["outcome"], rows[item(1)]["closed_at"]) == ("moderated", iso(T + 600))
+    assert rows[item(2)]["outcome"] == "open"
+    errors: list[tuple[int, str]] = []
+    run_replay(
+        [lines[0], line("vk-callback", T + 2 * H, listing_body(G, "wall", 88, 0, T + H, T, []))],
+        reg,
+        on_error=lambda n, r: errors.append((n, r)),
+    )
+    assert len(errors) == 1 and "only the catch-up" in errors[0][1]
