@@ -3,7 +3,7 @@ times while it reads ends with the same rows as a calm store reading the same to
 
 A real worker turns ten simulated days of 40 pages into otklik.interactions, otklik.responses and
 otklik.moderation; a few corrections on otklik.overrides make it re-judge their items. Then the worker
-stops, so the topics hold a fixed stream. A calm store reads it all into one database with its own
+stops, so the topics hold a fixed stream (made once, read by both backends). A calm store reads it all into one database with its own
 consumer group. A second store, with another group, another database and small batches, is killed
 each time its items table passes another quarter of the calm store's items, and started again. At
 the end both must hold the same rows (docs/history.md, "Exactly-once rows"): items (every column but
@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ import pytest
 from sqlalchemy import select
 
 from otklik.schemas.overrides import Override
-from tests.conftest import OTKLIK, REPO, consume, produce, run
+from tests.conftest import OTKLIK, REPO, WorkerProcess, consume, free_port, produce, run, unique
 from tests.integration.test_store_live import Simulation, StoreProcess
 from tests.reliability.conftest import create_topics
 
@@ -193,26 +199,73 @@ def database(backend: str, name: str, tmp_path: Path, request: pytest.FixtureReq
     return cluster.url(created)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path, request, backend):
-    sim = simulate_recent(tmp_path / "sim")
+def normalized(worker: WorkerProcess) -> int:
+    """Records the worker's normalize agent has processed (its /health), 0 while it does not answer."""
+    try:
+        with urllib.request.urlopen(worker.web + "/health", timeout=3) as resp:
+            return int(json.loads(resp.read())["processed"].get("normalize", 0))
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+@dataclass
+class Judged:
+    """The worker's output of the simulated stream: fixed topics for the stores to read."""
+
+    worker: WorkerProcess  # stopped; the stores take its broker and topic names
+    sim: Simulation
+    topics: list[str]
+    ends: dict[tuple[str, int], int]
+    corrections: int
+
+
+@pytest.fixture(scope="module")
+def judged(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Judged]:
+    """Made once for both backends: the stores read the same topics, neither changes them."""
+    folder = tmp_path_factory.mktemp("store-kills")
+    sim = simulate_recent(folder / "sim")
     raw = sim.envelopes()
-    worker = worker_factory(sim.registry, OTKLIK_TICK_INTERVAL="1")
+    name = unique("t")
+    env = dict(os.environ)
+    env.update(  # as tests/conftest.py's worker_factory
+        OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
+        OTKLIK_APP_ID=name,
+        OTKLIK_TOPIC_PREFIX=name + ".",
+        OTKLIK_WEB_PORT=str(free_port()),
+        OTKLIK_DATA_DIR=str(folder / name),
+        OTKLIK_PARTITIONS="2",
+        OTKLIK_REBALANCE_TIMEOUT="6",
+        OTKLIK_LOG_LEVEL="info",
+        OTKLIK_REGISTRY=str(sim.registry),
+        OTKLIK_TICK_INTERVAL="1",
+    )
+    worker = WorkerProcess(env=env, log_path=folder / f"{name}.log")
     create_topics(worker)
     topics = [worker.topic(name) for name in TOPICS]
     worker.start()
     try:
         run(produce(kafka, worker.topic("otklik.raw"), raw))
-        judged = wait_until_quiet(kafka, topics, quiet_s=8, timeout=120, what="the worker's output")
+        deadline = time.monotonic() + 120
+        while normalized(worker) < len(raw):  # read it all; the deadlines' notices follow within a tick
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker did not read its input within 120s:\n{worker.log_tail()}")
+            time.sleep(0.5)
+        judged = wait_until_quiet(kafka, topics, quiet_s=3, timeout=120, what="the worker's output")
         responses = sum(n for (topic, _), n in judged.items() if topic == worker.topic("otklik.responses"))
         overrides = corrections_for(run(consume(kafka, worker.topic("otklik.responses"), expect=responses)), 3)
         run(produce(kafka, worker.topic("otklik.overrides"), [(o.page.encode(), o.to_json()) for o in overrides]))
-        wait_until_quiet(kafka, topics, quiet_s=8, timeout=60, what="the corrections' re-judgements")
+        wait_until_quiet(kafka, topics, quiet_s=3, timeout=60, what="the corrections' re-judgements")
     finally:
         worker.stop()
     ends = offsets(kafka, topics)
-    records = sum(ends.values())
     assert sum(n for (topic, _), n in ends.items() if topic == worker.topic("otklik.overrides")) == len(overrides)
+    yield Judged(worker, sim, topics, ends, len(overrides))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_kills_of_the_store_change_no_row(judged: Judged, kafka, tmp_path, request, backend):
+    worker, sim, topics, ends = judged.worker, judged.sim, judged.topics, judged.ends
+    records = sum(ends.values())
 
     calm_url = database(backend, "calm", tmp_path, request)
     calm = StoreProcess.beside(worker, calm_url, sim.registry, tmp_path / "calm.log")
@@ -223,7 +276,7 @@ def test_three_kills_of_the_store_change_no_row(worker_factory, kafka, tmp_path,
         calm.stop()
     expected = table_rows(calm_url)
     total_items = len(expected["items"])
-    assert total_items > 1000 and len(expected["corrections"]) == len(overrides)
+    assert total_items > 1000 and len(expected["corrections"]) == judged.corrections
 
     killed_url = database(backend, "killed", tmp_path, request)
     killed = StoreProcess.beside(
