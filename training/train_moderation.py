@@ -35,13 +35,14 @@ from otklik.agents.text.normalize import strip_markup, tokenize
 from training.corpora import OK, PIKABU, Sample, split
 
 OUT = Path(__file__).resolve().parent.parent / "agents" / "text" / "models" / MODEL_FILE
+EVAL_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "moderation_eval.jsonl"
 SEED = 18
 C = {"toxic": 8.0, "threat": 4.0}
 # What a threshold must keep: the share of organic clean texts (without мат) flagged (for the toxic head:
-# by the rules and the head together), and the out-of-fold precision of its label (a threat head that
-# fires on insults is no threat detector).
+# by the rules, the threat head and the toxic head together), and the out-of-fold precision of its label
+# (a threat head that fires on insults and мат is no threat detector).
 MAX_CLEAN_FLAGGED = {"toxic": 0.02, "threat": 0.01}
-MIN_PRECISION = {"toxic": 0.0, "threat": 0.8}
+MIN_PRECISION = {"toxic": 0.0, "threat": 0.9}
 
 
 def features(texts: list[str]) -> sp.csr_matrix:
@@ -89,6 +90,29 @@ def choose_threshold(
     return 1.0
 
 
+def load_eval_set() -> list[dict]:
+    with EVAL_SET.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def eval_set_floor(
+    model: LogisticRegression, head: str, x: sp.csr_matrix, rows: list[dict], rule_labels: list[frozenset[str]]
+) -> float:
+    """The lowest threshold at which the head adds no label the evaluation set (tests/data/
+    moderation_eval.jsonl, the policy's own examples) does not have, where the service would add it
+    (moderation.ModelDetector): insult only to a text the rules left unlabelled, threat only to one without
+    a threat, spam or flood label. Scored with the coefficients as shipped (float16)."""
+    label = "insult" if head == "toxic" else "threat"
+    weights = model.coef_[0].astype(np.float16).astype(np.float64)
+    scores = 1.0 / (1.0 + np.exp(-(x @ weights + float(model.intercept_[0]))))
+    wrong = [
+        float(score)
+        for score, row, found in zip(scores, rows, rule_labels, strict=True)
+        if label not in row["labels"] and (not found if head == "toxic" else not found & {"threat", "spam", "flood"})
+    ]
+    return max(wrong, default=0.0) + 1e-3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -101,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     # What the rules flag already (flood aside, as the bench counts): the model's share comes on top.
     flagged_by_rules = np.array([bool(labels - {"flood"}) for labels in rule_labels], dtype=bool)
     x_all = features([s.text for s in train])
+    eval_rows = load_eval_set()
+    eval_x = features([r["text"] for r in eval_rows])
+    eval_rules = [rules.labels(r["text"]) for r in eval_rows]
     coef: dict[str, np.ndarray] = {}
     intercept: dict[str, float] = {}
     thresholds: dict[str, float] = {}
     report: dict[str, dict[str, float]] = {}
-    for head in ("toxic", "threat"):
+    # The threat head's own out-of-fold flags, by text: they spend the toxic head's budget too.
+    flagged_by_threat = np.zeros(len(train), dtype=bool)
+    for head in ("threat", "toxic"):
         rows, y = head_data(train, head, mat)
         x = x_all[rows]
         groups = [train[i].group for i in rows]
@@ -115,10 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         clean_organic = np.array(
             [train[i].clean and train[i].kind == "organic" and not mat[i] for i in rows], dtype=bool
         )
-        # The toxic head's budget is shared with everything the rules flag; the threat head's false alarms
-        # are few (it keeps a precision of 0.8), so it is held to its own budget.
-        by_rules = flagged_by_rules[rows] if head == "toxic" else np.zeros(len(rows), dtype=bool)
+        # The toxic head's budget is shared with everything the rules and the threat head flag; the threat
+        # head's false alarms are few (it keeps a precision of 0.9), so it is held to its own budget.
+        if head == "toxic":
+            by_rules = (flagged_by_rules | flagged_by_threat)[rows]
+        else:
+            by_rules = np.zeros(len(rows), dtype=bool)
         thresholds[head] = choose_threshold(oof, y, clean_organic, by_rules, head)
+        final = fit(x, y, head)
+        floor = eval_set_floor(final, head, eval_x, eval_rows, eval_rules)
+        thresholds[head] = max(thresholds[head], floor)
+        if head == "threat":
+            flagged_by_threat[rows] = oof >= thresholds[head]
         for share in (0.01, 0.02, 0.03, 0.05):
             t = float(np.sort(oof[clean_organic])[::-1][int(share * clean_organic.sum())])
             hit = oof > t
@@ -138,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             "oof_recall_with_rules": round(float(together[y == 1].mean()), 3),
             "rows": len(rows),
             "positives": int(y.sum()),
+            "eval_set_floor": round(floor, 4),
         }
-        final = fit(x, y, head)
         coef[head] = final.coef_[0].astype(np.float32)
         intercept[head] = float(final.intercept_[0])
         print(head, json.dumps(report[head], ensure_ascii=False), flush=True)
     meta = {
         "seed": SEED,
+        "thresholds": "the out-of-fold choice, raised where needed to add no wrong label to the evaluation set",
         "C": C,
         "max_clean_flagged": MAX_CLEAN_FLAGGED,
         "min_precision": MIN_PRECISION,

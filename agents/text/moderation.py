@@ -217,6 +217,8 @@ class RuleDetector:
         self.obscene_word = self._obscene_word  # one normalised word: does a мат rule call it obscene?
         self.model_token = lru_cache(maxsize=200_000)(self._model_token)
         self._is_mash = lru_cache(maxsize=200_000)(self._is_mash_uncached)
+        # The same word is asked about in text after text: answered once.
+        self._derogatory_word = lru_cache(maxsize=200_000)(self._derogatory_word_uncached)
 
     def _model_token(self, word: str) -> str:
         """A word as :func:`model_input` shows it to the model."""
@@ -302,13 +304,9 @@ class RuleDetector:
         words = t.words
         lemma_sets = t.lemma_sets
         for i, word in enumerate(words):
-            squeezed = collapse_repeats(word)
-            if (INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed)) and not self._names_no_one(word):
+            if self._derogatory_word(word):
                 return f"derogatory name: {word}"
-            lemmas = lemma_sets[i]
-            if lemmas & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
-                return f"derogatory name: {word}"
-            if lemmas & INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
+            if lemma_sets[i] & INSULT_WEAK and self._aimed_at_people(words, lemma_sets, i):
                 return f"aimed at people: {word}"
         phrase = INSULT_PHRASES.search(" ".join(words))
         if phrase:
@@ -317,6 +315,14 @@ class RuleDetector:
             if self._morph.lemmas(word) & INSULT_STRONG and not self._innocent_reading(word, INSULT_STRONG):
                 return f"derogatory name: {word}"
         return None
+
+    def _derogatory_word_uncached(self, word: str) -> bool:
+        """A derogatory name whatever surrounds it: an insulting stem (not a state or a place), or a
+        strong lemma the dictionary reads first."""
+        squeezed = collapse_repeats(word)
+        if (INSULT_OBSCENE.search(squeezed) or INSULT_STEMS.search(squeezed)) and not self._names_no_one(word):
+            return True
+        return bool(self._morph.lemmas(word) & INSULT_STRONG) and not self._innocent_reading(word, INSULT_STRONG)
 
     def _names_no_one(self, word: str) -> bool:
         """The dictionary reads a word with an insulting stem as a state or a place, not a person:
@@ -652,10 +658,10 @@ MAT_TOKEN = "<мат>"
 def model_input(rules: RuleDetector, tokens: Tokens) -> str:
     """The text as the model sees it (training and service alike): every word the мат rules recognise
     becomes one token, the insult lexicon's words are left out, every other word the dictionary knows
-    becomes ``=lemma``, and only the rest (disguised,
-    misspelt, slang) is left as written, for character n-grams. So the model never learns мат's or a
-    dictionary word's letters and is not fooled where the dictionary knows better (употреблять, бляшки,
-    дебаты), while inflections share one feature."""
+    becomes ``=lemma``, and only the rest (disguised, misspelt, slang) is left as written. So the model
+    never learns мат's letters and is not fooled where the dictionary knows better (употреблять,
+    бляшки, дебаты), while inflections share one feature (and a lemma's first letters are shared with
+    the misspellings of its stem)."""
     words = tuple(t for t in map(rules.model_token, tokens.words) if t)
     return model_doc(words, tuple(t for t in map(rules.model_token, tokens.joined) if t))
 

@@ -19,7 +19,8 @@ import io
 import itertools
 import json
 import zipfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -48,19 +49,29 @@ def model_doc(words: tuple[str, ...], joined: tuple[str, ...]) -> str:
 
 
 def analyze(doc: str) -> list[str]:
-    """The features of a model document: each token, each pair of neighbouring tokens, and character
-    2–5-grams (with a space at either end) of the tokens left as written; a dictionary word (``=lemma``)
-    or the мат token (``<мат>``) is one feature."""
+    """The features of a model document: each token, each pair of neighbouring tokens, character
+    2–5-grams (with a space at either end) of the tokens left as written, and the first 3, 4 and 5
+    letters of a dictionary word's lemma (``=lemma``), the same features as a written word's n-grams
+    at its start (a rude lemma shares its stem with the misspellings and derivations the dictionary does
+    not know); the мат token (``<мат>``) is one feature."""
     tokens = doc.split()
     grams = list(tokens)
     grams.extend(f"{a} {b}" for a, b in itertools.pairwise(tokens))
     for token in tokens:
-        if token[0] in "=<":
-            continue
-        padded = f" {token} "
-        for n in range(2, 6):
-            grams.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+        grams.extend(_char_grams(token))
     return grams
+
+
+def _char_grams(token: str) -> list[str]:
+    if token[0] == "<":
+        return []
+    if token[0] == "=":
+        # A lemma's first 3, 4 and 5 letters, as a word's own n-grams at its start: few, so that a
+        # word new to the process costs little more to hash than before.
+        lemma = token[1:]
+        return [f" {lemma[:n]}" for n in (3, 4, 5) if len(lemma) > n]
+    padded = f" {token} "
+    return [padded[i : i + n] for n in range(2, 6) for i in range(len(padded) - n + 1)]
 
 
 @lru_cache(maxsize=1)
@@ -82,12 +93,9 @@ _pair_column = lru_cache(maxsize=200_000)(_column)
 
 @lru_cache(maxsize=200_000)
 def _token_indices(token: str) -> tuple[int, ...]:
-    """The columns of one token's own features in :func:`analyze`: the token, and its character n-grams
-    unless it is a lemma or the мат token."""
-    if token[0] in "=<":
-        return (_column(token),)
-    hash32 = _murmurhash()
-    return tuple(abs(hash32(gram, seed=0)) % N_FEATURES for gram in analyze(token))
+    """The columns of one token's own features in :func:`analyze`: the token and its character n-grams."""
+    # map() with the default seed (0) rather than a generator with a keyword: the hashing is per n-gram.
+    return tuple([abs(h) % N_FEATURES for h in map(_murmurhash(), (token, *_char_grams(token)))])
 
 
 def clear_hash_caches() -> None:
@@ -96,17 +104,21 @@ def clear_hash_caches() -> None:
     _pair_column.cache_clear()
 
 
+def _columns(doc: str) -> list[int]:
+    """The column of every feature :func:`analyze` gives the document, once per occurrence."""
+    tokens = doc.split()
+    return [
+        *itertools.chain.from_iterable(map(_token_indices, tokens)),
+        *map(_pair_column, map(" ".join, itertools.pairwise(tokens))),
+    ]
+
+
 def hashed_counts(doc: str) -> tuple[Any, Any]:
     """The non-zero columns of ``vectorizer().transform([doc])`` (sorted) and their counts (float32), as
     the vectorizer computes them, without its per-call overhead: one token's features are looked up once."""
     import numpy as np
 
-    tokens = doc.split()
-    columns = [
-        *itertools.chain.from_iterable(map(_token_indices, tokens)),
-        *map(_pair_column, map(" ".join, itertools.pairwise(tokens))),
-    ]
-    indices, counts = np.unique(np.array(columns, dtype=np.int32), return_counts=True)
+    indices, counts = np.unique(np.array(_columns(doc), dtype=np.int32), return_counts=True)
     return indices, counts.astype(np.float32)
 
 
@@ -125,10 +137,15 @@ class LinearModel:
     intercept: dict[str, float]
     thresholds: dict[str, float]
     meta: dict[str, Any]
+    _rows: Any = field(init=False, repr=False, compare=False)  # the heads' coefficients, one row each
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         # Import scikit-learn's hashing with the model rather than on the first text scored.
         _murmurhash()
+        # One look-up per text scores every head.
+        object.__setattr__(self, "_rows", np.stack([self.coef[h] for h in self.coef]).astype(np.float32))
 
     def scores_doc(self, doc: str) -> dict[str, float]:
         """Probability-like score per head for one document (``moderation.model_input``)."""
@@ -139,12 +156,16 @@ class LinearModel:
         if not doc:
             return dict.fromkeys(self.coef, 0.0)
         # The vectorizer's own transform costs more than the hashing for one short text (tests/unit/
-        # test_moderation_model.py checks that both give the same columns and counts).
-        indices, values = hashed_counts(doc)
-        norm = float(np.sqrt(values @ values)) or 1.0
+        # test_moderation_model.py checks that both give the same columns and counts). A column's
+        # coefficient summed once per occurrence is its count times the coefficient: no sorting needed.
+        columns = _columns(doc)
+        counts = Counter(columns)
+        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        norm = math.sqrt(values @ values) or 1.0
+        sums = self._rows[:, np.array(columns, dtype=np.intp)].sum(axis=1, dtype=np.float64)
         out = {}
-        for head, vector in self.coef.items():
-            margin = float(values @ vector[indices]) / norm + self.intercept[head]
+        for head, total in zip(self.coef, sums.tolist(), strict=True):
+            margin = total / norm + self.intercept[head]
             out[head] = 1.0 / (1.0 + math.exp(-margin))
         return out
 
