@@ -525,11 +525,13 @@ def replay_file(
     err: IO[str] | None = None,
     tg_links: Mapping[int, int] | None = None,
     jobs: int = 1,
+    phases: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """The CLI edge: read ``path`` (JSON Lines), load the registry, write rows as JSON Lines to ``out``
     (a path, a binary stream, or stdout), report malformed lines to ``err`` (stderr). Returns counts.
     ``tg_links``: as for :func:`run_replay`. ``jobs`` > 1 splits the work by page across that many
-    processes (:mod:`otklik.agents.replay_jobs`), with the same output."""
+    processes (:mod:`otklik.agents.replay_jobs`), with the same output; ``phases``: the CPU seconds of
+    their phases (see :func:`otklik.agents.replay_jobs.replay_bytes`)."""
     from otklik.agents.registry import load_registry
 
     err = err if err is not None else sys.stderr
@@ -548,7 +550,7 @@ def replay_file(
     if jobs > 1:
         from otklik.agents.replay_jobs import replay_bytes
 
-        count, encoded = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links)
+        count, encoded = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links, phases=phases)
         items = len(encoded)
         payload = b"".join(encoded)
     else:

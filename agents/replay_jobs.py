@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import time
 import traceback
 import zlib
 from collections import Counter
@@ -147,6 +148,25 @@ def _unpack(packed: tuple[bytes, list[tuple[int, OverrideLine | ManagerLine]]]) 
 _RECEIVED_AT = attrgetter("received_at")
 
 
+class _Clock:
+    """CPU seconds of this process by phase (``time.process_time``): what the bench adds up into the
+    critical path of a parallel replay."""
+
+    def __init__(self) -> None:
+        self.at = time.process_time()
+        self.stages: list[dict[str, float]] = [{}]
+
+    def mark(self, phase: str) -> None:
+        now = time.process_time()
+        stage = self.stages[-1]
+        stage[phase] = stage.get(phase, 0.0) + now - self.at
+        self.at = now
+
+    def wait(self) -> None:
+        """The others' work comes next: a new stage."""
+        self.stages.append({})
+
+
 def _receive(conn: Connection, job: int) -> Any:
     try:
         status, value = conn.recv()
@@ -170,6 +190,8 @@ def _job(
     assigned: dict[str, int],
 ) -> None:
     """One job, in a forked process: see the module's docstring for the steps."""
+    clock = _Clock()
+    clock.stages[0]["start"] = clock.at  # this process's CPU since the fork
     gc.disable()  # as in run_replay: the state holds no cycles
     try:
         begin, end = run
@@ -179,6 +201,7 @@ def _job(
         else:
             lines = source[begin:end]
             first = begin + 1
+        clock.mark("split")
         errors: list[tuple[int, str]] = []
         events = _decode_all(lines, lambda number, reason: errors.append((number, reason)), tg_links, first)
         shares: list[list[Any]] = [[] for _ in range(jobs)]
@@ -190,7 +213,9 @@ def _job(
                 share = owners[page] = shares[_job_of(page, jobs, assigned)]
             share.append(event)
         times = [event.received_at for event in events]
+        clock.mark("decode")
         packed = [None if job == index else _pack(share) for job, share in enumerate(shares)]
+        clock.mark("pack")
         del events, owners
         # The interactions for the other jobs follow the message as they are: no pickling, no copy.
         conn.send(("ok", (len(lines), errors, times, [None if p is None else p[1] for p in packed])))
@@ -198,21 +223,30 @@ def _job(
             if p is not None:
                 conn.send_bytes(p[0])
         del packed
+        clock.mark("send")
         ticks, last, corrections = _receive(conn, -1)
+        clock.wait()
         incoming = [None if job == index else (conn.recv_bytes(), corrections[job]) for job in range(jobs)]
         # Each run's events are in order of time, file order breaking ties: in the runs' order, a
         # stable sort keeps that.
         mine = list(chain.from_iterable(shares[job] if job == index else _unpack(p) for job, p in enumerate(incoming)))
+        clock.mark("unpack")
         mine.sort(key=_RECEIVED_AT)
         del shares, incoming
         engine = replay_engine(registry.page, **options)
-        rows = _in_output_order(_replay(engine, mine, now, ticks, last))
+        rows = _replay(engine, mine, now, ticks, last)
+        clock.mark("engine")
+        rows = _in_output_order(rows)
         dumps = orjson.dumps
         # dumps(row) + newline, not OPT_APPEND_NEWLINE: orjson's own result keeps the buffer it wrote
         # into, some kilobytes; the copy is the row's size (held by the hundred thousand, it counts).
         encoded = b"".join([dumps(row) + b"\n" for row in rows])
-        conn.send(("ok", [row["created_at"] + row["item"] for row in rows]))
+        keys = [row["created_at"] + row["item"] for row in rows]
+        clock.mark("encode")
+        conn.send(("ok", keys))
         conn.send_bytes(encoded)
+        clock.mark("send")
+        conn.send(("ok", clock.stages))
     except BaseException:  # the parent raises it
         conn.send(("failed", traceback.format_exc()))
     finally:
@@ -230,14 +264,17 @@ def replay_bytes(
     retention_s: int = 30 * 86400,
     triage: Triage | None = decide,
     tg_links: Mapping[int, int] | None = None,
+    phases: dict[str, Any] | None = None,
 ) -> tuple[int, list[bytes]]:
     """:func:`replay_lines` of ``data.splitlines()``, without splitting them in this process: the
-    number of lines and the rows."""
+    number of lines and the rows. ``phases``, if given, gets the CPU seconds of each phase of the
+    parent (``"parent"``) and of each job (``"jobs"``: one list of stages per job, each stage run while the
+    other jobs run theirs), for the bench."""
     options = (registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links)
     if b"\r" in data:  # a line may end in "\r": only the whole file's splitting says where lines are
         lines = data.splitlines()
-        return _run(lines, _assign(lines[::SAMPLE_EVERY], jobs), *options)
-    return _run(data, _assign(_sample(data), jobs), *options)
+        return _run(lines, _assign(lines[::SAMPLE_EVERY], jobs), *options, phases)
+    return _run(data, _assign(_sample(data), jobs), *options, phases)
 
 
 def replay_lines(
@@ -269,6 +306,7 @@ def _run(
     retention_s: int,
     triage: Triage | None,
     tg_links: Mapping[int, int] | None,
+    phases: dict[str, Any] | None = None,
 ) -> tuple[int, list[bytes]]:
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -281,6 +319,7 @@ def _run(
     # rescan them over and over meanwhile, as in run_replay. Off for the run.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    clock = _Clock()
     try:
         for index, run in enumerate(_runs(source, jobs)):
             ours, theirs = context.Pipe()
@@ -293,6 +332,7 @@ def _run(
             theirs.close()
             conns.append(ours)
             processes.append(process)
+        clock.mark("fork")
         # Each job's message, then its interactions for each other job, encoded (see _job).
         decoded = []
         for job, conn in enumerate(conns):
@@ -315,13 +355,19 @@ def _run(
                 if other != job:
                     conn.send_bytes(encoded[job])
         del decoded
+        clock.mark("ticks")
         # Each job's keys, then its rows as one run of JSON lines (orjson writes no raw line end).
         results = [(_receive(conn, job), conn.recv_bytes().splitlines(keepends=True)) for job, conn in enumerate(conns)]
         # Each job's rows are in output order and item ids are unique: sorting their places by key
         # merges the runs (in C, where a heap merge steps through Python for every row).
         keys = list(chain.from_iterable(keys for keys, _ in results))
         rows = list(chain.from_iterable(rows for _, rows in results))
-        return count, [rows[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]
+        merged = [rows[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]
+        clock.mark("merge")
+        if phases is not None:
+            phases["parent"] = clock.stages[0]
+            phases["jobs"] = [_receive(conn, job) for job, conn in enumerate(conns)]
+        return count, merged
     finally:
         if gc_was_enabled:
             gc.enable()
