@@ -547,8 +547,9 @@ class RuleDetector:
         if pattern:
             return f"ad pattern: {pattern.group(0)}"
         phone = PHONE.search(text)
-        offer = AD_OFFERS.search(text)
-        if offer and (phone or AD_CONTACT.search(text)):
+        # The offer's long pattern only where there is a contact: most texts have none.
+        offer = AD_OFFERS.search(text) if phone or AD_CONTACT.search(text) else None
+        if offer:
             return f"offer with a contact: {offer.group(0)}"
         if phone and not OWN_CONTACT.search(text):
             return f"phone: {phone.group(0)}"
