@@ -1,11 +1,15 @@
 """The catch-up service's watch on the real broker with the fake VK API (streams/edge/watch.py): a
 community's managers reach ``otklik.managers`` without anyone running ``otklik managers sync`` (one
 known by its token at start, one first seen on ``otklik.raw``), a list already on the topic is not read
-again, and a community silent far beyond its learned rate gets a gap record."""
+again, and a community silent far beyond its learned rate gets a gap record; and ``otklik catchup``
+itself, as compose starts it, reads a community's managers."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +24,7 @@ from otklik.schemas.records import Gap, RawEnvelope
 from otklik.streams.edge.vk_api import VkApiClient, VkToken
 from otklik.streams.edge.watch import WATCH_GROUP, watch_service
 from otklik.streams.settings import VkApiSettings
-from tests.conftest import consume, produce, run
+from tests.conftest import OTKLIK, consume, produce, run
 from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community
 
 pytestmark = pytest.mark.integration
@@ -115,3 +119,51 @@ def test_managers_arrive_unasked_and_a_silent_community_is_a_gap(kafka: str, tmp
     assert (gap.community, gap.why, gap.detected_by) == (f"vk:{SILENT}", "silent", "catchup")
     assert gap.since == quiet_since and gap.until >= int(now)
     assert f"vk:{SILENT}" in orjson.loads(state.read_bytes())["silence"]  # saved for the next start
+
+
+def test_the_catchup_service_reads_a_communitys_managers_by_itself(kafka: str, tmp_path: Path) -> None:
+    """`otklik catchup` as compose starts it: the list of a community with a token reaches
+    otklik.managers with no `otklik managers sync`, and no token shows in its log."""
+    prefix = f"watchcmd-{uuid.uuid4().hex[:8]}."
+    token, service = f"vk1.a.group-{uuid.uuid4().hex}", f"vk1.a.service-{uuid.uuid4().hex}"
+    community = scripted_community(AT_START, seed=1)
+    fake = FakeVkApi({AT_START: community}, {token: KnownToken("group", AT_START), service: KnownToken("service")})
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with fake.running():
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTKLIK_") or k == "OTKLIK_PURE_PYTHON"}
+    env.update(
+        OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
+        OTKLIK_TOPIC_PREFIX=prefix,
+        OTKLIK_VK_API_URL=fake.url,
+        OTKLIK_VK_SERVICE_TOKEN=service,
+        OTKLIK_CATCHUP_STATE_FILE=str(tmp_path / "watch.json"),
+        **{f"OTKLIK_VK_{AT_START}_TOKEN": token},
+    )
+    log = tmp_path / "catchup.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([OTKLIK, "catchup"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        lists = run(consume(kafka, f"{prefix}otklik.managers", expect=1, timeout=90))
+    finally:
+        proc.terminate()
+        code = proc.wait(60)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+    text = log.read_text(errors="replace")
+    assert lists, text
+    record = decode_manager_record(lists[0].value)
+    assert isinstance(record, ManagerList) and record.page == f"vk:{AT_START}"
+    assert sorted(record.users) == sorted(f"vk:user:{u}" for u in community.managers)
+    assert code == 0, text
+    assert token not in text and service not in text
+    assert fake.violations == []
