@@ -387,17 +387,31 @@ def _decode_all(
     lines: Iterable[bytes],
     on_error: Callable[[int, str], None] | None,
     tg_links: Mapping[int, int],
-    first: int = 1,
 ) -> list[Interaction | Listing | OverrideLine | ManagerLine]:
     """Every line's interactions (or its correction, or its change of managers) in order of ``received_at``, file order breaking
-    ties; malformed lines go to ``on_error`` in file order.
+    ties; malformed lines go to ``on_error`` in file order."""
+    interactions = _decode_numbered(enumerate(lines, 1), on_error, tg_links)
+    # Stable, so file order breaks ties; most files are nearly in order, which costs little to sort.
+    interactions.sort(key=_RECEIVED_AT)
+    return interactions
 
-    ``first`` is the number of the first line: a job of a parallel replay (see
-    :mod:`otklik.agents.replay_jobs`) decodes a run of the file's lines."""
+
+def _decode_numbered(
+    numbered: Iterable[tuple[int, bytes]],
+    on_error: Callable[[int, str], None] | None,
+    tg_links: Mapping[int, int],
+    starts: list[int] | None = None,
+) -> list[Interaction | Listing | OverrideLine | ManagerLine]:
+    """The interactions (or corrections, or changes of managers) of numbered lines, in the lines'
+    order; malformed lines go to ``on_error`` in that order. ``starts``, if given, gets for each line
+    how many interactions came before it: a job of a parallel replay (see
+    :mod:`otklik.agents.replay_jobs`) decodes some of the file's lines, and places them by number."""
     loads = orjson.loads
     interactions: list[Any] = []
     batch: list[Any]
-    for number, line in enumerate(lines, first):
+    for number, line in numbered:
+        if starts is not None:
+            starts.append(len(interactions))
         # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
         # (envelopes, and every error, with its message) goes through _decode.
         try:
@@ -423,8 +437,6 @@ def _decode_all(
                 on_error(number, str(error))
             continue
         interactions += batch  # the interactions of one line share its received_at
-    # Stable, so file order breaks ties; most files are nearly in order, which costs little to sort.
-    interactions.sort(key=_RECEIVED_AT)
     return interactions
 
 
@@ -550,23 +562,25 @@ def replay_file(
     if jobs > 1:
         from otklik.agents.replay_jobs import replay_bytes
 
-        count, encoded = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links, phases=phases)
-        items = len(encoded)
-        payload = b"".join(encoded)
+        # The jobs' pieces, written in turn: joining them would copy the whole output once more.
+        count, items, pieces = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links, phases=phases)
     else:
         lines = data.splitlines()
         count = len(lines)
         rows = run_replay(lines, registry, at, on_error=report, tg_links=tg_links)
         items = len(rows)
-        payload = b"".join([orjson.dumps(row) + b"\n" for row in rows])
+        pieces = [b"".join([orjson.dumps(row) + b"\n" for row in rows])]
     if out is None:
-        sys.stdout.buffer.write(payload)
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
     elif isinstance(out, str):
         with open(out, "wb") as sink:
-            sink.write(payload)
+            for piece in pieces:
+                sink.write(piece)
     else:
-        out.write(payload)
+        for piece in pieces:
+            out.write(piece)
     elapsed = time.perf_counter() - started
     print(
         f"otklik replay: {count} lines, {malformed} malformed, {items} items in {elapsed:.2f}s",

@@ -4,22 +4,22 @@ The output is byte for byte that of one process (:func:`otklik.agents.replay.run
 reports included, because a page's rows depend only on its own events and on when the engine ticks
 and ends, and every job takes those two times from the whole input:
 
-1. The parent cuts the input into N runs of whole lines, one per job, and shares the pages out by
-   their volume in a sample of the lines (the rest by a hash of the page id).
-2. Each job (a forked process: the input and the registry are inherited, not copied through a pipe)
-   decodes its run of lines, every page's, and sends back its malformed lines, when its events were
-   received, and the events of the other jobs' pages, encoded with msgpack (far cheaper to decode
-   than a line). Each line is decoded once, by one job.
-3. The parent reports the malformed lines once each, in file order, computes the tick times and the
-   last event's time of the whole input (:func:`~otklik.agents.replay.tick_times`) and hands every
-   job those two times and its events from the other runs.
-4. Each job puts its events in file order (the runs in order, then a stable sort by time, as one
-   process sorts them), runs its pages through its own engine and sends back its rows, encoded and
-   in output order (creation time, then item id); the parent merges them. Item ids name their page,
-   so no item is in two jobs.
-
-The input is either the file's bytes (cut at line ends: no job copies or even touches another's
-lines) or a list of lines.
+1. The parent forks N jobs; each inherits the input (the file's bytes, or a list of lines) and the
+   registry, copying nothing through a pipe.
+2. Each job finds every line's VK page without decoding it (the last ``"group_id":`` of the line, by
+   one regular expression over the whole input), shares the pages out by their volume (every job
+   computes the same sharing) and decodes only the lines of its own pages; a line naming no page
+   (a Telegram or MAX envelope, a correction, a change of managers, a malformed line) is decoded by
+   one job, by its number. Each line is decoded once, by one job, so each malformed line is reported
+   once. An event of another job's page (a line that named no page, or named it wrongly) goes to
+   that job with its line number: rare, so pickled.
+3. The parent reports the malformed lines in file order, computes the tick times and the last
+   event's time of the whole input (:func:`~otklik.agents.replay.tick_times`, from each job's
+   distinct times) and hands every job those two times and its events from the others.
+4. Each job puts its events in file order, then stably by time, as one process sorts them, runs its
+   pages through its own engine and sends back its rows, encoded and in output order (creation time,
+   then item id), and their keys; the parent merges them. Item ids name their page, so no item is in
+   two jobs.
 """
 
 from __future__ import annotations
@@ -27,30 +27,31 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
+import re
 import time
 import traceback
 import zlib
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from itertools import chain, pairwise
+from collections.abc import Callable, Mapping
+from itertools import chain, compress
 from multiprocessing.connection import Connection
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
-import msgspec
 import orjson
 
 from otklik.agents.replay import (
-    ManagerLine,
     OverrideLine,
-    _decode_all,
+    _decode_numbered,
     _in_output_order,
     _replay,
+    iso,
     replay_engine,
     tick_times,
 )
 from otklik.agents.text.triage import Triage, decide
-from otklik.schemas.records import Interaction
 
 __all__ = ["default_jobs", "replay_bytes", "replay_lines"]
 
@@ -63,89 +64,67 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-# Pages differ in volume by orders of magnitude: a hash alone left one of two jobs with 60 % of the
-# events. About every SAMPLE_EVERY-th line is read ahead to share the busiest pages out evenly.
-SAMPLE_EVERY = 16
+# One match per line (each ends in "\n", or the input does): the digits after the line's last
+# "group_id": (a VK body's own comes after its object), or nothing. Only says which job decodes the
+# line: the page its events name decides where they go.
+_LINE_PAGE = re.compile(rb'(?:[^\n]*"group_id":([0-9]{1,18}))?[^\n]*(?:\n|\Z)')
+_NO_PAGE = 255  # in a job's list of which job decodes each line: a line that named no page
 
 
-def _assign(sample: Iterable[bytes], jobs: int) -> dict[str, int]:
-    """The job of each page seen in a sample of the lines, the busiest first, each to the job with
-    the fewest sampled lines so far (pages not seen go by :func:`_job_of`'s hash)."""
-    counts: Counter[str] = Counter()
-    for line in sample:
-        try:
-            group_id = orjson.loads(line)["body"]["group_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-        if type(group_id) is int:
-            counts[f"vk:{group_id}"] += 1
-    load = [0] * jobs
-    assigned = {}
-    for page, count in counts.most_common():
-        job = load.index(min(load))
-        assigned[page] = job
-        load[job] += count
-    return assigned
-
-
-def _sample(data: bytes) -> list[bytes]:
-    """About every :data:`SAMPLE_EVERY`-th line of ``data``, found without splitting it all: the line
-    after each of evenly spaced offsets. Only shares the pages out, so an odd line does no harm."""
-    wanted = data.count(b"\n") // SAMPLE_EVERY + 1
-    sample = []
-    for at in range(wanted):
-        start = data.find(b"\n", len(data) * at // wanted) + 1
-        end = data.find(b"\n", start)
-        sample.append(data[start : len(data) if end < 0 else end])
-    return sample
-
-
-def _job_of(page: str, jobs: int, assigned: dict[str, int]) -> int:
-    job = assigned.get(page)
-    return zlib.crc32(page.encode()) % jobs if job is None else job
-
-
-def _runs(source: bytes | list[bytes], jobs: int) -> list[tuple[int, int]]:
-    """Where each job's lines begin and end: offsets into the bytes, each just past a line end, so
-    that splitting the runs gives the lines of splitting the whole (the bytes hold no ``\\r``: see
-    :func:`replay_bytes`); indexes into a list."""
-    size = len(source)
+def _split(source: bytes | list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """The lines of ``source`` (as ``splitlines`` cuts them: the bytes hold no ``\\r``, see
+    :func:`replay_bytes`) and the page each names (its VK group id; empty if none)."""
     if isinstance(source, list):
-        return [(size * job // jobs, size * (job + 1) // jobs) for job in range(jobs)]
-    ends = [0]
-    for job in range(1, jobs):
-        at = source.find(b"\n", max(size * job // jobs, ends[-1]))
-        ends.append(size if at < 0 else at + 1)
-    ends.append(size)
-    return list(pairwise(ends))
+        lines, blob = source, b"\n".join(source)  # splitlines's lines hold no "\n"
+    else:
+        lines, blob = source.split(b"\n"), source
+        if not lines[-1]:  # the input ends in "\n" (or is empty): that ends a line, starts none
+            lines.pop()
+    return lines, _LINE_PAGE.findall(blob)[: len(lines)]
 
 
-_ENCODE = msgspec.msgpack.Encoder().encode
-_DECODE = msgspec.msgpack.Decoder(list[Interaction]).decode
+def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
+    """The job of each VK page the lines name, the busiest first, each to the job with the fewest
+    lines so far (pages differ in volume by orders of magnitude: a hash alone left one of two jobs with
+    60 % of the events). Other pages go by :func:`_job_of`'s hash."""
+    load = [0] * jobs
+    owner = {}
+    for group, count in Counter(groups).most_common():
+        if group:
+            job = load.index(min(load))
+            owner[f"vk:{int(group)}"] = job
+            load[job] += count
+    return owner
 
 
-def _pack(events: list[Any]) -> tuple[bytes, list[tuple[int, OverrideLine | ManagerLine]]]:
-    """Events for another job: the interactions as msgpack, the rare corrections and changes of
-    managers pickled beside them with their places."""
-    plain: list[Interaction] = []
-    corrections: list[tuple[int, OverrideLine | ManagerLine]] = []
-    for at, event in enumerate(events):
-        if type(event) is not Interaction:
-            corrections.append((at, event))
-        else:
-            plain.append(event)
-    return _ENCODE(plain), corrections
+def _job_of(page: str, jobs: int, owner: dict[str, int]) -> int:
+    job = owner.get(page)
+    if job is None:
+        job = owner[page] = zlib.crc32(page.encode()) % jobs
+    return job
 
 
-def _unpack(packed: tuple[bytes, list[tuple[int, OverrideLine | ManagerLine]]]) -> list[Any]:
-    encoded, corrections = packed
-    events: list[Any] = _DECODE(encoded)
-    for at, correction in corrections:  # in order of place: each lands where it was
-        events.insert(at, correction)
-    return events
+def _selected(groups: list[bytes], owner: dict[str, int], index: int, jobs: int) -> bytes:
+    """For each line, 1 if job ``index`` decodes it: the job of the page it names, else the job of its
+    number (lines naming no page are shared out in turn)."""
+    by_group = {group: _NO_PAGE if not group else owner[f"vk:{int(group)}"] for group in set(groups)}
+    decoder = bytes(map(by_group.__getitem__, groups))  # in C, line by line
+    table = bytearray(256)
+    table[index] = 1
+    selected = bytearray(decoder.translate(table))
+    at = decoder.find(_NO_PAGE)
+    while at >= 0:
+        selected[at] = at % jobs == index
+        at = decoder.find(_NO_PAGE, at + 1)
+    return bytes(selected)
 
 
 _RECEIVED_AT = attrgetter("received_at")
+_FIRST = itemgetter(0)
+
+
+def _page(event: Any) -> str:
+    return event.correction.page if type(event) is OverrideLine else event.page  # type: ignore[no-any-return]
 
 
 class _Clock:
@@ -182,70 +161,88 @@ def _job(
     jobs: int,
     conn: Connection,
     source: bytes | list[bytes],
-    run: tuple[int, int],
     registry: Any,
     now: int | None,
     options: dict[str, Any],
     tg_links: Mapping[int, int],
-    assigned: dict[str, int],
 ) -> None:
     """One job, in a forked process: see the module's docstring for the steps."""
     clock = _Clock()
     clock.stages[0]["start"] = clock.at  # this process's CPU since the fork
     gc.disable()  # as in run_replay: the state holds no cycles
     try:
-        begin, end = run
-        if isinstance(source, bytes):
-            lines = source[begin:end].splitlines()
-            first = source.count(b"\n", 0, begin) + 1  # no "\r" (see replay_bytes): "\n" ends every line
-        else:
-            lines = source[begin:end]
-            first = begin + 1
+        lines, groups = _split(source)
         clock.mark("split")
+        count = len(lines)
+        owner = _share(groups, jobs)
+        selected = _selected(groups, owner, index, jobs)
+        numbers = list(compress(range(1, count + 1), selected))
+        mine = list(compress(lines, selected))
+        del lines, groups
+        clock.mark("select")
         errors: list[tuple[int, str]] = []
-        events = _decode_all(lines, lambda number, reason: errors.append((number, reason)), tg_links, first)
-        shares: list[list[Any]] = [[] for _ in range(jobs)]
-        owners: dict[str, list[Any]] = {}
-        for event in events:
-            page = event.correction.page if type(event) is OverrideLine else event.page
-            share = owners.get(page)
-            if share is None:
-                share = owners[page] = shares[_job_of(page, jobs, assigned)]
-            share.append(event)
-        times = [event.received_at for event in events]
+        starts: list[int] = []
+        events = _decode_numbered(zip(numbers, mine), lambda n, reason: errors.append((n, reason)), tg_links, starts)
+        del mine
         clock.mark("decode")
-        packed = [None if job == index else _pack(share) for job, share in enumerate(shares)]
-        clock.mark("pack")
-        del events, owners
-        # The interactions for the other jobs follow the message as they are: no pickling, no copy.
-        conn.send(("ok", (len(lines), errors, times, [None if p is None else p[1] for p in packed])))
-        for p in packed:
-            if p is not None:
-                conn.send_bytes(p[0])
-        del packed
+        destinations = [_job_of(_page(event), jobs, owner) for event in events]
+        away: list[list[tuple[int, Any]]] = [[] for _ in range(jobs)]
+        mixed = destinations.count(index) != len(destinations)  # some events are another job's
+        if mixed:
+            for at, (event, job) in enumerate(zip(events, destinations, strict=True)):
+                if job != index:
+                    away[job].append((numbers[bisect_right(starts, at) - 1], event))
+        times = sorted(set(map(_RECEIVED_AT, events)))  # the ticks depend on the times, not how many
+        conn.send(("ok", (count, errors, times, away)))
+        del away, times
         clock.mark("send")
-        ticks, last, corrections = _receive(conn, -1)
+        ticks, last, bounds, incoming = _receive(conn, -1)
         clock.wait()
-        incoming = [None if job == index else (conn.recv_bytes(), corrections[job]) for job in range(jobs)]
-        # Each run's events are in order of time, file order breaking ties: in the runs' order, a
-        # stable sort keeps that.
-        mine = list(chain.from_iterable(shares[job] if job == index else _unpack(p) for job, p in enumerate(incoming)))
-        clock.mark("unpack")
-        mine.sort(key=_RECEIVED_AT)
-        del shares, incoming
+        if incoming or mixed:
+            # Events of other jobs' lines, or some of this job's gone: by line number (a line's events
+            # stay together and in order: one job decoded it), then by time.
+            ours = [
+                (numbers[bisect_right(starts, at) - 1], event)
+                for at, (event, job) in enumerate(zip(events, destinations, strict=True))
+                if job == index
+            ]
+            ours += incoming
+            ours.sort(key=_FIRST)
+            events = [event for _, event in ours]
+            del ours
+        del incoming, destinations
+        events.sort(key=_RECEIVED_AT)  # stable: file order breaks ties, as in one process
+        clock.mark("sort")
         engine = replay_engine(registry.page, **options)
-        rows = _replay(engine, mine, now, ticks, last)
+        rows = _replay(engine, events, now, ticks, last)
         clock.mark("engine")
         rows = _in_output_order(rows)
         dumps = orjson.dumps
         # dumps(row) + newline, not OPT_APPEND_NEWLINE: orjson's own result keeps the buffer it wrote
         # into, some kilobytes; the copy is the row's size (held by the hundred thousand, it counts).
-        encoded = b"".join([dumps(row) + b"\n" for row in rows])
+        encoded = [dumps(row) + b"\n" for row in rows]
         keys = [row["created_at"] + row["item"] for row in rows]
+        del rows
+        # Each job writes the output of one range of keys: the others' rows in its range go to it.
+        cuts = [0, *(bisect_left(keys, bound) for bound in bounds), len(keys)]
         clock.mark("encode")
-        conn.send(("ok", keys))
-        conn.send_bytes(encoded)
+        conn.send(("ok", len(keys)))
+        for job in range(jobs):
+            if job != index:
+                conn.send_bytes(pickle.dumps(keys[cuts[job] : cuts[job + 1]], pickle.HIGHEST_PROTOCOL))
+                conn.send_bytes(b"".join(encoded[cuts[job] : cuts[job + 1]]))
         clock.mark("send")
+        keys, encoded = keys[cuts[index] : cuts[index + 1]], encoded[cuts[index] : cuts[index + 1]]
+        for job in range(jobs):
+            if job != index:
+                keys += pickle.loads(conn.recv_bytes())
+                encoded += conn.recv_bytes().splitlines(keepends=True)  # orjson writes no raw line end
+        clock.wait()
+        # Each part is in output order and item ids are unique: sorting the places by key merges the
+        # parts (in C, where a heap merge steps through Python for every row).
+        conn.send(("ok", None))
+        conn.send_bytes(b"".join([encoded[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]))
+        clock.mark("merge")
         conn.send(("ok", clock.stages))
     except BaseException:  # the parent raises it
         conn.send(("failed", traceback.format_exc()))
@@ -265,16 +262,14 @@ def replay_bytes(
     triage: Triage | None = decide,
     tg_links: Mapping[int, int] | None = None,
     phases: dict[str, Any] | None = None,
-) -> tuple[int, list[bytes]]:
+) -> tuple[int, int, list[bytes]]:
     """:func:`replay_lines` of ``data.splitlines()``, without splitting them in this process: the
-    number of lines and the rows. ``phases``, if given, gets the CPU seconds of each phase of the
+    number of lines, of rows, and the rows as JSON lines in a few pieces, to be written in turn. ``phases``, if given, gets the CPU seconds of each phase of the
     parent (``"parent"``) and of each job (``"jobs"``: one list of stages per job, each stage run while the
     other jobs run theirs), for the bench."""
-    options = (registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links)
-    if b"\r" in data:  # a line may end in "\r": only the whole file's splitting says where lines are
-        lines = data.splitlines()
-        return _run(lines, _assign(lines[::SAMPLE_EVERY], jobs), *options, phases)
-    return _run(data, _assign(_sample(data), jobs), *options, phases)
+    # A line may end in "\r": then only splitlines says where lines are (the jobs cut at "\n").
+    source = data.splitlines() if b"\r" in data else data
+    return _run(source, registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links, phases)
 
 
 def replay_lines(
@@ -291,13 +286,12 @@ def replay_lines(
 ) -> list[bytes]:
     """:func:`~otklik.agents.replay.run_replay` in ``jobs`` processes: its rows as JSON lines (each
     ending in a newline), in its order; ``on_error`` gets the same calls in the same order."""
-    options = (registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links)
-    return _run(lines, _assign(lines[::SAMPLE_EVERY], jobs), *options)[1]
+    pieces = _run(lines, registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links)[2]
+    return b"".join(pieces).splitlines(keepends=True)
 
 
 def _run(
     source: bytes | list[bytes],
-    assigned: dict[str, int],
     registry: Any,
     now: int | None,
     jobs: int,
@@ -307,9 +301,10 @@ def _run(
     triage: Triage | None,
     tg_links: Mapping[int, int] | None,
     phases: dict[str, Any] | None = None,
-) -> tuple[int, list[bytes]]:
+) -> tuple[int, int, list[bytes]]:
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    jobs = min(jobs, _NO_PAGE - 1)  # a job's number is a byte in _selected
     options = {"late_window_s": late_window_s, "retention_s": retention_s, "triage": triage}
     links = {} if tg_links is None else tg_links
     context = multiprocessing.get_context("fork")  # the children inherit the input and the registry
@@ -321,53 +316,55 @@ def _run(
     gc.disable()
     clock = _Clock()
     try:
-        for index, run in enumerate(_runs(source, jobs)):
+        for index in range(jobs):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=_job,
-                args=(index, jobs, theirs, source, run, registry, now, options, links, assigned),
-                daemon=True,
+                target=_job, args=(index, jobs, theirs, source, registry, now, options, links), daemon=True
             )
             process.start()
             theirs.close()
             conns.append(ours)
             processes.append(process)
         clock.mark("fork")
-        # Each job's message, then its interactions for each other job, encoded (see _job).
-        decoded = []
-        for job, conn in enumerate(conns):
-            message = _receive(conn, job)
-            decoded.append((*message, [None if other == job else conn.recv_bytes() for other in range(jobs)]))
-        count = sum(lines for lines, _, _, _, _ in decoded)
-        errors: dict[int, str] = {}
-        for _, reported, _, _, _ in decoded:
-            for number, reason in reported:
-                errors.setdefault(number, reason)
-        if on_error is not None:
-            for number in sorted(errors):
-                on_error(number, errors[number])
-        # Each run's times are sorted: the sort merges the runs.
-        times = sorted(chain.from_iterable(received for _, _, received, _, _ in decoded))
+        decoded = [_receive(conn, job) for job, conn in enumerate(conns)]
+        count = decoded[0][0]
+        if on_error is not None:  # each line was decoded by one job: sorting by number is file order
+            for number, reason in sorted(chain.from_iterable(errors for _, errors, _, _ in decoded), key=_FIRST):
+                on_error(number, reason)
+        times = sorted(set().union(*(times for _, _, times, _ in decoded)))
         ticks, last = tick_times(times), times[-1] if times else 0
+        # Job k writes the rows created from the k-th share of the events' times on: the rows' keys
+        # begin with their creation time, so the ranges hold about as many rows each.
+        bounds = [iso(times[len(times) * job // jobs]) for job in range(1, jobs)] if times else [""] * (jobs - 1)
         for job, conn in enumerate(conns):
-            conn.send(("ok", (ticks, last, [corrections[job] for _, _, _, corrections, _ in decoded])))
-            for other, (_, _, _, _, encoded) in enumerate(decoded):
-                if other != job:
-                    conn.send_bytes(encoded[job])
+            incoming = list(chain.from_iterable(away[job] for _, _, _, away in decoded))
+            conn.send(("ok", (ticks, last, bounds, incoming)))
         del decoded
         clock.mark("ticks")
-        # Each job's keys, then its rows as one run of JSON lines (orjson writes no raw line end).
-        results = [(_receive(conn, job), conn.recv_bytes().splitlines(keepends=True)) for job, conn in enumerate(conns)]
-        # Each job's rows are in output order and item ids are unique: sorting their places by key
-        # merges the runs (in C, where a heap merge steps through Python for every row).
-        keys = list(chain.from_iterable(keys for keys, _ in results))
-        rows = list(chain.from_iterable(rows for _, rows in results))
-        merged = [rows[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]
-        clock.mark("merge")
+        # Each job's number of rows, then its keys and rows (raw bytes) of each other job's range,
+        # handed on: first all of them, so that no job waits to send while the parent sends to it.
+        items = 0
+        parts: list[list[tuple[bytes, bytes] | None]] = []
+        for job, conn in enumerate(conns):
+            items += _receive(conn, job)
+            parts.append([None if other == job else (conn.recv_bytes(), conn.recv_bytes()) for other in range(jobs)])
+        for job, conn in enumerate(conns):
+            for other in range(jobs):
+                part = parts[other][job]
+                if part is not None:
+                    conn.send_bytes(part[0])
+                    conn.send_bytes(part[1])
+        del parts
+        clock.mark("hand on")
+        pieces = []
+        for job, conn in enumerate(conns):
+            _receive(conn, job)
+            pieces.append(conn.recv_bytes())
+        clock.mark("pieces")
         if phases is not None:
             phases["parent"] = clock.stages[0]
             phases["jobs"] = [_receive(conn, job) for job, conn in enumerate(conns)]
-        return count, merged
+        return count, items, pieces
     finally:
         if gc_was_enabled:
             gc.enable()
