@@ -3,13 +3,12 @@ times while it reads ends with the same rows as a calm store reading the same to
 
 A real worker turns ten simulated days of 40 pages into otklik.interactions, otklik.responses and
 otklik.moderation; a few corrections on otklik.overrides make it re-judge their items. Then the worker
-stops, so the topics hold a fixed stream (made once, read by both backends). A calm store reads it all into one database with its own
-consumer group. A second store, with another group, another database and small batches, is killed
-each time its items table passes another quarter of the calm store's items, and started again. At
-the end both must hold the same rows (docs/history.md, "Exactly-once rows"): items (every column but
-updated_at, which is when the store wrote the row), item_events and corrections (without their
-generated ids).
-On SQLite, then on PostgreSQL.
+stops, so the topics hold a fixed stream (made once for both backends). A calm store reads it all into
+one database with its own consumer group. A second store, with another group, another database and
+small batches, is killed each time its items table passes another quarter of the calm store's items,
+and started again. At the end both must hold the same rows (docs/history.md, "Exactly-once rows"):
+items (every column but updated_at, which is when the store wrote the row), item_events and
+corrections (without their generated ids). On SQLite and on PostgreSQL, side by side.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -262,33 +262,39 @@ def judged(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jud
     yield Judged(worker, sim, topics, ends, len(overrides))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_three_kills_of_the_store_change_no_row(judged: Judged, kafka, tmp_path, request, backend):
-    worker, sim, topics, ends = judged.worker, judged.sim, judged.topics, judged.ends
-    records = sum(ends.values())
+@dataclass
+class Run:
+    """One backend's calm and killed stores, and what they ended with."""
 
-    calm_url = database(backend, "calm", tmp_path, request)
-    calm = StoreProcess.beside(worker, calm_url, sim.registry, tmp_path / "calm.log")
+    backend: str
+    calm: StoreProcess
+    killed: StoreProcess
+    calm_url: str
+    killed_url: str
+    expected: dict[str, list[tuple[Any, ...]]] | None = None
+    got: dict[str, list[tuple[Any, ...]]] | None = None
+    unread_at_kills: list[int] = field(default_factory=list)
+
+
+def calm_then_killed(run_: Run, kafka: str, judged: Judged) -> None:
+    """The calm store reads everything; then the other is killed :data:`KILLS` times mid-stream and
+    reads to the end."""
+    ends, topics = judged.ends, judged.topics
+    calm, killed = run_.calm, run_.killed
     calm.start()
     try:
         wait_caught_up(kafka, calm, ends, timeout=120)
     finally:
         calm.stop()
-    expected = table_rows(calm_url)
+    expected = run_.expected = table_rows(run_.calm_url)
     total_items = len(expected["items"])
     assert total_items > 1000 and len(expected["corrections"]) == judged.corrections
 
-    killed_url = database(backend, "killed", tmp_path, request)
-    killed = StoreProcess.beside(
-        worker, killed_url, sim.registry, tmp_path / "killed.log", OTKLIK_STORE_BATCH=KILLED_BATCH
-    )
-    request.addfinalizer(killed.stop)  # a failure below must not leave it running
-    unread_at_kills: list[int] = []
     for kill in range(1, KILLS + 1):
         killed.start()
         threshold = total_items * kill // (KILLS + 1)
         deadline = time.monotonic() + 120
-        while count_items(killed_url) < threshold:
+        while count_items(run_.killed_url) < threshold:
             if not killed.alive():
                 pytest.fail(f"the store exited with {killed.proc and killed.proc.returncode}:\n{killed.log_tail()}")
             if time.monotonic() > deadline:
@@ -296,25 +302,56 @@ def test_three_kills_of_the_store_change_no_row(judged: Judged, kafka, tmp_path,
             time.sleep(0.05)
         killed.stop(kill=True)
         committed = offsets(kafka, topics, killed.env["OTKLIK_STORE_GROUP"])
-        unread_at_kills.append(sum(ends.values()) - sum(committed.values()))
-    # Each kill came while the store still had records to read: mid-stream, not after it.
-    assert all(unread > 0 for unread in unread_at_kills), unread_at_kills
+        run_.unread_at_kills.append(sum(ends.values()) - sum(committed.values()))
     killed.start()
     try:
         wait_caught_up(kafka, killed, ends, timeout=120)
     finally:
         killed.stop()
-    got = table_rows(killed_url)
+    run_.got = table_rows(run_.killed_url)
 
-    figures = []
-    for name, rows in expected.items():
-        want, have = collections.Counter(rows), collections.Counter(got[name])
-        lost, extra = sum((want - have).values()), sum((have - want).values())
-        figures.append(f"{name}: {len(rows)} compared, {lost} lost, {extra} duplicated or different")
-    print(
-        f"\nstore kills: {records} records, {KILLS} kills (records unread at each: {unread_at_kills}); "
-        + "; ".join(figures)
-    )
-    assert got["items"] == expected["items"]
-    assert got["item_events"] == expected["item_events"]
-    assert got["corrections"] == expected["corrections"]
+
+def test_three_kills_of_the_store_change_no_row(judged: Judged, kafka, tmp_path, request):
+    """On SQLite and on PostgreSQL side by side: a killed store's restarts mostly wait for its group
+    to drop the killed member, time the other backend's store uses."""
+    runs = []
+    for backend in ("sqlite", "postgresql"):
+        calm_url = database(backend, "calm", tmp_path, request)
+        killed_url = database(backend, "killed", tmp_path, request)
+        calm = StoreProcess.beside(judged.worker, calm_url, judged.sim.registry, tmp_path / f"calm-{backend}.log")
+        killed = StoreProcess.beside(
+            judged.worker,
+            killed_url,
+            judged.sim.registry,
+            tmp_path / f"killed-{backend}.log",
+            OTKLIK_STORE_BATCH=KILLED_BATCH,
+        )
+        runs.append(Run(backend, calm, killed, calm_url, killed_url))
+    try:
+        with ThreadPoolExecutor(len(runs)) as pool:
+            for done in [pool.submit(calm_then_killed, r, kafka, judged) for r in runs]:
+                done.result()  # a failure in either, with its message
+    finally:
+        for r in runs:  # a failure must not leave them running
+            r.calm.stop()
+            r.killed.stop()
+
+    records = sum(judged.ends.values())
+    for r in runs:
+        assert r.expected is not None and r.got is not None
+        figures = []
+        for name, rows in r.expected.items():
+            want, have = collections.Counter(rows), collections.Counter(r.got[name])
+            lost, extra = sum((want - have).values()), sum((have - want).values())
+            figures.append(f"{name}: {len(rows)} compared, {lost} lost, {extra} duplicated or different")
+        print(
+            f"\nstore kills ({r.backend}): {records} records, {KILLS} kills (records unread at each: "
+            f"{r.unread_at_kills}); " + "; ".join(figures)
+        )
+    for r in runs:
+        assert r.expected is not None and r.got is not None
+        # Each kill came while the store still had records to read: mid-stream, not after it.
+        assert all(unread > 0 for unread in r.unread_at_kills), (r.backend, r.unread_at_kills)
+        assert r.got["items"] == r.expected["items"], r.backend
+        assert r.got["item_events"] == r.expected["item_events"], r.backend
+        assert r.got["corrections"] == r.expected["corrections"], r.backend
