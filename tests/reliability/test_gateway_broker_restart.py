@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import aiohttp
 import orjson
@@ -112,28 +112,42 @@ def kill(broker) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize(("how", "outage_s"), [("clean", 20.0), ("sigkill", 10.0)])
-async def test_a_broker_restart_with_callbacks_in_flight_loses_and_repeats_nothing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str, outage_s: float
-):
-    from otklik.streams.tools.kafka_local import LocalKafka
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A broker of these tests' own, shared by both runs (each with its own topics): own ports and data
+    folder; LocalKafka keeps its pid file beside the data folder, so in the temporary folder too."""
+    from otklik.streams.tools.kafka_local import KafkaError, LocalKafka
 
-    caplog.set_level(logging.INFO)
-    limiter = limit_kafka_logs()  # as `otklik gateway` does after configuring its logging
-
-    # Own ports and data folder; LocalKafka keeps its pid file beside the data folder, so in tmp_path too.
     broker = LocalKafka(
         port=free_port(),
         controller_port=free_port(),
-        data_dir=tmp_path / "kafka" / "data",
+        data_dir=tmp_path_factory.mktemp("gateway-restart") / "kafka" / "data",
         heap="256m",
         cache_dir=LocalKafka.from_env().cache_dir,
     )
-    await asyncio.to_thread(broker.start)
+    try:
+        broker.start()
+    except KafkaError as exc:
+        pytest.fail(f"the test's own Kafka did not start: {exc}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize(("how", "outage_s"), [("clean", 20.0), ("sigkill", 10.0)])
+async def test_a_broker_restart_with_callbacks_in_flight_loses_and_repeats_nothing(
+    own_broker, caplog: pytest.LogCaptureFixture, how: str, outage_s: float
+):
+    caplog.set_level(logging.INFO)
+    limiter = limit_kafka_logs()  # as `otklik gateway` does after configuring its logging
+
+    broker = own_broker
+    await asyncio.to_thread(broker.start)  # running, unless the run before failed while it was down
     runner = None
     client: VkClient | None = None
     try:
-        prefix = "restart."
+        prefix = f"restart-{how}."
         await ensure_topics(WorkerSettings(broker=f"kafka://{broker.bootstrap}", topic_prefix=prefix, partitions=4))
         port = free_port()
         config = GatewaySettings(
@@ -187,7 +201,6 @@ async def test_a_broker_restart_with_callbacks_in_flight_loses_and_repeats_nothi
             task.cancel()
         if runner is not None:
             await runner.cleanup()
-        await asyncio.to_thread(broker.stop)
         for handler in logging.getLogger().handlers:
             handler.removeFilter(limiter)
     kafka_lines = sum(r.name.startswith(("aiokafka", "otklik.kafka")) for r in caplog.records)
