@@ -32,12 +32,13 @@ import re
 import time
 import traceback
 import zlib
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Mapping
-from itertools import chain, compress
+from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate, chain, compress, pairwise
 from multiprocessing.connection import Connection
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -71,16 +72,52 @@ _LINE_PAGE = re.compile(rb'(?:[^\n]*"group_id":([0-9]{1,18}))?[^\n]*(?:\n|\Z)')
 _NO_PAGE = 255  # in a job's list of which job decodes each line: a line that named no page
 
 
-def _split(source: bytes | list[bytes]) -> tuple[list[bytes], list[bytes]]:
-    """The lines of ``source`` (as ``splitlines`` cuts them: the bytes hold no ``\\r``, see
-    :func:`replay_bytes`) and the page each names (its VK group id; empty if none)."""
+# Pages differ in volume by orders of magnitude: a hash alone left one of two jobs with 60 % of the
+# events. About a SAMPLE_EVERY-th of the input is read ahead, in SAMPLE_PIECES pieces spread over it,
+# to share the busiest pages out evenly.
+SAMPLE_EVERY = 16
+SAMPLE_PIECES = 1024
+
+
+def _sample(source: bytes | list[bytes]) -> list[bytes]:
+    """The pages named by a sample of the lines (their VK group ids, some empty). A piece of the bytes
+    may begin or end inside a line: that only shares the pages out, so an odd line does no harm."""
     if isinstance(source, list):
-        lines, blob = source, b"\n".join(source)  # splitlines's lines hold no "\n"
-    else:
-        lines, blob = source.split(b"\n"), source
-        if not lines[-1]:  # the input ends in "\n" (or is empty): that ends a line, starts none
-            lines.pop()
-    return lines, _LINE_PAGE.findall(blob)[: len(lines)]
+        return _LINE_PAGE.findall(b"\n".join(source[::SAMPLE_EVERY]))
+    size = len(source)
+    piece = size // (SAMPLE_PIECES * SAMPLE_EVERY) + 1
+    groups: list[bytes] = []
+    for at in range(SAMPLE_PIECES):
+        begin = size * at // SAMPLE_PIECES
+        groups += _LINE_PAGE.findall(source, begin, begin + piece)
+    return groups
+
+
+def _runs(source: bytes | list[bytes], jobs: int) -> list[tuple[int, int]]:
+    """Where each job's run of lines begins and ends: offsets into the bytes, each just past a line
+    end, so that splitting the runs gives the lines of splitting the whole (the bytes hold no ``\\r``:
+    see :func:`replay_bytes`); indexes into a list."""
+    size = len(source)
+    if isinstance(source, list):
+        return [(size * job // jobs, size * (job + 1) // jobs) for job in range(jobs)]
+    ends = [0]
+    for job in range(1, jobs):
+        at = source.find(b"\n", max(size * job // jobs, ends[-1]))
+        ends.append(size if at < 0 else at + 1)
+    ends.append(size)
+    return list(pairwise(ends))
+
+
+def _run_lines(source: bytes | list[bytes], run: tuple[int, int]) -> tuple[list[bytes], list[bytes], int]:
+    """A run's lines, the page each names (its VK group id; empty if none) and the first one's number."""
+    begin, end = run
+    if isinstance(source, list):
+        lines = source[begin:end]  # splitlines's lines hold no "\n"
+        return lines, _LINE_PAGE.findall(b"\n".join(lines))[: len(lines)], begin + 1
+    lines = source[begin:end].split(b"\n")
+    if not lines[-1]:  # the run ends in "\n" (or is empty): that ends a line, starts none
+        lines.pop()
+    return lines, _LINE_PAGE.findall(source, begin, end)[: len(lines)], source.count(b"\n", 0, begin) + 1
 
 
 def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
@@ -104,19 +141,33 @@ def _job_of(page: str, jobs: int, owner: dict[str, int]) -> int:
     return job
 
 
-def _selected(groups: list[bytes], owner: dict[str, int], index: int, jobs: int) -> bytes:
-    """For each line, 1 if job ``index`` decodes it: the job of the page it names, else the job of its
-    number (lines naming no page are shared out in turn)."""
-    by_group = {group: _NO_PAGE if not group else owner[f"vk:{int(group)}"] for group in set(groups)}
-    decoder = bytes(map(by_group.__getitem__, groups))  # in C, line by line
-    table = bytearray(256)
-    table[index] = 1
-    selected = bytearray(decoder.translate(table))
+def _decoders(groups: list[bytes], owner: dict[str, int], jobs: int, first: int) -> bytes:
+    """For each line of a run, the job that decodes it: the job of the page it names, else the job of
+    its number (lines naming no page are shared out in turn)."""
+    by_group = {group: _NO_PAGE if not group else _job_of(f"vk:{int(group)}", jobs, owner) for group in set(groups)}
+    decoder = bytearray(map(by_group.__getitem__, groups))  # in C, line by line
     at = decoder.find(_NO_PAGE)
     while at >= 0:
-        selected[at] = at % jobs == index
+        decoder[at] = (first + at) % jobs
         at = decoder.find(_NO_PAGE, at + 1)
-    return bytes(selected)
+    return bytes(decoder)
+
+
+def _only(job: int) -> bytes:
+    """A table for ``bytes.translate``: 1 for ``job``, 0 for any other."""
+    table = bytearray(256)
+    table[job] = 1
+    return bytes(table)
+
+
+def _array(values: Iterable[int]) -> bytes:
+    return array("q", values).tobytes()
+
+
+def _ints(data: bytes) -> array[int]:
+    values = array("q")
+    values.frombytes(data)
+    return values
 
 
 _RECEIVED_AT = attrgetter("received_at")
@@ -161,6 +212,8 @@ def _job(
     jobs: int,
     conn: Connection,
     source: bytes | list[bytes],
+    run: tuple[int, int],
+    owner: dict[str, int],
     registry: Any,
     now: int | None,
     options: dict[str, Any],
@@ -171,19 +224,48 @@ def _job(
     clock.stages[0]["start"] = clock.at  # this process's CPU since the fork
     gc.disable()  # as in run_replay: the state holds no cycles
     try:
-        lines, groups = _split(source)
+        lines, groups, first = _run_lines(source, run)
         clock.mark("split")
         count = len(lines)
-        owner = _share(groups, jobs)
-        selected = _selected(groups, owner, index, jobs)
-        numbers = list(compress(range(1, count + 1), selected))
-        mine = list(compress(lines, selected))
-        del lines, groups
+        decoders = _decoders(groups, owner, jobs, first)
+        run_numbers = range(first, first + count)
+        lengths = list(map(len, lines))
+        offsets = [] if isinstance(source, list) else list(accumulate(map((1).__add__, lengths), initial=run[0]))
+        mine: list[bytes] = []
+        ours: list[int] = []
+        shares: list[tuple[bytes, bytes, bytes] | None] = []
+        for job in range(jobs):
+            chosen = decoders.translate(_only(job))
+            if job == index:
+                mine, ours = list(compress(lines, chosen)), list(compress(run_numbers, chosen))
+                shares.append(None)
+            else:  # where the lines are: the job has the input too
+                where = (_array(compress(offsets, chosen)), _array(compress(lengths, chosen)))
+                shares.append((_array(compress(run_numbers, chosen)), *where))
+        del lines, groups, lengths, offsets
+        conn.send(("ok", shares))
         clock.mark("select")
+        theirs = _receive(conn, -1)
+        clock.wait()
+        numbers: list[int] = []
+        lines = []
+        for share in theirs:  # the runs in order: the lines in file order
+            if share is None:
+                numbers += ours
+                lines += mine
+            elif isinstance(source, list):
+                numbers += _ints(share[0])
+                lines += map(source.__getitem__, map((-1).__add__, numbers[len(lines) :]))
+            else:
+                numbers += _ints(share[0])
+                begins = _ints(share[1])
+                lines += map(source.__getitem__, map(slice, begins, map(add, begins, _ints(share[2]))))
+        del theirs, mine, ours
+        clock.mark("gather")
         errors: list[tuple[int, str]] = []
         starts: list[int] = []
-        events = _decode_numbered(zip(numbers, mine), lambda n, reason: errors.append((n, reason)), tg_links, starts)
-        del mine
+        events = _decode_numbered(zip(numbers, lines), lambda n, reason: errors.append((n, reason)), tg_links, starts)
+        del lines
         clock.mark("decode")
         destinations = [_job_of(_page(event), jobs, owner) for event in events]
         away: list[list[tuple[int, Any]]] = [[] for _ in range(jobs)]
@@ -316,18 +398,25 @@ def _run(
     gc.disable()
     clock = _Clock()
     try:
-        for index in range(jobs):
+        owner = _share(_sample(source), jobs)
+        for index, run in enumerate(_runs(source, jobs)):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=_job, args=(index, jobs, theirs, source, registry, now, options, links), daemon=True
+                target=_job, args=(index, jobs, theirs, source, run, owner, registry, now, options, links), daemon=True
             )
             process.start()
             theirs.close()
             conns.append(ours)
             processes.append(process)
         clock.mark("fork")
+        # Where each job's lines are in each run: all of it first (see below), then to each job.
+        shares = [_receive(conn, job) for job, conn in enumerate(conns)]
+        for job, conn in enumerate(conns):
+            conn.send(("ok", [share[job] for share in shares]))
+        del shares
+        clock.mark("shares")
         decoded = [_receive(conn, job) for job, conn in enumerate(conns)]
-        count = decoded[0][0]
+        count = sum(lines for lines, _, _, _ in decoded)
         if on_error is not None:  # each line was decoded by one job: sorting by number is file order
             for number, reason in sorted(chain.from_iterable(errors for _, errors, _, _ in decoded), key=_FIRST):
                 on_error(number, reason)
