@@ -607,6 +607,13 @@ class CatchUpSettings(VkApiSettings, LogSettings, KafkaSettings):
         description="a community's silence is a gap when its usual rate gives at least this many events in it "
         "(0: never)",
     )
+    silence_margin: float = Field(
+        1.5,
+        ge=0,
+        validation_alias="OTKLIK_SILENCE_MARGIN",
+        description="a silence is a gap only when also this many times heavier than the community's heaviest "
+        "silence of the last 14 days (0: its rate alone decides)",
+    )
     silence_floor_s: int = Field(
         1800,
         ge=60,

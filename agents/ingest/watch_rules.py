@@ -94,15 +94,18 @@ def _slot(at: float) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class SilenceRule:
-    """A community's silence is a gap when, at its usual rate for those hours (learned per hour of day,
-    working days apart from days off, over the last ``history_days`` whole days), at least ``expected``
-    events would have come in it, and it is at least ``floor_s`` long. Were the events independent,
-    the chance of such a silence would be e^-expected (8: 3 in 10,000); bursts make it somewhat more.
-    A false gap costs a catch-up read of the window (a few API calls), never a wrong figure. Judged only after
-    ``learn_days`` whole days were watched; ``expected`` 0 turns the rule off."""
+    """A community's silence is a gap when it is far beyond the silences it usually has. Its usual rate
+    is learned per hour of day, working days apart from days off, over the last ``history_days`` whole
+    days; a silence's weight is the number of events that rate gives it. A silence is a gap when it is
+    at least ``floor_s`` long and its weight is at least ``expected`` and at least ``margin`` times the
+    heaviest silence the community had (and that was no gap) in those days: traffic comes in bursts,
+    so a rate alone would take a page's ordinary lulls for gaps. A false gap costs a catch-up read of
+    the window (a few API calls), never a wrong figure. Judged only after ``learn_days`` whole days of
+    rates and as many days of silences; ``expected`` 0 turns the rule off."""
 
     expected: float = 8.0
     floor_s: int = 1800
+    margin: float = 1.5
     learn_days: int = 3
     history_days: int = 14
 
@@ -112,13 +115,16 @@ class _Community:
     first: float  # the first event watched
     quiet_since: float  # the last event, or the end of the last gap recorded for this silence
     days: dict[int, list[int]] = field(default_factory=dict)  # day ordinal -> events per hour
+    heaviest: dict[int, float] = field(default_factory=dict)  # day ordinal -> weight of its heaviest silence
+    in_gap: bool = False  # the silence going on was recorded as a gap (its weight is not a usual one)
     rates_day: int = -1  # the day the rates below were computed on (they use whole past days only)
     rates: tuple[list[float], list[float]] | None = None  # (working day, day off) -> events per hour
     peak: float = 0.0
 
 
 class SilenceWatch:
-    """Per community: events per hour of the last days, and the silence since the last one."""
+    """Per community: events per hour of the last days, the heaviest silences, and the silence since
+    the last event."""
 
     def __init__(self, rule: SilenceRule) -> None:
         self.rule = rule
@@ -132,11 +138,19 @@ class SilenceWatch:
         counts = c.days.get(day)
         if counts is None:
             counts = c.days[day] = [0] * 24
-            for old in [d for d in c.days if d < day - self.rule.history_days]:
+            oldest = day - self.rule.history_days
+            for old in [d for d in c.days if d < oldest]:
                 del c.days[old]
+            for old in [d for d in c.heaviest if d < oldest]:
+                del c.heaviest[old]
         counts[hour] += 1
         if at > c.quiet_since:
+            if not c.in_gap and at - c.quiet_since >= 60:  # a silence ended: remember how heavy it was
+                weight = self._weight(c, c.quiet_since, at, math.inf)
+                if weight is not None:
+                    c.heaviest[day] = max(weight, c.heaviest.get(day, 0.0))
             c.quiet_since = at
+            c.in_gap = False
         if at < c.first:
             c.first = at
 
@@ -166,20 +180,17 @@ class SilenceWatch:
         c.peak = max(max(rates[0]), max(rates[1]))
         return c.rates
 
-    def expected(self, community: str, since: float, until: float) -> float | None:
-        """Events the community's usual rate gives ``[since, until)``; None while still learning. Stops
-        counting once past the rule's ``expected``."""
-        c = self.communities.get(community)
-        if c is None:
-            return None
+    def _weight(self, c: _Community, since: float, until: float, enough: float) -> float | None:
+        """Events the usual rate gives ``[since, until)``, counted no further than ``enough``; None
+        while learning."""
         rates = self._rates(c, _slot(until)[0])
         if rates is None:
             return None
-        if c.peak * (until - since) / 3600 < self.rule.expected:
-            return c.peak * (until - since) / 3600  # an upper bound, and already short of a gap
+        if c.peak * (until - since) / 3600 < enough:  # an upper bound short of enough: no need to count
+            enough = math.inf
         total = 0.0
         t = since
-        while t < until and total < self.rule.expected:
+        while t < until and total < enough:
             hour_end = (math.floor(t / 3600) + 1) * 3600  # Moscow's offset is whole hours
             end = min(hour_end, until)
             day, hour = _slot(t)
@@ -187,27 +198,54 @@ class SilenceWatch:
             t = end
         return total
 
+    def expected(self, community: str, since: float, until: float) -> float | None:
+        """Events the community's usual rate gives ``[since, until)``; None while still learning."""
+        c = self.communities.get(community)
+        return None if c is None else self._weight(c, since, until, math.inf)
+
+    def threshold(self, community: str, today: int) -> float | None:
+        """The weight a silence of the community needs to be a gap; None while its silences are learned."""
+        c = self.communities.get(community)
+        if c is None:
+            return None
+        known = [w for d, w in c.heaviest.items() if today - self.rule.history_days <= d < today]
+        if len(known) < self.rule.learn_days:
+            return None
+        return max(self.rule.expected, self.rule.margin * max(known))
+
     def silent(self, now: float) -> list[tuple[str, int, int]]:
         """The communities whose silence is a gap now, as (community, since, until); each such
         silence starts again at ``now``, so a long one gives a gap per stretch, not one per call."""
         if self.rule.expected <= 0:
             return []
         out = []
+        today = _slot(now)[0]
         for community, c in self.communities.items():
             since = c.quiet_since
             if now - since < self.rule.floor_s:
                 continue
-            expected = self.expected(community, since, now)
-            if expected is not None and expected >= self.rule.expected:
+            needed = self.threshold(community, today)
+            if needed is None:
+                continue
+            weight = self._weight(c, since, now, needed)
+            if weight is not None and weight >= needed:
                 out.append((community, int(since), int(now)))
                 c.quiet_since = now
+                c.in_gap = True
         return out
 
-    # The state file's form: {"community": {"first", "quiet_since", "days": {"ordinal": [24 counts]}}}.
+    # The state file's form: {"community": {"first", "quiet_since", "in_gap", "days": {"ordinal": [24
+    # counts]}, "heaviest": {"ordinal": weight}}}.
 
     def state(self) -> dict[str, Any]:
         return {
-            k: {"first": c.first, "quiet_since": c.quiet_since, "days": {str(d): v for d, v in c.days.items()}}
+            k: {
+                "first": c.first,
+                "quiet_since": c.quiet_since,
+                "in_gap": c.in_gap,
+                "days": {str(d): v for d, v in c.days.items()},
+                "heaviest": {str(d): w for d, w in c.heaviest.items()},
+            }
             for k, c in self.communities.items()
         }
 
@@ -219,7 +257,9 @@ class SilenceWatch:
                 days = {int(d): [int(x) for x in v] for d, v in value["days"].items()}
                 if any(len(v) != 24 for v in days.values()):
                     continue
-                c = _Community(float(value["first"]), float(value["quiet_since"]), days)
+                heaviest = {int(d): float(w) for d, w in (value.get("heaviest") or {}).items()}
+                c = _Community(float(value["first"]), float(value["quiet_since"]), days, heaviest)
+                c.in_gap = bool(value.get("in_gap", False))
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             self.communities[community] = c

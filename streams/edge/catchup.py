@@ -265,7 +265,11 @@ def catchup_command(group: int | None, since: int | None, until: int | None) -> 
                         settings.topic,
                         settings.topic_prefix + watch.WATCH_GROUP,
                         settings.managers_every_s,
-                        SilenceRule(expected=settings.silence_expected, floor_s=settings.silence_floor_s),
+                        SilenceRule(
+                            expected=settings.silence_expected,
+                            floor_s=settings.silence_floor_s,
+                            margin=settings.silence_margin,
+                        ),
                         settings.watch_state_file,
                         stop,
                     ),

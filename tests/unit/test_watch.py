@@ -93,9 +93,9 @@ def test_a_silence_is_written_as_a_gap_only_when_the_watch_is_caught_up(tmp_path
     state = tmp_path / "watch.json"
     watch = make(recorder, state, SilenceRule(expected=8, floor_s=1800))
     start = 1_796_000_000.0
-    for k in range(6 * 24 * 60):  # an event a minute for six days
+    for k in range(9 * 24 * 60):  # an event a minute for nine days
         watch.event(envelope(3, start + 60 * k))
-    last = start + 60 * (6 * 24 * 60 - 1)
+    last = start + 60 * (9 * 24 * 60 - 1)
     asyncio.run(watch.round(last + 3600, judge_silence=False))
     assert [t for t, _, _ in recorder.sent] == []
     asyncio.run(watch.round(last + 3600, judge_silence=True))

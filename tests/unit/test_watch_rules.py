@@ -121,8 +121,8 @@ def test_a_community_is_judged_only_after_its_learning_days_and_never_below_the_
     assert watch.expected("vk:1", moscow(thursday, 9), moscow(thursday, 12)) is None
     assert watch.silent(moscow(thursday, 12)) == []
     busy = SilenceWatch(rule)
-    office_days(busy, "vk:1", MONDAY, MONDAY + timedelta(days=7), every_min=1)
-    tuesday = MONDAY + timedelta(days=8)
+    office_days(busy, "vk:1", MONDAY, MONDAY + timedelta(days=14), every_min=1)
+    tuesday = MONDAY + timedelta(days=15)
     busy.seen("vk:1", moscow(tuesday, 10))
     assert busy.expected("vk:1", moscow(tuesday, 10), moscow(tuesday, 10, 20)) >= 8  # type: ignore[operator]
     assert busy.silent(moscow(tuesday, 10, 20)) == []  # below the floor
@@ -141,6 +141,42 @@ def test_a_quiet_community_is_a_gap_only_after_days_and_an_abandoned_one_fades()
     assert [c for c, _, _ in watch.silent(moscow(MONDAY + timedelta(days=15), 18))] == ["vk:1"]
     # Two weeks on, its learned rate is nil: no more gaps for a page nobody writes to.
     assert watch.expected("vk:1", moscow(MONDAY + timedelta(days=24), 0), moscow(MONDAY + timedelta(days=30), 0)) == 0
+
+
+def test_a_page_is_judged_by_its_own_lulls_not_by_its_rate_alone() -> None:
+    """Thirty events in the five minutes after 10:00 every day and none otherwise: the lull after the
+    burst is the page's rhythm. A silence becomes a gap only when it is half again heavier than any
+    lull of the last days: here, when a day's burst is missing."""
+
+    def burst(watch: SilenceWatch, d: date) -> None:
+        for k in range(30):
+            watch.seen("vk:1", moscow(d, 10) + 10 * k)
+
+    def gaps_over_a_day(watch: SilenceWatch, d: date) -> list[tuple[str, int, int]]:
+        found = []
+        for minute in range(0, 24 * 60, 10):
+            found += watch.silent(moscow(d, 0) + minute * 60)
+        return found
+
+    for margin, false_gaps in ((1.5, False), (0.0, True)):
+        watch = SilenceWatch(SilenceRule(expected=8, floor_s=1800, margin=margin))
+        for n in range(10):
+            burst(watch, MONDAY + timedelta(days=n))
+        d = MONDAY + timedelta(days=10)
+        found = []
+        for minute in range(0, 24 * 60, 10):
+            t = moscow(d, 0) + minute * 60
+            if minute == 10 * 60:
+                burst(watch, d)
+            found += watch.silent(t)
+        assert bool(found) is false_gaps, margin
+    watch = SilenceWatch(SilenceRule(expected=8, floor_s=1800, margin=1.5))
+    for n in range(10):
+        burst(watch, MONDAY + timedelta(days=n))
+    missed = MONDAY + timedelta(days=10)  # no burst: from the last one, 24 h and a half hour of its hour
+    [(community, since, until)] = gaps_over_a_day(watch, missed)
+    assert community == "vk:1" and since == int(moscow(MONDAY + timedelta(days=9), 10) + 290)
+    assert moscow(missed, 10, 20) <= until <= moscow(missed, 10, 40)
 
 
 def test_expected_zero_turns_the_rule_off() -> None:
