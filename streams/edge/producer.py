@@ -17,7 +17,9 @@ after ``abandon_after_s`` are the deliveries it never settled failed with :class
 last metadata probe (every ``probe_interval_s``) or delivery reached the broker.
 
 During an outage aiokafka logs a line per failed connection attempt and per retried request: the
-commands bound them with :func:`otklik.streams.logs.limit_kafka_logs`.
+commands bound them with :func:`otklik.streams.logs.limit_kafka_logs`; and it asks for metadata again
+as soon as an attempt fails, so each producer's client is paced
+(:func:`otklik.streams.kafka_pacing.install_metadata_backoff`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from otklik.streams.kafka_pacing import install_metadata_backoff
 
 log = logging.getLogger("otklik.kafka")
 
@@ -242,6 +246,9 @@ class HealingProducer:
 
     async def _connect(self) -> bool:
         producer = self._factory()
+        client = getattr(producer, "client", None)
+        if hasattr(client, "_metadata_update"):  # an aiokafka producer: paced while the broker is away
+            install_metadata_backoff(client)
         self._starting = True
         self._signal()
         try:

@@ -1,5 +1,5 @@
 """The worker during a Kafka outage: whether it reaches the broker now (what ``/health`` and
-``otklik_worker_kafka_ready`` report), and a pause between failed metadata requests.
+``otklik_worker_kafka_ready`` report).
 
 faust's own state says nothing about the broker: during an outage the worker's producer holds its
 records and retries them (they are delivered once the broker is back, see docs/data-flow.md,
@@ -8,11 +8,8 @@ records and retries them (they are delivered once the broker is back, see docs/d
 through the producer's client (the same client the records go through), and counts the producer as
 unable to deliver once its sender task has ended.
 
-aiokafka (0.14) asks for metadata again as soon as an attempt fails: its producer's sender with
-records for a partition without a known leader, and its consumer's fetcher, each wait for the next
-metadata update, which fails at once while the broker is down, and ask again. The worker spent most
-of a core on it for as long as an outage lasted. :func:`install_metadata_backoff` makes a failed
-update report its failure only after a pause, which paces every one of those loops.
+Failed metadata requests are paced (:func:`otklik.streams.kafka_pacing.install_metadata_backoff`,
+installed on the worker's clients by streams/worker/app.py), so an outage does not keep a core busy.
 """
 
 from __future__ import annotations
@@ -22,26 +19,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from otklik.streams.kafka_pacing import install_metadata_backoff
+
+__all__ = ["KafkaWatch", "install_metadata_backoff"]
+
 log = logging.getLogger("otklik.kafka")
-
-__all__ = ["METADATA_BACKOFF_S", "KafkaWatch", "install_metadata_backoff"]
-
-# After a failed metadata update: the broker is back in the worker's view at most this much later.
-METADATA_BACKOFF_S = 0.5
-
-
-def install_metadata_backoff(client: Any, backoff_s: float = METADATA_BACKOFF_S) -> None:
-    """Make the aiokafka client ``client`` pause ``backoff_s`` after a metadata update that failed,
-    before its waiters hear of it (see the module)."""
-    update = client._metadata_update  # run by the client's metadata task for every waiter at once
-
-    async def _metadata_update(cluster_metadata: Any, topics: Any) -> bool:
-        updated = await update(cluster_metadata, topics)
-        if not updated:
-            await asyncio.sleep(backoff_s)
-        return bool(updated)
-
-    client._metadata_update = _metadata_update
 
 
 def _sender_ended(producer: Any) -> bool:

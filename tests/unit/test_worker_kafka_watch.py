@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from otklik.streams.worker import kafka_watch
+from otklik.streams import kafka_pacing
 from otklik.streams.worker.kafka_watch import KafkaWatch, install_metadata_backoff
 
 
@@ -81,7 +81,7 @@ async def test_a_failed_metadata_update_reports_only_after_the_pause(monkeypatch
     async def sleep(seconds: float) -> None:
         pauses.append(seconds)
 
-    monkeypatch.setattr(kafka_watch.asyncio, "sleep", sleep)
+    monkeypatch.setattr(kafka_pacing.asyncio, "sleep", sleep)
     client = FakeClient([False, True, False])
     install_metadata_backoff(client, backoff_s=0.7)
     assert await client._metadata_update(None, set()) is False
