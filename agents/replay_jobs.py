@@ -4,22 +4,24 @@ The output is byte for byte that of one process (:func:`otklik.agents.replay.run
 reports included, because a page's rows depend only on its own events and on when the engine ticks
 and ends, and every job takes those two times from the whole input:
 
-1. The parent forks N jobs; each inherits the input (the file's bytes, or a list of lines) and the
-   registry, copying nothing through a pipe.
-2. Each job finds every line's VK page without decoding it (the last ``"group_id":`` of the line, by
-   one regular expression over the whole input), shares the pages out by their volume (every job
-   computes the same sharing) and decodes only the lines of its own pages; a line naming no page
-   (a Telegram or MAX envelope, a correction, a change of managers, a malformed line) is decoded by
-   one job, by its number. Each line is decoded once, by one job, so each malformed line is reported
-   once. An event of another job's page (a line that named no page, or named it wrongly) goes to
-   that job with its line number: rare, so pickled.
-3. The parent reports the malformed lines in file order, computes the tick times and the last
+1. The parent shares the pages out by their volume in a sample of the input and forks N jobs; each
+   inherits the input (the file's bytes, or a list of lines) and the registry, copying nothing
+   through a pipe, and is given a run of whole lines.
+2. Each job finds the page each line of its run names without decoding it (the line's last
+   ``"group_id":``, by one regular expression) and tells every other job where that job's lines are
+   in the input (offsets, not the lines). A line naming no page (a Telegram or MAX envelope, a
+   correction, a change of managers, a malformed line) goes to a job by its number.
+3. Each job decodes its lines, all in file order. Each line is decoded once, by one job, so each
+   malformed line is reported once. An event of another job's page (its line named no page, or the
+   wrong one) goes to that job with its line number: rare, so pickled.
+4. The parent reports the malformed lines in file order, computes the tick times and the last
    event's time of the whole input (:func:`~otklik.agents.replay.tick_times`, from each job's
-   distinct times) and hands every job those two times and its events from the others.
-4. Each job puts its events in file order, then stably by time, as one process sorts them, runs its
-   pages through its own engine and sends back its rows, encoded and in output order (creation time,
-   then item id), and their keys; the parent merges them. Item ids name their page, so no item is in
-   two jobs.
+   distinct times) and hands every job those two times, the bounds of each job's range of output
+   keys, and its events from the others.
+5. Each job puts its events in file order, then stably by time, as one process sorts them, and runs
+   its pages through its own engine. Its rows, in output order (creation time, then item id), go to
+   the job of their key's range (handed on by the parent); each job merges its range, and the parent
+   writes the ranges in turn. Item ids name their page, so no item is in two jobs.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def _run_lines(source: bytes | list[bytes], run: tuple[int, int]) -> tuple[list[
 
 
 def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
-    """The job of each VK page the lines name, the busiest first, each to the job with the fewest
+    """The job of each VK page the sample names, the busiest first, each to the job with the fewest
     lines so far (pages differ in volume by orders of magnitude: a hash alone left one of two jobs with
     60 % of the events). Other pages go by :func:`_job_of`'s hash."""
     load = [0] * jobs

@@ -1,10 +1,12 @@
 """``otklik replay --jobs 2`` beside ``--jobs 1``, in the same run, on the same simulated file.
 
 Each round runs both (alternating, so a busy neighbour slows both alike) through ``replay_file``, as
-the CLI does, and checks that the two outputs and error reports are the same bytes. Printed: the best
-wall time of each, the speed-up (target >= 1.7 on two cores), the machine's load average, since
-other processes on a shared machine take the second core first, and the CPU seconds of each (the
-parent's and the jobs'), whose ratio bounds the speed-up two idle cores would give.
+the CLI does, each in a forked process of its own, and checks that the two outputs and error reports
+are the same bytes. Printed: the best wall time of each and their ratio, with the machine's load
+average (other processes on a shared machine take the second core first, so wall times vary), and the
+figure the load does not move: the CPU seconds of ``--jobs 1`` against the CPU critical path of
+``--jobs 2`` (the parent's CPU plus, for each stage the jobs run between waiting for each other, the
+slowest job's), the time two idle cores would take. Then where that CPU went, phase by phase.
 """
 
 from __future__ import annotations

@@ -116,3 +116,26 @@ def test_jobs_cut_the_file_where_its_lines_end(tmp_path: Path, name: str, edit: 
     assert one_errors  # the sample's malformed lines are numbered: a wrong cut would renumber them
     for jobs in (2, 3):
         assert run(events, registry, jobs) == (one, one_errors), name
+
+
+def test_a_line_whose_last_group_id_is_another_pages_gives_the_same_output(tmp_path: Path) -> None:
+    """The jobs guess a line's page from its last "group_id" without decoding it; a wrong guess (an
+    object naming another group after the body's own) hands the events over, output unchanged."""
+    events, registry = sample(tmp_path)
+    lines = events.read_bytes().splitlines()
+    edited = 0
+    for n in range(20, len(lines), 3):
+        data = orjson.loads(lines[n])
+        body = data.get("body") if type(data) is dict else None
+        if type(body) is dict and type(body.get("object")) is dict and "group_id" in body:
+            obj = body.pop("object")
+            obj["group_id"] = body["group_id"] + 1 + n % 7  # another page, most often another job's
+            body["object"] = obj  # after the body's own group_id: the line's last
+            lines[n] = orjson.dumps(data)
+            edited += 1
+    assert edited > 50
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    one = run(events, registry, 1)
+    assert one[1]  # the sample's malformed lines, still reported once each, in order
+    for jobs in (2, 3):
+        assert run(events, registry, jobs) == one
