@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in turn. Run one with `python -m bench NAME` (replay, replay-jobs, live, memory,
-state-cost, gateway, moderation, triage, store, catchup, console)."""
+state-cost, gateway, moderation, triage, store, catchup, silence, console)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ ORDER = [
     "triage",
     "store",
     "catchup",
+    "silence",
     "console",
 ]
 MODULES = {
@@ -34,6 +35,7 @@ MODULES = {
     "triage": "bench.bench_triage",
     "store": "bench.store",
     "catchup": "bench.catchup",
+    "silence": "bench.silence",
     "console": "bench.console",
 }
 
