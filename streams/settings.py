@@ -827,7 +827,7 @@ class LocalKafkaSettings(OtklikSettings):
         description="where the release pinned in `deploy/kafka/pom.xml` is fetched",
         json_schema_extra=shown("`deploy/kafka/.cache`"),
     )
-    kafka_heap: str = Field("512m", description="the broker's Java heap")
+    kafka_heap: str = Field("1g", description="the broker's Java heap")
 
     @property
     def controller_port(self) -> int:
