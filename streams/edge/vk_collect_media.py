@@ -35,7 +35,6 @@ from otklik.streams.edge.vk_api import (
     Page,
     VkAccessError,
     VkApiError,
-    VkAuthError,
     VkToken,
     WallComment,
 )
@@ -95,13 +94,9 @@ class MediaWindowReader(WindowReader):
                 )
             return out
         found = len(out.bodies)
-        for part in (self._media_photos, self._media_videos, self._media_market):
-            try:
-                await part(group_id, since, until, out)
-            except VkAuthError:
-                raise
-            except VkAccessError as exc:
-                out.errors.append(exc)
+        await self._read_parts(
+            (self._media_photos, self._media_videos, self._media_market), group_id, since, until, out
+        )
         if len(out.bodies) > found:
             out.bodies.sort(key=_order)
         return out
