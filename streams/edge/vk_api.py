@@ -151,9 +151,11 @@ class CommentThread(_Model):
 
 class WallComment(_Model):
     id: int
-    from_id: int
-    date: int
-    text: str
+    # VK's schema requires none of these: a deleted comment kept for its thread comes as a placeholder
+    # (``deleted``) without them, and must not fail its whole answer.
+    from_id: int = 0
+    date: int = 0
+    text: str = ""
     post_id: int | None = None
     owner_id: int | None = None
     parents_stack: list[int] = []

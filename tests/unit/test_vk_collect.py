@@ -174,3 +174,29 @@ async def test_without_a_community_token_no_dialogs_are_read() -> None:
         got = await s.reader.collect(GROUP, since, until)
         assert s.fake.calls_of("messages.getHistory") == 0
     assert {item.split(":")[2] for item, *_ in interactions(got)} == {"wall", "board"}
+
+
+def test_a_deleted_comment_kept_for_its_thread_is_read_and_skipped() -> None:
+    """VK answers a deleted comment that has replies as a placeholder without author, time or text
+    (its schema requires none): the answer parses, the placeholder gives no body, its replies do."""
+    from otklik.streams.edge.vk_api import WallComments
+
+    answer = WallComments.model_validate(
+        {
+            "count": 1,
+            "items": [
+                {
+                    "id": 10,
+                    "deleted": True,
+                    "thread": {"count": 1, "items": [{"id": 11, "from_id": 5, "date": 1_700_000_100, "text": "да"}]},
+                }
+            ],
+        }
+    )
+    out = Collected()
+    placeholder = answer.items[0]
+    WindowReader._wall_comment(GROUP, 1, placeholder, 1_700_000_000, 1_700_001_000, out)
+    assert out.bodies == []
+    assert placeholder.thread is not None
+    WindowReader._wall_comment(GROUP, 1, placeholder.thread.items[0], 1_700_000_000, 1_700_001_000, out)
+    assert [body["object"]["id"] for body in out.bodies] == [11]
