@@ -174,27 +174,34 @@ class WorkerProcess:
             return "(no log)"
 
 
+def worker_process(
+    bootstrap: str, folder: Path, registry: Path | None = None, prefix: str = "t", **extra_env: str
+) -> WorkerProcess:
+    """A worker (not started) on its own topics, web port and data folder under ``folder``."""
+    name = unique(prefix)
+    env = dict(os.environ)
+    env.update(
+        OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}",
+        OTKLIK_APP_ID=name,
+        OTKLIK_TOPIC_PREFIX=name + ".",
+        OTKLIK_WEB_PORT=str(free_port()),
+        OTKLIK_DATA_DIR=str(folder / name),
+        OTKLIK_PARTITIONS="2",
+        OTKLIK_REBALANCE_TIMEOUT="6",
+        OTKLIK_LOG_LEVEL="info",
+    )
+    if registry is not None:
+        env["OTKLIK_REGISTRY"] = str(registry)
+    env.update(extra_env)
+    return WorkerProcess(env=env, log_path=folder / f"{name}.log")
+
+
 @pytest.fixture
 def worker_factory(kafka: str, tmp_path: Path) -> Iterator:
     workers: list[WorkerProcess] = []
 
     def make(registry: Path | None = None, **extra_env: str) -> WorkerProcess:
-        name = unique("t")
-        env = dict(os.environ)
-        env.update(
-            OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
-            OTKLIK_APP_ID=name,
-            OTKLIK_TOPIC_PREFIX=name + ".",
-            OTKLIK_WEB_PORT=str(free_port()),
-            OTKLIK_DATA_DIR=str(tmp_path / name),
-            OTKLIK_PARTITIONS="2",
-            OTKLIK_REBALANCE_TIMEOUT="6",
-            OTKLIK_LOG_LEVEL="info",
-        )
-        if registry is not None:
-            env["OTKLIK_REGISTRY"] = str(registry)
-        env.update(extra_env)
-        w = WorkerProcess(env=env, log_path=tmp_path / f"{name}.log")
+        w = worker_process(kafka, tmp_path, registry, **extra_env)
         workers.append(w)
         return w
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -32,7 +31,7 @@ import pytest
 from sqlalchemy import select
 
 from otklik.schemas.overrides import Override
-from tests.conftest import OTKLIK, REPO, WorkerProcess, consume, free_port, produce, run, unique
+from tests.conftest import OTKLIK, REPO, WorkerProcess, consume, produce, run, worker_process
 from tests.integration.test_store_live import Simulation, StoreProcess
 from tests.reliability.conftest import create_topics
 
@@ -225,21 +224,7 @@ def judged(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jud
     folder = tmp_path_factory.mktemp("store-kills")
     sim = simulate_recent(folder / "sim")
     raw = sim.envelopes()
-    name = unique("t")
-    env = dict(os.environ)
-    env.update(  # as tests/conftest.py's worker_factory
-        OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
-        OTKLIK_APP_ID=name,
-        OTKLIK_TOPIC_PREFIX=name + ".",
-        OTKLIK_WEB_PORT=str(free_port()),
-        OTKLIK_DATA_DIR=str(folder / name),
-        OTKLIK_PARTITIONS="2",
-        OTKLIK_REBALANCE_TIMEOUT="6",
-        OTKLIK_LOG_LEVEL="info",
-        OTKLIK_REGISTRY=str(sim.registry),
-        OTKLIK_TICK_INTERVAL="1",
-    )
-    worker = WorkerProcess(env=env, log_path=folder / f"{name}.log")
+    worker = worker_process(kafka, folder, sim.registry, OTKLIK_TICK_INTERVAL="1")
     create_topics(worker)
     topics = [worker.topic(name) for name in TOPICS]
     worker.start()

@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import WorkerProcess, consume, free_port, produce, run, unique
+from tests.conftest import WorkerProcess, consume, free_port, produce, run, worker_process
 from tests.integration.test_responses_live import REGISTRY, envelopes
 from tests.reliability.test_worker_kills import final_records, judged_items, stream
 
@@ -44,22 +44,7 @@ RECOVERY_LIMIT_S = 60.0  # past this after the broker returned, the worker count
 
 def make_worker(bootstrap: str, tmp_path: Path, registry: Path) -> WorkerProcess:
     """As tests/conftest.py's ``worker_factory``, on the given broker."""
-    name = unique("wr")
-    env = dict(os.environ)
-    env.update(
-        OTKLIK_KAFKA_BROKER=f"kafka://{bootstrap}",
-        OTKLIK_APP_ID=name,
-        OTKLIK_TOPIC_PREFIX=name + ".",
-        OTKLIK_WEB_PORT=str(free_port()),
-        OTKLIK_DATA_DIR=str(tmp_path / name),
-        OTKLIK_PARTITIONS="2",
-        OTKLIK_REBALANCE_TIMEOUT="6",
-        OTKLIK_LOG_LEVEL="info",
-        OTKLIK_REGISTRY=str(registry),
-        OTKLIK_LATE_WINDOW="2",
-        OTKLIK_TICK_INTERVAL="1",
-    )
-    return WorkerProcess(env=env, log_path=tmp_path / f"{name}.log")
+    return worker_process(bootstrap, tmp_path, registry, "wr", OTKLIK_LATE_WINDOW="2", OTKLIK_TICK_INTERVAL="1")
 
 
 def health(worker: WorkerProcess) -> tuple[int | None, dict]:
