@@ -181,6 +181,7 @@ def worker_names() -> set[str]:
     metrics.watch_engine(lambda: None)
     metrics.watch_consumer(lambda: None)
     metrics.watch_moderation(lambda: None)
+    metrics.watch_kafka(lambda: True)  # the broker probe streams/worker/app.py registers
     return exported_names(registry)
 
 

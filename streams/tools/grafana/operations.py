@@ -228,7 +228,7 @@ def system_health() -> dict[str, Any]:
             'sum(up{job="otklik-worker"})',
             "short",
             threshold_steps((None, "red"), (1.0, "green")),
-            width=4,
+            width=3,
         )
     )
     board.add(
@@ -238,7 +238,18 @@ def system_health() -> dict[str, Any]:
             "min(otklik_gateway_kafka_ready)",
             "short",
             threshold_steps((None, "red"), (1.0, "green")),
-            width=4,
+            width=3,
+        )
+    )
+    board.add(
+        stat_panel(
+            "Воркеры подключены к Kafka",
+            "1 — брокер ответил на последнюю проверку каждого воркера; 0 — хотя бы один воркер не видит Kafka"
+            " (его /health отвечает 503) и события не обрабатываются.",
+            "min(otklik_worker_kafka_ready)",
+            "short",
+            threshold_steps((None, "red"), (1.0, "green")),
+            width=3,
         )
     )
     board.add(
@@ -279,7 +290,7 @@ def system_health() -> dict[str, Any]:
             "sum(otklik_notifier_pending_notices)",
             "short",
             threshold_steps((None, "green"), (10.0, "orange")),
-            width=4,
+            width=3,
         )
     )
     board.row("Поток событий")
