@@ -35,6 +35,7 @@ import json
 import random
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -941,3 +942,40 @@ def _message(peer: int, m: FakeMessage, history: list[FakeMessage]) -> dict[str,
         "important": False,
         "is_hidden": False,
     }
+
+
+@dataclass
+class FakeSession:
+    """A fake VK API serving one community, a client of it, and a token of each kind."""
+
+    fake: FakeVkApi
+    client: Any  # otklik.streams.edge.vk_api.VkApiClient
+    secrets: dict[str, str]
+
+
+@asynccontextmanager
+async def fake_session(group_id: int, community: FakeCommunity) -> AsyncIterator[FakeSession]:
+    """The fake running, with a client on its clock (no real waits) and a service, community and user
+    token; on leaving, no request may have broken VK's schema."""
+    import aiohttp
+
+    from otklik.streams.edge.vk_api import VkApiClient
+    from otklik.streams.settings import VkApiSettings
+
+    clock = FakeClock()
+    secrets = {kind: f"vk1.a.{kind}-{uuid.uuid4().hex}" for kind in ("service", "group", "user")}
+    fake = FakeVkApi(
+        {group_id: community},
+        {
+            secrets["service"]: KnownToken("service"),
+            secrets["group"]: KnownToken("group", group_id),
+            secrets["user"]: KnownToken("user"),
+        },
+        clock=clock,
+    )
+    async with fake.running(), aiohttp.ClientSession() as session:
+        client = VkApiClient(
+            VkApiSettings.from_env({}, api_url=fake.url), session, clock=clock, sleep=clock.sleep, draw=lambda: 0.5
+        )
+        yield FakeSession(fake, client, secrets)
+    assert fake.violations == []

@@ -4,19 +4,16 @@ window, with their authors, times and threads; faults on the way change nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
 import pytest
 
 from otklik.agents.ingest.vk import normalize_vk
 from otklik.streams.edge.vk_api import VkApiClient, VkAuthError, VkToken
 from otklik.streams.edge.vk_collect import Collected, WindowReader
-from otklik.streams.settings import VkApiSettings
-from tests.fakes.vk_api import FakeClock, FakeCommunity, FakeVkApi, KnownToken, scripted_community
+from tests.fakes.vk_api import FakeCommunity, FakeVkApi, fake_session, scripted_community
 
 GROUP = 4242
 
@@ -83,26 +80,13 @@ class Setup:
 
 @asynccontextmanager
 async def setup(wall_token: str = "service") -> AsyncIterator[Setup]:
-    clock = FakeClock()
-    secrets = {kind: f"vk1.a.{kind}-{uuid.uuid4().hex}" for kind in ("service", "group", "user")}
-    fake = FakeVkApi(
-        {GROUP: community()},
-        {
-            secrets["service"]: KnownToken("service"),
-            secrets["group"]: KnownToken("group", GROUP),
-            secrets["user"]: KnownToken("user"),
-        },
-        clock=clock,
-    )
-    async with fake.running(), aiohttp.ClientSession() as session:
-        client = VkApiClient(
-            VkApiSettings.from_env({}, api_url=fake.url), session, clock=clock, sleep=clock.sleep, draw=lambda: 0.5
-        )
+    async with fake_session(GROUP, community()) as f:
         reader = WindowReader(
-            client, VkToken.of(wall_token, secrets[wall_token]), VkToken.of("group", secrets["group"], "community")
+            f.client,
+            VkToken.of(wall_token, f.secrets[wall_token]),
+            VkToken.of("group", f.secrets["group"], "community"),
         )
-        yield Setup(fake, reader, client)
-    assert fake.violations == []
+        yield Setup(f.fake, reader, f.client)
 
 
 async def test_a_window_gives_exactly_the_scripts_comments_and_messages_in_it() -> None:

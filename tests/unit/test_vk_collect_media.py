@@ -7,28 +7,24 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
 import pytest
 
 from otklik.agents.ingest.vk import normalize_vk
 from otklik.agents.ingest.vk_api_media import media_comment_body
 from otklik.streams.edge import vk_collect_media
-from otklik.streams.edge.vk_api import VkApiClient, VkToken
+from otklik.streams.edge.vk_api import VkToken
 from otklik.streams.edge.vk_collect import Collected
 from otklik.streams.edge.vk_collect_media import MediaWindowReader
-from otklik.streams.settings import VkApiSettings
 from tests.fakes.vk_api import (
-    FakeClock,
     FakeComment,
     FakeCommunity,
     FakeMedia,
     FakeVkApi,
-    KnownToken,
+    fake_session,
     scripted_community,
 )
 
@@ -101,30 +97,15 @@ class Setup:
 
 @asynccontextmanager
 async def setup(with_user: bool = True) -> AsyncIterator[Setup]:
-    clock = FakeClock()
-    secrets = {kind: f"vk1.a.{kind}-{uuid.uuid4().hex}" for kind in ("service", "group", "user")}
-    fake = FakeVkApi(
-        {GROUP: community()},
-        {
-            secrets["service"]: KnownToken("service"),
-            secrets["group"]: KnownToken("group", GROUP),
-            secrets["user"]: KnownToken("user"),
-        },
-        clock=clock,
-    )
-    async with fake.running(), aiohttp.ClientSession() as session:
-        client = VkApiClient(
-            VkApiSettings.from_env({}, api_url=fake.url), session, clock=clock, sleep=clock.sleep, draw=lambda: 0.5
-        )
+    async with fake_session(GROUP, community()) as f:
         reader = MediaWindowReader(
-            client,
-            VkToken.of("service", secrets["service"]),
-            VkToken.of("group", secrets["group"], "community"),
+            f.client,
+            VkToken.of("service", f.secrets["service"]),
+            VkToken.of("group", f.secrets["group"], "community"),
             clock=lambda: START + 7 * 3600,
-            user=VkToken.of("user", secrets["user"], "user") if with_user else None,
+            user=VkToken.of("user", f.secrets["user"], "user") if with_user else None,
         )
-        yield Setup(fake, reader)
-    assert fake.violations == []
+        yield Setup(f.fake, reader)
 
 
 @pytest.mark.parametrize("window", [(START, START + 7 * 3600), (START + 2 * 3600, START + 3 * 3600)])
