@@ -34,11 +34,12 @@ import asyncio
 import json
 import random
 import re
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -979,3 +980,25 @@ async def fake_session(group_id: int, community: FakeCommunity) -> AsyncIterator
         )
         yield FakeSession(fake, client, secrets)
     assert fake.violations == []
+
+
+@contextmanager
+def served_in_thread(fake: FakeVkApi) -> Iterator[FakeVkApi]:
+    """The fake serving from a thread of its own, for a command run as a subprocess; stopped on leaving."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with fake.running():
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the fake VK API did not start"
+    try:
+        yield fake
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)

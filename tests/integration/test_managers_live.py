@@ -4,9 +4,7 @@ a replay of the same events judges the same."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import threading
 import time
 import uuid
 
@@ -18,7 +16,7 @@ from otklik.agents.registry import Registry
 from otklik.agents.replay import run_replay
 from otklik.schemas.records import RawEnvelope
 from tests.conftest import OTKLIK, consume, produce, run
-from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community
+from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community, served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -125,26 +123,11 @@ def test_managers_sync_reads_the_list_into_the_worker(worker_factory, kafka, tmp
     community = scripted_community(G)
     manager = min(community.managers)
     fake = FakeVkApi({G: community}, {token: KnownToken("group", G)})
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with fake.running():
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
+    with served_in_thread(fake):
         env = dict(worker.env, OTKLIK_VK_API_URL=fake.url, **{f"OTKLIK_VK_{G}_TOKEN": token})
         done = subprocess.run(
             [OTKLIK, "managers", "sync", "--group", str(G)], env=env, capture_output=True, text=True, timeout=120
         )
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
     assert done.returncode == 0, done.stderr
     assert f"vk:{G}: {len(community.managers)} managers" in done.stderr
     assert token not in done.stderr and token not in done.stdout

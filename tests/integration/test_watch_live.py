@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from otklik.streams.edge.vk_api import VkApiClient, VkToken
 from otklik.streams.edge.watch import WATCH_GROUP, watch_service
 from otklik.streams.settings import VkApiSettings
 from tests.conftest import OTKLIK, consume, produce, run
-from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community
+from tests.fakes.vk_api import FakeVkApi, KnownToken, scripted_community, served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -128,37 +127,24 @@ def test_the_catchup_service_reads_a_communitys_managers_by_itself(kafka: str, t
     token, service = f"vk1.a.group-{uuid.uuid4().hex}", f"vk1.a.service-{uuid.uuid4().hex}"
     community = scripted_community(AT_START, seed=1)
     fake = FakeVkApi({AT_START: community}, {token: KnownToken("group", AT_START), service: KnownToken("service")})
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with fake.running():
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTKLIK_") or k == "OTKLIK_PURE_PYTHON"}
-    env.update(
-        OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
-        OTKLIK_TOPIC_PREFIX=prefix,
-        OTKLIK_VK_API_URL=fake.url,
-        OTKLIK_VK_SERVICE_TOKEN=service,
-        OTKLIK_CATCHUP_STATE_FILE=str(tmp_path / "watch.json"),
-        **{f"OTKLIK_VK_{AT_START}_TOKEN": token},
-    )
-    log = tmp_path / "catchup.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([OTKLIK, "catchup"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        lists = run(consume(kafka, f"{prefix}otklik.managers", expect=1, timeout=90))
-    finally:
-        proc.terminate()
-        code = proc.wait(60)
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
+    with served_in_thread(fake):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTKLIK_") or k == "OTKLIK_PURE_PYTHON"}
+        env.update(
+            OTKLIK_KAFKA_BROKER=f"kafka://{kafka}",
+            OTKLIK_TOPIC_PREFIX=prefix,
+            OTKLIK_VK_API_URL=fake.url,
+            OTKLIK_VK_SERVICE_TOKEN=service,
+            OTKLIK_CATCHUP_STATE_FILE=str(tmp_path / "watch.json"),
+            **{f"OTKLIK_VK_{AT_START}_TOKEN": token},
+        )
+        log = tmp_path / "catchup.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([OTKLIK, "catchup"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            lists = run(consume(kafka, f"{prefix}otklik.managers", expect=1, timeout=90))
+        finally:
+            proc.terminate()
+            code = proc.wait(60)
     text = log.read_text(errors="replace")
     assert lists, text
     record = decode_manager_record(lists[0].value)
