@@ -69,6 +69,8 @@ from otklik.agents.text.moderation_lexicon import (
     BEATING_PHRASES,
     BODY_PARTS,
     BODY_VERBS,
+    BURN_VERBS,
+    BURNT_THINGS,
     CALL_CUES,
     CALL_PHRASES,
     EXECUTION_VERBS,
@@ -100,6 +102,7 @@ from otklik.agents.text.moderation_lexicon import (
     REGRET_FORMS,
     RUN4,
     SHOOT_MISSPELT,
+    THING_SENSE_VERBS,
     THREAT_FORMS,
     THREAT_PHRASES,
     THREAT_VERBS,
@@ -162,6 +165,11 @@ _VIOLENT = (
 # "разнести их" is as often criticism, "пришить его" an accusation.
 _AIMED_VIOLENCE = (KILL_CALL_VERBS | BEAT_VERBS | THREAT_VERBS) - {"разнести", "пришить"}
 _NON_WORD = re.compile(r"[\W_]+")
+# Pronouns that name people as a verb's object ("их вешать надо"), for verbs that also take things.
+_PERSON_PRONOUNS = frozenset(["их", "его", "ее", "её", "вас", "тебя", "нас", "меня", "всех", "таких", "этих"])
+_THING_VERB_TOKENS = frozenset("=" + lemma for lemma in THING_SENSE_VERBS | BURN_VERBS)
+# Parts of speech that end a verb's object phrase when looking for the noun it governs.
+_CLAUSE_BREAKS = ("PREP", "VERB", "INFN", "CONJ", "impr")
 # A request before an infinitive makes it a call, not a verb's complement ("дайте пострелять блядей").
 _REQUESTS = frozenset(["дай", "дайте", "давай", "давайте"])
 
@@ -232,6 +240,15 @@ class RuleDetector:
                 return ""
             return "=" + parses[0][0]
         return word
+
+    def model_tokens(self, words: tuple[str, ...]) -> Iterator[str]:
+        """Each word as :func:`model_input` shows it, in context: a verb of killing used of a thing
+        gives no token (docs/moderation.md, "The trained model")."""
+        for i, word in enumerate(words):
+            token = self.model_token(word)
+            if token in _THING_VERB_TOKENS and self._used_of_a_thing(words, i, token[1:]):
+                continue
+            yield token
 
     # ------------------------------------------------------------------ public
 
@@ -395,7 +412,7 @@ class RuleDetector:
                         return f"call for violence: {word}"
                 if "INFN" in tag and lemma in EXECUTION_VERBS and self._person_before(words, i):
                     return f"call to kill: {word}"
-                if "INFN" in tag and lemma in _AIMED_VIOLENCE and self._aimed_call(words, lemma_sets, i):
+                if "INFN" in tag and lemma in _AIMED_VIOLENCE and self._aimed_call(words, lemma_sets, i, lemma):
                     return f"call for violence: {word}"
                 if "INFN" in tag and lemma in BODY_VERBS and self._near(lemma_sets, i, BODY_PARTS):
                     if self._is_call(words, i, lemma):
@@ -423,12 +440,14 @@ class RuleDetector:
                         return f"announced violence: {word}"  # "разбил бы ему морду"
         return None
 
-    def _aimed_call(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int) -> bool:
+    def _aimed_call(self, words: tuple[str, ...], lemma_sets: tuple[frozenset[str], ...], i: int, lemma: str) -> bool:
         """An infinitive of violence whose object, right after it, is a person ("удавить его!", "повесить эту
         сволочь", "бить этих"), said as a call: not after a verb ("мог убить его", "решили бить их") other
         than a request ("дайте пострелять блядей"), nor in a purpose or a report ("чтобы убить его",
         "хотели убить")."""
         if not any(w in PEOPLE_OBJECTS for w in words[i + 1 : i + 3]) and not self._person_after(words, i, lemma_sets):
+            return False
+        if self._used_of_a_thing(words, i, lemma):  # "повесить эту картину"
             return False
         if self._not_a_call(words, i) or any(w in NOT_A_CALL_BEFORE for w in words[max(0, i - 3) : i]):
             return False
@@ -516,11 +535,36 @@ class RuleDetector:
         """An infinitive of killing is a call: alone for executions ("расстрелять!", "казнить на месте"),
         with a cue for verbs that have innocent uses ("их бы просто пристрелить", "сразу вешать"); never
         negated or reported ("не надо вешать", "обещал расстрелять", "хотели убить")."""
-        if self._not_a_call(words, i):
+        if self._not_a_call(words, i) or self._used_of_a_thing(words, i, lemma):
             return False
         if lemma in KILL_CALL_PEOPLE and not RuleDetector._window_has(words, i, PEOPLE_OBJECTS):
             return False
         return lemma in KILL_CALL_ALONE or RuleDetector._window_has(words, i, CALL_CUES)
+
+    def _used_of_a_thing(self, words: tuple[str, ...], i: int, lemma: str) -> bool:
+        """A verb of killing in its sense for things: the nearest noun after it (or before it, unless a
+        preposition governs that noun) is inanimate and may be its accusative object ("повесить знак",
+        "картину надо повесить", "убить время"; for burning, only what is burnt anyway: "сжечь сухую
+        траву"). A person, a pronoun or a derogatory name there is no thing ("повесить эту мразь")."""
+        if lemma not in THING_SENSE_VERBS and lemma not in BURN_VERBS:
+            return False
+        for span in (range(i + 1, min(len(words), i + 4)), range(i - 1, max(-1, i - 4), -1)):
+            for j in span:
+                if words[j] in _PERSON_PRONOUNS or self._morph.lemmas(words[j]) & INSULT_STRONG:
+                    return False
+                parses = self._morph.parse(words[j])
+                if not parses or any(part in parses[0][1] for part in _CLAUSE_BREAKS):
+                    break
+                if "NOUN" not in parses[0][1]:
+                    continue
+                if 0 < j < i and any("PREP" in tag for _, tag, _ in self._morph.parse(words[j - 1])[:1]):
+                    break
+                if "anim" in parses[0][1]:
+                    return False
+                if not any("inan" in tag and "accs" in tag for _, tag, _ in parses):
+                    break
+                return lemma in THING_SENSE_VERBS or bool(self._morph.lemmas(words[j]) & BURNT_THINGS)
+        return False
 
     @staticmethod
     def _window_has(words: tuple[str, ...], i: int, lexicon: frozenset[str], span: int = 5) -> bool:
@@ -662,8 +706,9 @@ def model_input(rules: RuleDetector, tokens: Tokens) -> str:
     becomes ``=lemma``, and only the rest (disguised, misspelt, slang) is left as written. So the model
     never learns мат's letters and is not fooled where the dictionary knows better (употреблять,
     бляшки, дебаты), while inflections share one feature (and a lemma's first letters are shared with
-    the misspellings of its stem)."""
-    words = tuple(t for t in map(rules.model_token, tokens.words) if t)
+    the misspellings of its stem). A verb of killing used of a thing ("повесить знак", "убить время") is
+    left out: in that sense it is no evidence of anything."""
+    words = tuple(t for t in rules.model_tokens(tokens.words) if t)
     return model_doc(words, tuple(t for t in map(rules.model_token, tokens.joined) if t))
 
 

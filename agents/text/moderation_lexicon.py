@@ -429,6 +429,12 @@ BODY_PARTS = frozenset(
 # "матку вырезать"): these verbs with these parts need no other cue (MUTILATION_PARTS).
 MUTILATION_VERBS = frozenset(["отрезать", "отрубить", "отрубать", "вырезать", "оторвать", "отрывать", "выколоть"])
 MUTILATION_PARTS = frozenset(["голова", "член", "яйцо", "язык", "ухо", "матка", "рука", "нога", "глаз"])
+# Verbs of killing that have a sense for things: with an inanimate object in the accusative
+# ("повесить знак", "картину надо повесить", "убить время", "вешать лапшу") they mean that sense.
+THING_SENSE_VERBS = frozenset(["повесить", "вешать", "подвесить", "убить", "убивать"])
+# Burning is a call to arson unless what burns is burnt anyway ("сжечь сухую траву", "сжечь калории").
+BURN_VERBS = frozenset(["сжечь", "сжигать", "поджечь", "поджигать"])
+BURNT_THINGS = frozenset(["трава", "мусор", "листва", "лист", "ветка", "калория", "жир", "дрова", "бумага"])
 # Executions whose object may come before the infinitive ("путина на площади повесить", "посла
 # пристрелить"): with a person (an animate noun or a pronoun) among the three words before.
 EXECUTION_VERBS = frozenset(

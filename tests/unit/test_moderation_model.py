@@ -217,6 +217,40 @@ def test_violent_words_about_things_are_no_threat(rules: RuleDetector, text: str
 @pytest.mark.parametrize(
     "text",
     [
+        "Картину надо повесить в холле.",
+        "Надо повесить знак у школы, дети бегают.",
+        "Давно пора повесить светофор на перекрёстке.",
+        "Надо повесить эту картину в актовом зале.",
+        "Надо сжечь сухую траву на участке, пока нет ветра.",
+        "Надо убить время до приёма, очередь огромная.",
+    ],
+)
+def test_verbs_of_killing_used_of_things_are_no_threat(full: ModelDetector, text: str) -> None:
+    assert not full.labels(text), full.explain(text)
+
+
+def test_a_verb_of_killing_used_of_a_thing_is_left_out_of_the_model_input(rules: RuleDetector) -> None:
+    assert "=повесить" not in model_input(rules, tokenize("Надо повесить расписание на сайте."))
+    assert "=повесить" in model_input(rules, tokenize("Надо повесить этого чиновника."))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Их вешать надо.",
+        "Повесить бы этого чиновника.",
+        "Повесить эту мразь.",
+        "Вешать надо таких.",
+        "Надо сжечь их дома.",
+    ],
+)
+def test_verbs_of_killing_used_of_people_stay_calls(rules: RuleDetector, text: str) -> None:
+    assert "threat" in rules.labels(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "Не надо никого вешать, давайте разберёмся.",
         "Он обещал расстрелять всех, его задержали.",
         "Сухую траву нельзя сжигать.",
