@@ -25,6 +25,8 @@ Output, one JSON object per item, ordered by creation time then item id (see :da
 from __future__ import annotations
 
 import gc
+import mmap
+import os
 import sys
 import time
 from bisect import bisect_left
@@ -400,18 +402,14 @@ def _decode_numbered(
     numbered: Iterable[tuple[int, bytes]],
     on_error: Callable[[int, str], None] | None,
     tg_links: Mapping[int, int],
-    starts: list[int] | None = None,
 ) -> list[Interaction | Listing | OverrideLine | ManagerLine]:
     """The interactions (or corrections, or changes of managers) of numbered lines, in the lines'
-    order; malformed lines go to ``on_error`` in that order. ``starts``, if given, gets for each line
-    how many interactions came before it: a job of a parallel replay (see
-    :mod:`otklik.agents.replay_jobs`) decodes some of the file's lines, and places them by number."""
+    order; malformed lines go to ``on_error`` in that order. A job of a parallel replay (see
+    :mod:`otklik.agents.replay_jobs`) decodes its run of the file's lines this way."""
     loads = orjson.loads
     interactions: list[Any] = []
     batch: list[Any]
     for number, line in numbered:
-        if starts is not None:
-            starts.append(len(interactions))
         # The common line, {"received_at": <int>, "body": {...}} (VK), takes the short path; anything else
         # (envelopes, and every error, with its message) goes through _decode.
         try:
@@ -556,15 +554,19 @@ def replay_file(
         print(f"{path}: {reason}", file=err)
 
     started = time.perf_counter()
-    with open(path, "rb") as source:
-        data = source.read()
     at = None if now is None else parse_time(now)
+    pieces: list[bytes] | list[bytes | memoryview]
     if jobs > 1:
         from otklik.agents.replay_jobs import replay_bytes
 
-        # The jobs' pieces, written in turn: joining them would copy the whole output once more.
+        # Mapped, not read: each job reads only the bytes it needs. The jobs' pieces, written in turn:
+        # joining them would copy the whole output once more.
+        with open(path, "rb") as source:
+            data = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(source.fileno()).st_size else b""
         count, items, pieces = replay_bytes(data, registry, at, jobs, on_error=report, tg_links=tg_links, phases=phases)
     else:
+        with open(path, "rb") as source:
+            data = source.read()
         lines = data.splitlines()
         count = len(lines)
         rows = run_replay(lines, registry, at, on_error=report, tg_links=tg_links)

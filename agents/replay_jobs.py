@@ -5,44 +5,43 @@ reports included, because a page's rows depend only on its own events and on whe
 and ends, and every job takes those two times from the whole input:
 
 1. The parent shares the pages out by their volume in a sample of the input and forks N jobs; each
-   inherits the input (the file's bytes, or a list of lines) and the registry, copying nothing
-   through a pipe, and is given a run of whole lines.
-2. Each job finds the page each line of its run names without decoding it (the line's last
-   ``"group_id":``, by one regular expression) and tells every other job where that job's lines are
-   in the input (offsets, not the lines). A line naming no page (a Telegram or MAX envelope, a
-   correction, a change of managers, a malformed line) goes to a job by its number.
-3. Each job decodes its lines, all in file order. Each line is decoded once, by one job, so each
-   malformed line is reported once. An event of another job's page (its line named no page, or the
-   wrong one) goes to that job with its line number: rare, so pickled.
-4. The parent reports the malformed lines in file order, computes the tick times and the last
-   event's time of the whole input (:func:`~otklik.agents.replay.tick_times`, from each job's
-   distinct times) and hands every job those two times, the bounds of each job's range of output
-   keys, and its events from the others.
-5. Each job puts its events in file order, then stably by time, as one process sorts them, and runs
-   its pages through its own engine. Its rows, in output order (creation time, then item id), go to
-   the job of their key's range (handed on by the parent); each job merges its range, and the parent
-   writes the ranges in turn. Item ids name their page, so no item is in two jobs.
+   inherits the input (the file mapped, its bytes, or a list of lines) and the registry, copying
+   nothing through a pipe, and is given a run of whole lines. Each job has a file of its own in
+   memory, made before the fork: what the others read from it passes through no pipe.
+2. Each job decodes the lines of its run, numbered from 1 in the run, and writes the events of each
+   other job's pages, in file order, to its file (msgpack when all are interactions, else pickled).
+3. The parent reports the malformed lines in file order (each decoded again with its number in the
+   file: the runs' lengths give it), computes the tick times and the last event's time of the whole
+   input (:func:`~otklik.agents.replay.tick_times`, from each job's distinct times) and hands every
+   job those two times, the bounds of each job's range of output keys, and where its events are.
+4. Each job reads the runs' events of its pages in turn (the runs follow each other in the file: file
+   order), sorts them stably by time, as one process does, and runs its pages through its own
+   engine. Its rows, in output order (creation time, then item id), go to the job of their key's
+   range through its file; each job merges its range into its file, and the parent writes the ranges
+   in turn from there. Item ids name their page, so no item is in two jobs.
 """
 
 from __future__ import annotations
 
 import gc
+import mmap
 import multiprocessing
 import os
 import pickle
 import re
+import tempfile
 import time
 import traceback
 import zlib
-from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from itertools import accumulate, chain, compress, pairwise
+from collections.abc import Callable, Mapping
+from itertools import accumulate, compress, pairwise
 from multiprocessing.connection import Connection
-from operator import add, attrgetter, itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 
 from otklik.agents.replay import (
@@ -55,8 +54,12 @@ from otklik.agents.replay import (
     tick_times,
 )
 from otklik.agents.text.triage import Triage, decide
+from otklik.schemas.records import Interaction
 
 __all__ = ["default_jobs", "replay_bytes", "replay_lines"]
+
+# The input: the file mapped (or its bytes), or a list of lines (when lines may end in "\r").
+Source = bytes | mmap.mmap | list[bytes]
 
 
 def default_jobs() -> int:
@@ -68,10 +71,10 @@ def default_jobs() -> int:
 
 
 # One match per line (each ends in "\n", or the input does): the digits after the line's last
-# "group_id": (a VK body's own comes after its object), or nothing. Only says which job decodes the
-# line: the page its events name decides where they go.
+# "group_id": (a VK body's own comes after its object), or nothing. Only shares the pages out: the
+# page its events name decides where they go.
 _LINE_PAGE = re.compile(rb'(?:[^\n]*"group_id":([0-9]{1,18}))?[^\n]*(?:\n|\Z)')
-_NO_PAGE = 255  # in a job's list of which job decodes each line: a line that named no page
+_MOST_JOBS = 256  # a job's number is a byte in a job's list of where its events go
 
 
 # Pages differ in volume by orders of magnitude: a hash alone left one of two jobs with 60 % of the
@@ -81,7 +84,7 @@ SAMPLE_EVERY = 16
 SAMPLE_PIECES = 1024
 
 
-def _sample(source: bytes | list[bytes]) -> list[bytes]:
+def _sample(source: Source) -> list[bytes]:
     """The pages named by a sample of the lines (their VK group ids, some empty). A piece of the bytes
     may begin or end inside a line: that only shares the pages out, so an odd line does no harm."""
     if isinstance(source, list):
@@ -95,7 +98,7 @@ def _sample(source: bytes | list[bytes]) -> list[bytes]:
     return groups
 
 
-def _runs(source: bytes | list[bytes], jobs: int) -> list[tuple[int, int]]:
+def _runs(source: Source, jobs: int) -> list[tuple[int, int]]:
     """Where each job's run of lines begins and ends: offsets into the bytes, each just past a line
     end, so that splitting the runs gives the lines of splitting the whole (the bytes hold no ``\\r``:
     see :func:`replay_bytes`); indexes into a list."""
@@ -110,16 +113,15 @@ def _runs(source: bytes | list[bytes], jobs: int) -> list[tuple[int, int]]:
     return list(pairwise(ends))
 
 
-def _run_lines(source: bytes | list[bytes], run: tuple[int, int]) -> tuple[list[bytes], list[bytes], int]:
-    """A run's lines, the page each names (its VK group id; empty if none) and the first one's number."""
+def _run_lines(source: Source, run: tuple[int, int]) -> list[bytes]:
+    """A run's lines."""
     begin, end = run
     if isinstance(source, list):
-        lines = source[begin:end]  # splitlines's lines hold no "\n"
-        return lines, _LINE_PAGE.findall(b"\n".join(lines))[: len(lines)], begin + 1
+        return source[begin:end]  # splitlines's lines hold no "\n"
     lines = source[begin:end].split(b"\n")
     if not lines[-1]:  # the run ends in "\n" (or is empty): that ends a line, starts none
         lines.pop()
-    return lines, _LINE_PAGE.findall(source, begin, end)[: len(lines)], source.count(b"\n", 0, begin) + 1
+    return lines
 
 
 def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
@@ -143,18 +145,6 @@ def _job_of(page: str, jobs: int, owner: dict[str, int]) -> int:
     return job
 
 
-def _decoders(groups: list[bytes], owner: dict[str, int], jobs: int, first: int) -> bytes:
-    """For each line of a run, the job that decodes it: the job of the page it names, else the job of
-    its number (lines naming no page are shared out in turn)."""
-    by_group = {group: _NO_PAGE if not group else _job_of(f"vk:{int(group)}", jobs, owner) for group in set(groups)}
-    decoder = bytearray(map(by_group.__getitem__, groups))  # in C, line by line
-    at = decoder.find(_NO_PAGE)
-    while at >= 0:
-        decoder[at] = (first + at) % jobs
-        at = decoder.find(_NO_PAGE, at + 1)
-    return bytes(decoder)
-
-
 def _only(job: int) -> bytes:
     """A table for ``bytes.translate``: 1 for ``job``, 0 for any other."""
     table = bytearray(256)
@@ -162,16 +152,10 @@ def _only(job: int) -> bytes:
     return bytes(table)
 
 
-def _array(values: Iterable[int]) -> bytes:
-    return array("q", values).tobytes()
-
-
-def _ints(data: bytes) -> array[int]:
-    values = array("q")
-    values.frombytes(data)
-    return values
-
-
+# Events go from job to job as msgpack when all are interactions (several times cheaper than pickle).
+_EVENTS_OUT = msgspec.msgpack.Encoder()
+_EVENTS_IN = msgspec.msgpack.Decoder(list[Interaction])
+_PAGE = attrgetter("page")
 _RECEIVED_AT = attrgetter("received_at")
 _FIRST = itemgetter(0)
 
@@ -209,92 +193,108 @@ def _receive(conn: Connection, job: int) -> Any:
     return value
 
 
+class _Scratch:
+    """A job's file, made before the fork so every process holds it: the job appends what the others
+    read (their parts of its rows, its merged piece); each write's (offset, length) says where."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.end = 0
+
+    def write(self, data: bytes) -> tuple[int, int]:
+        at, view = self.end, memoryview(data)
+        while view:
+            view = view[os.pwrite(self.fd, view, self.end) :]
+            self.end = at + len(data) - len(view)
+        return at, len(data)
+
+
+def _scratch_file() -> int:
+    """An unnamed file in memory (a temporary file where there is no memfd)."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("otklik-replay")
+    fd, path = tempfile.mkstemp(prefix="otklik-replay-")
+    os.unlink(path)
+    return fd
+
+
+def _read(fd: int, at: int, length: int) -> bytes:
+    data = os.pread(fd, length, at)
+    while len(data) < length:  # a short read: only past some limit of the system
+        data += os.pread(fd, length - len(data), at + len(data))
+    return data
+
+
+def _piece(fd: int, at: int, length: int) -> memoryview | bytes:
+    """A job's merged piece as the parent writes it: mapped, not read into a copy (the write copies it)."""
+    if not length:
+        return b""
+    return memoryview(mmap.mmap(fd, at + length, access=mmap.ACCESS_READ))[at : at + length]
+
+
 def _job(
     index: int,
     jobs: int,
     conn: Connection,
-    source: bytes | list[bytes],
+    source: Source,
     run: tuple[int, int],
     owner: dict[str, int],
     registry: Any,
     now: int | None,
     options: dict[str, Any],
     tg_links: Mapping[int, int],
+    files: list[int],
 ) -> None:
     """One job, in a forked process: see the module's docstring for the steps."""
     clock = _Clock()
     clock.stages[0]["start"] = clock.at  # this process's CPU since the fork
     gc.disable()  # as in run_replay: the state holds no cycles
     try:
-        lines, groups, first = _run_lines(source, run)
+        lines = _run_lines(source, run)
         clock.mark("split")
+        # Numbered from 1 in the run: the run's first line's number is known once every run is split.
+        malformed: list[int] = []
+        events = _decode_numbered(enumerate(lines, 1), lambda at, _: malformed.append(at), tg_links)
+        bad = [(at, lines[at - 1]) for at in malformed]
         count = len(lines)
-        decoders = _decoders(groups, owner, jobs, first)
-        run_numbers = range(first, first + count)
-        lengths = list(map(len, lines))
-        offsets = [] if isinstance(source, list) else list(accumulate(map((1).__add__, lengths), initial=run[0]))
-        mine: list[bytes] = []
-        ours: list[int] = []
-        shares: list[tuple[bytes, bytes, bytes] | None] = []
-        for job in range(jobs):
-            chosen = decoders.translate(_only(job))
-            if job == index:
-                mine, ours = list(compress(lines, chosen)), list(compress(run_numbers, chosen))
-                shares.append(None)
-            else:  # where the lines are: the job has the input too
-                where = (_array(compress(offsets, chosen)), _array(compress(lengths, chosen)))
-                shares.append((_array(compress(run_numbers, chosen)), *where))
-        del lines, groups, lengths, offsets
-        conn.send(("ok", shares))
-        clock.mark("select")
-        theirs = _receive(conn, -1)
-        clock.wait()
-        numbers: list[int] = []
-        lines = []
-        for share in theirs:  # the runs in order: the lines in file order
-            if share is None:
-                numbers += ours
-                lines += mine
-            elif isinstance(source, list):
-                numbers += _ints(share[0])
-                lines += map(source.__getitem__, map((-1).__add__, numbers[len(lines) :]))
-            else:
-                numbers += _ints(share[0])
-                begins = _ints(share[1])
-                lines += map(source.__getitem__, map(slice, begins, map(add, begins, _ints(share[2]))))
-        del theirs, mine, ours
-        clock.mark("gather")
-        errors: list[tuple[int, str]] = []
-        starts: list[int] = []
-        events = _decode_numbered(zip(numbers, lines), lambda n, reason: errors.append((n, reason)), tg_links, starts)
         del lines
         clock.mark("decode")
-        destinations = [_job_of(_page(event), jobs, owner) for event in events]
-        away: list[list[tuple[int, Any]]] = [[] for _ in range(jobs)]
-        mixed = destinations.count(index) != len(destinations)  # some events are another job's
-        if mixed:
-            for at, (event, job) in enumerate(zip(events, destinations, strict=True)):
-                if job != index:
-                    away[job].append((numbers[bisect_right(starts, at) - 1], event))
+        kinds = set(map(type, events))
+        pages = list(map(_page, events) if OverrideLine in kinds else map(_PAGE, events))
+        job_of_page = {page: _job_of(page, jobs, owner) for page in set(pages)}
+        destination = bytes(map(job_of_page.__getitem__, pages))  # in C, event by event
+        del pages
+        plain = kinds <= {Interaction}  # else a correction, a change of managers or a listing among them
+        scratch = _Scratch(files[index])
+        mine: list[Any] = []
+        sent: list[tuple[bool, int, int] | None] = []
+        for job in range(jobs):
+            chosen = destination.translate(_only(job))
+            if job == index:
+                mine = list(compress(events, chosen))
+                sent.append(None)
+            else:  # in file order, written to this job's file for that job to read
+                theirs = list(compress(events, chosen))
+                blob = _EVENTS_OUT.encode(theirs) if plain else pickle.dumps(theirs, pickle.HIGHEST_PROTOCOL)
+                sent.append((plain, *scratch.write(blob)))
         times = sorted(set(map(_RECEIVED_AT, events)))  # the ticks depend on the times, not how many
-        conn.send(("ok", (count, errors, times, away)))
-        del away, times
+        del events, destination
+        conn.send(("ok", (count, bad, times, sent)))
+        del times, bad
         clock.mark("send")
-        ticks, last, bounds, incoming = _receive(conn, -1)
+        ticks, last, bounds, placed = _receive(conn, -1)
         clock.wait()
-        if incoming or mixed:
-            # Events of other jobs' lines, or some of this job's gone: by line number (a line's events
-            # stay together and in order: one job decoded it), then by time.
-            ours = [
-                (numbers[bisect_right(starts, at) - 1], event)
-                for at, (event, job) in enumerate(zip(events, destinations, strict=True))
-                if job == index
-            ]
-            ours += incoming
-            ours.sort(key=_FIRST)
-            events = [event for _, event in ours]
-            del ours
-        del incoming, destinations
+        # The runs in turn: each run's events of this job's pages, in file order.
+        events = []
+        for job, where in enumerate(placed):
+            if where is None:
+                events += mine
+            else:
+                plain, at, length = where
+                blob = _read(files[job], at, length)
+                events += _EVENTS_IN.decode(blob) if plain else pickle.loads(blob)
+        del mine, placed
+        clock.mark("gather")
         events.sort(key=_RECEIVED_AT)  # stable: file order breaks ties, as in one process
         clock.mark("sort")
         engine = replay_engine(registry.page, **options)
@@ -307,25 +307,33 @@ def _job(
         encoded = [dumps(row) + b"\n" for row in rows]
         keys = [row["created_at"] + row["item"] for row in rows]
         del rows
-        # Each job writes the output of one range of keys: the others' rows in its range go to it.
+        # Each job writes the output of one range of keys: the others' rows in its range go to it,
+        # through this job's file (each job reads its parts there: nothing passes through the parent).
         cuts = [0, *(bisect_left(keys, bound) for bound in bounds), len(keys)]
         clock.mark("encode")
-        conn.send(("ok", len(keys)))
-        for job in range(jobs):
-            if job != index:
-                conn.send_bytes(pickle.dumps(keys[cuts[job] : cuts[job + 1]], pickle.HIGHEST_PROTOCOL))
-                conn.send_bytes(b"".join(encoded[cuts[job] : cuts[job + 1]]))
+        parts = [
+            None
+            if job == index
+            else (
+                scratch.write(pickle.dumps(keys[cuts[job] : cuts[job + 1]], pickle.HIGHEST_PROTOCOL)),
+                scratch.write(b"".join(encoded[cuts[job] : cuts[job + 1]])),
+            )
+            for job in range(jobs)
+        ]
+        conn.send(("ok", (len(keys), parts)))
         clock.mark("send")
         keys, encoded = keys[cuts[index] : cuts[index + 1]], encoded[cuts[index] : cuts[index + 1]]
-        for job in range(jobs):
-            if job != index:
-                keys += pickle.loads(conn.recv_bytes())
-                encoded += conn.recv_bytes().splitlines(keepends=True)  # orjson writes no raw line end
+        placed = _receive(conn, -1)
         clock.wait()
+        for job, part in enumerate(placed):
+            if part is not None:
+                key_part, row_part = part
+                keys += pickle.loads(_read(files[job], *key_part))
+                encoded += _read(files[job], *row_part).splitlines(keepends=True)  # orjson writes no raw line end
         # Each part is in output order and item ids are unique: sorting the places by key merges the
         # parts (in C, where a heap merge steps through Python for every row).
-        conn.send(("ok", None))
-        conn.send_bytes(b"".join([encoded[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]))
+        piece = scratch.write(b"".join([encoded[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]))
+        conn.send(("ok", piece))
         clock.mark("merge")
         conn.send(("ok", clock.stages))
     except BaseException:  # the parent raises it
@@ -335,7 +343,7 @@ def _job(
 
 
 def replay_bytes(
-    data: bytes,
+    data: bytes | mmap.mmap,
     registry: Any,
     now: int | None = None,
     jobs: int = 2,
@@ -346,13 +354,15 @@ def replay_bytes(
     triage: Triage | None = decide,
     tg_links: Mapping[int, int] | None = None,
     phases: dict[str, Any] | None = None,
-) -> tuple[int, int, list[bytes]]:
+) -> tuple[int, int, list[bytes | memoryview]]:
     """:func:`replay_lines` of ``data.splitlines()``, without splitting them in this process: the
-    number of lines, of rows, and the rows as JSON lines in a few pieces, to be written in turn. ``phases``, if given, gets the CPU seconds of each phase of the
-    parent (``"parent"``) and of each job (``"jobs"``: one list of stages per job, each stage run while the
-    other jobs run theirs), for the bench."""
+    number of lines, of rows, and the rows as JSON lines in a few pieces, to be written in turn.
+    ``data`` may be the file mapped (``mmap``): then each job reads only the bytes it needs.
+    ``phases``, if given, gets the CPU seconds of each phase of the parent (``"parent"``) and of each
+    job (``"jobs"``: one list of stages per job, each stage run while the other jobs run theirs), for
+    the bench."""
     # A line may end in "\r": then only splitlines says where lines are (the jobs cut at "\n").
-    source = data.splitlines() if b"\r" in data else data
+    source: Source = data[:].splitlines() if data.find(b"\r") >= 0 else data
     return _run(source, registry, now, jobs, on_error, late_window_s, retention_s, triage, tg_links, phases)
 
 
@@ -375,7 +385,7 @@ def replay_lines(
 
 
 def _run(
-    source: bytes | list[bytes],
+    source: Source,
     registry: Any,
     now: int | None,
     jobs: int,
@@ -385,15 +395,16 @@ def _run(
     triage: Triage | None,
     tg_links: Mapping[int, int] | None,
     phases: dict[str, Any] | None = None,
-) -> tuple[int, int, list[bytes]]:
+) -> tuple[int, int, list[bytes | memoryview]]:
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    jobs = min(jobs, _NO_PAGE - 1)  # a job's number is a byte in _selected
+    jobs = min(jobs, _MOST_JOBS)
     options = {"late_window_s": late_window_s, "retention_s": retention_s, "triage": triage}
     links = {} if tg_links is None else tg_links
     context = multiprocessing.get_context("fork")  # the children inherit the input and the registry
     conns: list[Connection] = []
     processes = []
+    files: list[int] = []
     # Receiving the jobs' rows makes hundreds of thousands of objects: the cyclic collector would
     # rescan them over and over meanwhile, as in run_replay. Off for the run.
     gc_was_enabled = gc.isenabled()
@@ -401,56 +412,47 @@ def _run(
     clock = _Clock()
     try:
         owner = _share(_sample(source), jobs)
+        files += (_scratch_file() for _ in range(jobs))
         for index, run in enumerate(_runs(source, jobs)):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=_job, args=(index, jobs, theirs, source, run, owner, registry, now, options, links), daemon=True
+                target=_job,
+                args=(index, jobs, theirs, source, run, owner, registry, now, options, links, files),
+                daemon=True,
             )
             process.start()
             theirs.close()
             conns.append(ours)
             processes.append(process)
         clock.mark("fork")
-        # Where each job's lines are in each run: all of it first (see below), then to each job.
-        shares = [_receive(conn, job) for job, conn in enumerate(conns)]
-        for job, conn in enumerate(conns):
-            conn.send(("ok", [share[job] for share in shares]))
-        del shares
-        clock.mark("shares")
+        # Each job's number of lines, malformed lines, distinct times, and where in its file its
+        # events of each other job's pages are: from all of them first, then to each job.
         decoded = [_receive(conn, job) for job, conn in enumerate(conns)]
-        count = sum(lines for lines, _, _, _ in decoded)
-        if on_error is not None:  # each line was decoded by one job: sorting by number is file order
-            for number, reason in sorted(chain.from_iterable(errors for _, errors, _, _ in decoded), key=_FIRST):
-                on_error(number, reason)
+        counts = [lines for lines, _, _, _ in decoded]
+        count = sum(counts)
+        if on_error is not None:
+            # A job numbers its run's lines from 1: each malformed line is decoded again here with its
+            # number in the file, which its report names (rare lines; the runs in turn: file order).
+            for first, (_, bad, _, _) in zip(accumulate(counts, initial=0), decoded, strict=False):
+                _decode_numbered(((first + at, line) for at, line in bad), on_error, links)
         times = sorted(set().union(*(times for _, _, times, _ in decoded)))
         ticks, last = tick_times(times), times[-1] if times else 0
         # Job k writes the rows created from the k-th share of the events' times on: the rows' keys
         # begin with their creation time, so the ranges hold about as many rows each.
         bounds = [iso(times[len(times) * job // jobs]) for job in range(1, jobs)] if times else [""] * (jobs - 1)
         for job, conn in enumerate(conns):
-            incoming = list(chain.from_iterable(away[job] for _, _, _, away in decoded))
-            conn.send(("ok", (ticks, last, bounds, incoming)))
+            conn.send(("ok", (ticks, last, bounds, [sent[job] for _, _, _, sent in decoded])))
         del decoded
         clock.mark("ticks")
-        # Each job's number of rows, then its keys and rows (raw bytes) of each other job's range,
-        # handed on: first all of them, so that no job waits to send while the parent sends to it.
-        items = 0
-        parts: list[list[tuple[bytes, bytes] | None]] = []
+        # Each job's number of rows and where in its file its rows of each other job's range are; once
+        # all have written theirs, each job is told where its parts are.
+        written = [_receive(conn, job) for job, conn in enumerate(conns)]
+        items = sum(rows for rows, _ in written)
         for job, conn in enumerate(conns):
-            items += _receive(conn, job)
-            parts.append([None if other == job else (conn.recv_bytes(), conn.recv_bytes()) for other in range(jobs)])
-        for job, conn in enumerate(conns):
-            for other in range(jobs):
-                part = parts[other][job]
-                if part is not None:
-                    conn.send_bytes(part[0])
-                    conn.send_bytes(part[1])
-        del parts
+            conn.send(("ok", [parts[job] for _, parts in written]))
+        del written
         clock.mark("hand on")
-        pieces = []
-        for job, conn in enumerate(conns):
-            _receive(conn, job)
-            pieces.append(conn.recv_bytes())
+        pieces = [_piece(files[job], *_receive(conn, job)) for job, conn in enumerate(conns)]
         clock.mark("pieces")
         if phases is not None:
             phases["parent"] = clock.stages[0]
@@ -461,6 +463,8 @@ def _run(
             gc.enable()
         for conn in conns:
             conn.close()
+        for fd in files:  # a piece's mapping holds its file
+            os.close(fd)
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
