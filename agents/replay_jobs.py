@@ -47,7 +47,6 @@ import orjson
 from otklik.agents.replay import (
     OverrideLine,
     _decode_numbered,
-    _in_output_order,
     _replay,
     iso,
     replay_engine,
@@ -70,10 +69,9 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-# One match per line (each ends in "\n", or the input does): the digits after the line's last
-# "group_id": (a VK body's own comes after its object), or nothing. Only shares the pages out: the
-# page its events name decides where they go.
-_LINE_PAGE = re.compile(rb'(?:[^\n]*"group_id":([0-9]{1,18}))?[^\n]*(?:\n|\Z)')
+# A VK page named in the input, for the sample: only shares the pages out (the page its events name
+# decides where an event goes), so a "group_id" inside an object that counts twice does no harm.
+_GROUP_ID = re.compile(rb'"group_id":([0-9]{1,18})')
 _MOST_JOBS = 256  # a job's number is a byte in a job's list of where its events go
 
 
@@ -85,16 +83,16 @@ SAMPLE_PIECES = 1024
 
 
 def _sample(source: Source) -> list[bytes]:
-    """The pages named by a sample of the lines (their VK group ids, some empty). A piece of the bytes
-    may begin or end inside a line: that only shares the pages out, so an odd line does no harm."""
+    """The pages named by a sample of the lines (their VK group ids). A piece of the bytes may begin
+    or end inside a line: that only shares the pages out, so an odd line does no harm."""
     if isinstance(source, list):
-        return _LINE_PAGE.findall(b"\n".join(source[::SAMPLE_EVERY]))
+        return _GROUP_ID.findall(b"\n".join(source[::SAMPLE_EVERY]))
     size = len(source)
     piece = size // (SAMPLE_PIECES * SAMPLE_EVERY) + 1
     groups: list[bytes] = []
     for at in range(SAMPLE_PIECES):
         begin = size * at // SAMPLE_PIECES
-        groups += _LINE_PAGE.findall(source, begin, begin + piece)
+        groups += _GROUP_ID.findall(source, begin, begin + piece)
     return groups
 
 
@@ -131,10 +129,9 @@ def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
     load = [0] * jobs
     owner = {}
     for group, count in Counter(groups).most_common():
-        if group:
-            job = load.index(min(load))
-            owner[f"vk:{int(group)}"] = job
-            load[job] += count
+        job = load.index(min(load))
+        owner[f"vk:{int(group)}"] = job
+        load[job] += count
     return owner
 
 
@@ -208,6 +205,24 @@ class _Scratch:
             self.end = at + len(data) - len(view)
         return at, len(data)
 
+    def write_lines(self, lines: list[bytes]) -> tuple[int, int]:
+        """As ``write(b"".join(lines))``, without making the joined copy where the system can write
+        from many buffers at once."""
+        if not hasattr(os, "pwritev"):
+            return self.write(b"".join(lines))
+        at = self.end
+        for begin in range(0, len(lines), _IOV_MAX):
+            chunk = lines[begin : begin + _IOV_MAX]
+            written = os.pwritev(self.fd, chunk, self.end)
+            self.end += written
+            if written < sum(map(len, chunk)):  # a short write: the rest at once
+                self.write(b"".join(chunk)[written:])
+        return at, self.end - at
+
+
+# How many buffers one pwritev takes (Linux's limit; POSIX guarantees at least 16).
+_IOV_MAX = 1024
+
 
 def _scratch_file() -> int:
     """An unnamed file in memory (a temporary file where there is no memfd)."""
@@ -225,11 +240,15 @@ def _read(fd: int, at: int, length: int) -> bytes:
     return data
 
 
-def _piece(fd: int, at: int, length: int) -> memoryview | bytes:
-    """A job's merged piece as the parent writes it: mapped, not read into a copy (the write copies it)."""
+def _mapped(fd: int, at: int, length: int) -> memoryview | bytes:
+    """Bytes of a job's file, mapped rather than read into a copy (the pages mapped at once: cheaper
+    than a fault for each)."""
     if not length:
         return b""
-    return memoryview(mmap.mmap(fd, at + length, access=mmap.ACCESS_READ))[at : at + length]
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    skip = at % mmap.ALLOCATIONGRANULARITY  # a mapping begins at a multiple of it
+    mapped = mmap.mmap(fd, skip + length, flags=flags, prot=mmap.PROT_READ, offset=at - skip)
+    return memoryview(mapped)[skip : skip + length]
 
 
 def _job(
@@ -291,7 +310,7 @@ def _job(
                 events += mine
             else:
                 plain, at, length = where
-                blob = _read(files[job], at, length)
+                blob = _mapped(files[job], at, length)
                 events += _EVENTS_IN.decode(blob) if plain else pickle.loads(blob)
         del mine, placed
         clock.mark("gather")
@@ -300,13 +319,16 @@ def _job(
         engine = replay_engine(registry.page, **options)
         rows = _replay(engine, events, now, ticks, last)
         clock.mark("engine")
-        rows = _in_output_order(rows)
+        # In output order, creation time then item id (as run_replay's), each row's key made once:
+        # the keys cut the rows into ranges and merge them too.
+        keys = [row["created_at"] + row["item"] for row in rows]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
         dumps = orjson.dumps
         # dumps(row) + newline, not OPT_APPEND_NEWLINE: orjson's own result keeps the buffer it wrote
         # into, some kilobytes; the copy is the row's size (held by the hundred thousand, it counts).
-        encoded = [dumps(row) + b"\n" for row in rows]
-        keys = [row["created_at"] + row["item"] for row in rows]
-        del rows
+        encoded = [dumps(rows[at]) + b"\n" for at in order]
+        keys = [keys[at] for at in order]
+        del rows, order
         # Each job writes the output of one range of keys: the others' rows in its range go to it,
         # through this job's file (each job reads its parts there: nothing passes through the parent).
         cuts = [0, *(bisect_left(keys, bound) for bound in bounds), len(keys)]
@@ -316,7 +338,7 @@ def _job(
             if job == index
             else (
                 scratch.write(pickle.dumps(keys[cuts[job] : cuts[job + 1]], pickle.HIGHEST_PROTOCOL)),
-                scratch.write(b"".join(encoded[cuts[job] : cuts[job + 1]])),
+                scratch.write_lines(encoded[cuts[job] : cuts[job + 1]]),
             )
             for job in range(jobs)
         ]
@@ -328,11 +350,11 @@ def _job(
         for job, part in enumerate(placed):
             if part is not None:
                 key_part, row_part = part
-                keys += pickle.loads(_read(files[job], *key_part))
+                keys += pickle.loads(_mapped(files[job], *key_part))
                 encoded += _read(files[job], *row_part).splitlines(keepends=True)  # orjson writes no raw line end
         # Each part is in output order and item ids are unique: sorting the places by key merges the
         # parts (in C, where a heap merge steps through Python for every row).
-        piece = scratch.write(b"".join([encoded[at] for at in sorted(range(len(keys)), key=keys.__getitem__)]))
+        piece = scratch.write_lines([encoded[at] for at in sorted(range(len(keys)), key=keys.__getitem__)])
         conn.send(("ok", piece))
         clock.mark("merge")
         conn.send(("ok", clock.stages))
@@ -452,7 +474,7 @@ def _run(
             conn.send(("ok", [parts[job] for _, parts in written]))
         del written
         clock.mark("hand on")
-        pieces = [_piece(files[job], *_receive(conn, job)) for job, conn in enumerate(conns)]
+        pieces = [_mapped(files[job], *_receive(conn, job)) for job, conn in enumerate(conns)]
         clock.mark("pieces")
         if phases is not None:
             phases["parent"] = clock.stages[0]

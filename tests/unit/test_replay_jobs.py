@@ -119,8 +119,9 @@ def test_jobs_cut_the_file_where_its_lines_end(tmp_path: Path, name: str, edit: 
 
 
 def test_a_line_whose_last_group_id_is_another_pages_gives_the_same_output(tmp_path: Path) -> None:
-    """The jobs guess a line's page from its last "group_id" without decoding it; a wrong guess (an
-    object naming another group after the body's own) hands the events over, output unchanged."""
+    """The sample that shares the pages out reads "group_id" in the raw bytes, an object's too (here
+    naming another group, after the body's own); the page its events name decides which job runs
+    them: output unchanged."""
     events, registry = sample(tmp_path)
     lines = events.read_bytes().splitlines()
     edited = 0
