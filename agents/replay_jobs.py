@@ -112,14 +112,26 @@ def _runs(source: Source, jobs: int) -> list[tuple[int, int]]:
 
 
 def _run_lines(source: Source, run: tuple[int, int]) -> list[bytes]:
-    """A run's lines."""
+    """A run's lines, split a piece of about _PIECE bytes at a time (whole lines): a piece copied out
+    of the input stays in the cache while it is split, where the whole run would not."""
     begin, end = run
     if isinstance(source, list):
         return source[begin:end]  # splitlines's lines hold no "\n"
-    lines = source[begin:end].split(b"\n")
-    if not lines[-1]:  # the run ends in "\n" (or is empty): that ends a line, starts none
-        lines.pop()
+    lines: list[bytes] = []
+    at = begin
+    while at < end:
+        cut = source.rfind(b"\n", at, min(at + _PIECE, end)) + 1
+        if cut <= at:  # no line ends in the piece: its line is longer
+            cut = source.find(b"\n", at, end) + 1 or end
+        piece = source[at:cut].split(b"\n")
+        if not piece[-1]:  # the piece ends in "\n": that ends a line, starts none
+            piece.pop()
+        lines += piece
+        at = cut
     return lines
+
+
+_PIECE = 1 << 20
 
 
 def _share(groups: list[bytes], jobs: int) -> dict[str, int]:
