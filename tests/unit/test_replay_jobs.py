@@ -99,6 +99,14 @@ def test_tick_times_follow_the_first_event_an_hour_after_the_last_tick() -> None
     assert tick_times([0, 10, 3599, 3600, 3601, 7100, 7200, 7300, 20000]) == [3600, 7200, 20000]
 
 
+def malformed_throughout(data: bytes) -> bytes:
+    """A malformed line at each tenth of the lines: some in every job's run."""
+    lines = data.splitlines()
+    for tenth in range(9, 0, -1):
+        lines.insert(len(lines) * tenth // 10, b'{"received_at": ' + str(tenth).encode())
+    return b"\n".join(lines) + b"\n"
+
+
 @pytest.mark.parametrize(
     ("name", "edit"),
     [
@@ -107,6 +115,8 @@ def test_tick_times_follow_the_first_event_an_hour_after_the_last_tick() -> None
         ("crlf", lambda data: data.replace(b"\n", b"\r\n", 40).replace(b"\r\n", b"\r", 1) + b"not json\n"),
         ("no final newline, blank lines", lambda data: data.replace(b"\n", b"\n\n\n", 25).rstrip(b"\n")),
         ("fewer lines than jobs", lambda data: b"\n".join(data.splitlines()[9:11])),
+        # Each job numbers its run's lines from 1: a report names the line's number in the file.
+        ("malformed lines in every run", lambda data: malformed_throughout(data)),
     ],
 )
 def test_jobs_cut_the_file_where_its_lines_end(tmp_path: Path, name: str, edit: Any) -> None:
