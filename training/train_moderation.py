@@ -46,7 +46,8 @@ MIN_PRECISION = {"toxic": 0.0, "threat": 0.9}
 
 
 def features(texts: list[str]) -> sp.csr_matrix:
-    # The service normalises each text's counts to unit length in the same way (LinearModel.scores_doc).
+    # Binary features (moderation_model.vectorizer); the service normalises each text's to unit length in
+    # the same way (LinearModel.scores_doc).
     rules = rule_detector()
     docs = [model_input(rules, tokenize(strip_markup(t))) for t in texts]
     return normalize(vectorizer().transform(docs), norm="l2", copy=False).tocsr()
