@@ -639,13 +639,7 @@ class FakeVkApi:
             post = community.post(int(p.get("post_id", "0")))
             if post is None:
                 raise VkError(100, "post_id: no such post")
-            level = post.comments
-            parents: list[int] = []
-            if "comment_id" in p:
-                top = next((c for c in post.comments if c.id == int(p["comment_id"])), None)
-                if top is None:
-                    raise VkError(100, "comment_id: no such comment")
-                level, parents = top.replies, [top.id]
+            level, parents = _level(post.comments, p)
             ordered = sorted(level, key=lambda c: c.id, reverse=p.get("sort") == "desc")
             start = 0
             if "start_comment_id" in p:
@@ -790,18 +784,24 @@ class FakeVkApi:
         media = next((m for m in objects if m.id == int(p.get(key, "0"))), None)
         if media is None:
             raise VkError(100, f"{key}: no such object")
-        level, parents = media.comments, []
-        if "comment_id" in p:
-            top = next((c for c in media.comments if c.id == int(p["comment_id"])), None)
-            if top is None:
-                raise VkError(100, "comment_id: no such comment")
-            level, parents = top.replies, [top.id]
+        level, parents = _level(media.comments, p)
         ordered = sorted(level, key=lambda c: c.id, reverse=p.get("sort") == "desc")
         thread = int(p.get("thread_items_count", 0))
         items = [_media_comment(c, parents, thread) for c in ordered[offset : offset + count]]
         if method == "market.getComments":
             return {"count": len(level), "items": items}
         return {"count": len(level), "current_level_count": len(level), "items": items}
+
+
+def _level(comments: list[FakeComment], p: Mapping[str, str]) -> tuple[list[FakeComment], list[int]]:
+    """The comments a getComments call asks for, with their parents stack: the top level, or the
+    replies of ``comment_id``."""
+    if "comment_id" not in p:
+        return comments, []
+    top = next((c for c in comments if c.id == int(p["comment_id"])), None)
+    if top is None:
+        raise VkError(100, "comment_id: no such comment")
+    return top.replies, [top.id]
 
 
 MEDIA_METHODS = frozenset(
