@@ -268,6 +268,15 @@ class Groups(_Model):
     groups: list[Group] = []
 
 
+class MediaObject(_Model):
+    """A video (``video_video_full``) or market item (``market_market_item``): the fields read here."""
+
+    id: int
+    date: int | None = None
+    adding_date: int | None = None
+    comments: int | None = None  # videos only
+
+
 # method → the model of its answer (the answer of ``execute`` is the script's own).
 RESPONSE_MODELS: Mapping[str, type[BaseModel]] = {
     "wall.get": Page[WallPost],
@@ -279,6 +288,12 @@ RESPONSE_MODELS: Mapping[str, type[BaseModel]] = {
     "groups.getMembers": Page[ManagerRole],
     "groups.getAddresses": Page[Address],
     "groups.getById": Groups,
+    # Photo, video and market comments come as wall comments (VK's wall/objects.json).
+    "photos.getAllComments": WallComments,
+    "video.get": Page[MediaObject],
+    "video.getComments": WallComments,
+    "market.get": Page[MediaObject],
+    "market.getComments": WallComments,
 }
 
 

@@ -26,18 +26,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from otklik.agents.ingest.vk_api_bodies import in_window
 from otklik.agents.ingest.vk_api_media import MediaKind, media_comment_body, photo_of
-from otklik.streams.edge.vk_api import (
-    Call,
-    Page,
-    VkAccessError,
-    VkApiError,
-    VkToken,
-    WallComment,
-)
+from otklik.streams.edge.vk_api import Call, MediaObject, Page, VkToken, WallComment, WallComments
 from otklik.streams.edge.vk_collect import Collected, WindowReader
 
 log = logging.getLogger("otklik.catchup")
@@ -46,31 +37,6 @@ PAGE = 100  # comments a page
 LIST_PAGE = 200  # video.get and market.get give at most 200 a page
 THREAD_ITEMS = 10
 _told_no_user = False  # the reason is logged once a process
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class MediaObject(_Model):
-    """A video (``video_video_full``) or market item (``market_market_item``): the fields read here."""
-
-    id: int
-    date: int | None = None
-    adding_date: int | None = None
-    comments: int | None = None  # videos only
-
-
-class MediaComments(Page[WallComment]):
-    current_level_count: int | None = None
-
-
-def _parse(model: type[BaseModel], method: str, answer: Any, group_id: int) -> Any:
-    try:
-        return model.model_validate(answer)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-        raise VkApiError(method, 0, f"unexpected answer: {problems}", group_id) from None
 
 
 @dataclass
@@ -114,10 +80,9 @@ class MediaWindowReader(WindowReader):
     async def _media_photos(self, group_id: int, since: int, until: int, out: Collected) -> None:
         offset = 0
         for _ in range(self.photo_pages):
-            answer = await self._media_get(
+            page: WallComments = await self._media_get(
                 "photos.getAllComments", {"owner_id": -group_id, "offset": offset, "count": PAGE}, group_id
             )
-            page = _parse(MediaComments, "photos.getAllComments", answer, group_id)
             for c in page.items:
                 photo = photo_of(c.model_dump())
                 if photo is not None:
@@ -132,10 +97,9 @@ class MediaWindowReader(WindowReader):
         objects: list[MediaObject] = []
         offset = 0
         while True:
-            answer = await self._media_get(
+            page: Page[MediaObject] = await self._media_get(
                 method, {"owner_id": -group_id, "offset": offset, "count": LIST_PAGE}, group_id
             )
-            page = _parse(Page[MediaObject], method, answer, group_id)
             objects += page.items
             offset += len(page.items)
             last = page.items[-1] if page.items else None
@@ -166,20 +130,12 @@ class MediaWindowReader(WindowReader):
         firsts = await self.client.batch([Call(method, params(i, 0)) for i in ids], self.user, group_id)
         found = []
         for object_id, first in zip(ids, firsts, strict=True):
-            if isinstance(first, VkAccessError):
-                out.errors.append(first)
+            if not self._keep(first, out):
                 continue
-            if isinstance(first, VkApiError):
-                raise first
-            page = _parse(MediaComments, method, first, group_id)
+            page: WallComments = first
             comments = list(page.items)
             while page.items and len(comments) < page.count:
-                page = _parse(
-                    MediaComments,
-                    method,
-                    await self._media_get(method, params(object_id, len(comments)), group_id),
-                    group_id,
-                )
+                page = await self._media_get(method, params(object_id, len(comments)), group_id)
                 if not page.items:
                     break
                 comments += page.items
@@ -199,7 +155,7 @@ class MediaWindowReader(WindowReader):
     ) -> list[WallComment]:
         replies: list[WallComment] = []
         while True:
-            answer = await self._media_get(
+            page: WallComments = await self._media_get(
                 method,
                 {
                     "owner_id": -group_id,
@@ -210,7 +166,6 @@ class MediaWindowReader(WindowReader):
                 },
                 group_id,
             )
-            page = _parse(MediaComments, method, answer, group_id)
             replies += page.items
             if not page.items or len(replies) >= page.count:
                 return replies
