@@ -13,19 +13,11 @@ With ``--baseline`` it also scores the ``detected-profanity`` package alone on `
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from otklik.agents.text.moderation import LABELS, Detector, RuleDetector, default_detector, rule_detector
-
-EVAL_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "moderation_eval.jsonl"
-
-
-def load(path: Path = EVAL_SET) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def scores(rows: list[dict], predicted: list[frozenset[str]], label: str) -> tuple[float, float, int, int, int]:
@@ -38,6 +30,8 @@ def scores(rows: list[dict], predicted: list[frozenset[str]], label: str) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.corpora import EVAL_SET, load_eval_set
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-set", type=Path, default=EVAL_SET)
     parser.add_argument("--rounds", type=int, default=20, help="passes over the set for the throughput figure")
@@ -45,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--errors", action="store_true", help="list misclassified texts")
     args = parser.parse_args(argv)
 
-    rows = load(args.eval_set)
+    rows = load_eval_set(args.eval_set)
     t0 = time.perf_counter()
     detector: Detector = default_detector()
     build_s = time.perf_counter() - t0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("OTKLIK_MODERATION_DATA", ROOT.parent / "shared" / "data" / "moderation"))
+# The policy's own examples (not a corpus: written for the policy), which the bench scores and training
+# may only raise a threshold for.
+EVAL_SET = ROOT / "tests" / "data" / "moderation_eval.jsonl"
+
+
+def load_eval_set(path: Path = EVAL_SET) -> list[dict]:
+    """The evaluation set's rows: {"text", "labels", "group"}."""
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
 
 RUSSE = "russe_detox_2022_train.csv"
 PIKABU = "ru_toxic_2ch_pikabu_train.csv"

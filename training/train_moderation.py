@@ -29,13 +29,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import normalize
 
-from otklik.agents.text.moderation import model_input, rule_detector
+from otklik.agents.text.moderation import HEAD_LABEL, model_input, model_may_add, rule_detector
 from otklik.agents.text.moderation_model import MODEL_FILE, LinearModel, vectorizer
 from otklik.agents.text.normalize import strip_markup, tokenize
-from training.corpora import OK, PIKABU, Sample, split
+from training.corpora import OK, PIKABU, Sample, load_eval_set, split
 
 OUT = Path(__file__).resolve().parent.parent / "agents" / "text" / "models" / MODEL_FILE
-EVAL_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "moderation_eval.jsonl"
 SEED = 18
 C = {"toxic": 8.0, "threat": 4.0}
 # What a threshold must keep: the share of organic clean texts (without мат) flagged (for the toxic head:
@@ -91,25 +90,19 @@ def choose_threshold(
     return 1.0
 
 
-def load_eval_set() -> list[dict]:
-    with EVAL_SET.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def eval_set_floor(
     model: LogisticRegression, head: str, x: sp.csr_matrix, rows: list[dict], rule_labels: list[frozenset[str]]
 ) -> float:
     """The lowest threshold at which the head adds no label the evaluation set (tests/data/
     moderation_eval.jsonl, the policy's own examples) does not have, where the service would add it
-    (moderation.ModelDetector): insult only to a text the rules left unlabelled, threat only to one without
-    a threat, spam or flood label. Scored with the coefficients as shipped (float16)."""
-    label = "insult" if head == "toxic" else "threat"
+    (moderation.model_may_add). Scored with the coefficients as shipped (float16)."""
+    label = HEAD_LABEL[head]
     weights = model.coef_[0].astype(np.float16).astype(np.float64)
     scores = 1.0 / (1.0 + np.exp(-(x @ weights + float(model.intercept_[0]))))
     wrong = [
         float(score)
         for score, row, found in zip(scores, rows, rule_labels, strict=True)
-        if label not in row["labels"] and (not found if head == "toxic" else not found & {"threat", "spam", "flood"})
+        if label not in row["labels"] and model_may_add(label, found)
     ]
     return max(wrong, default=0.0) + 1e-3
 

@@ -54,6 +54,7 @@ import itertools
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -124,6 +125,7 @@ from otklik.agents.text.normalize import (
 )
 
 __all__ = [
+    "HEAD_LABEL",
     "LABELS",
     "Detector",
     "FloodTracker",
@@ -133,6 +135,7 @@ __all__ = [
     "Verdict",
     "clear_word_caches",
     "default_detector",
+    "model_may_add",
     "moderate_lines",
     "rule_detector",
 ]
@@ -650,7 +653,18 @@ class Verdict:
 
 
 # The model's heads and the label each one gives (docs/moderation.md, "The trained model").
-_HEAD_LABEL = {"toxic": "insult", "threat": "threat"}
+# The label each head of the model gives.
+HEAD_LABEL = {"toxic": "insult", "threat": "threat"}
+
+
+def model_may_add(label: str, found: AbstractSet[str]) -> bool:
+    """Whether the model may add ``label`` to a text the rules gave ``found``: what no rule found. Its
+    toxic head (``insult``) also fires on мат, threats, and on the spam and flood it was never trained on,
+    so it labels only a text the rules left unlabelled; its ``threat`` none with a threat, spam or flood
+    label (docs/moderation.md, "The trained model"). Training chooses the thresholds by the same rule."""
+    if label == "insult":
+        return not found
+    return found.isdisjoint((label, "spam", "flood"))
 
 
 class ModelDetector:
@@ -682,15 +696,9 @@ class ModelDetector:
         scores: dict[str, float] = {}
         if tokens.words:
             scores = self.model.scores_doc(model_input(self.rules, tokens))
-            for head, label in _HEAD_LABEL.items():
+            for head, label in HEAD_LABEL.items():
                 threshold = self.model.thresholds[head]
-                # The model adds what no rule found: its toxic head also fires on мат, threats, and on the
-                # spam and flood it was never trained on (docs/moderation.md, "The trained model").
-                if label == "insult" and found:
-                    continue
-                if label == "threat" and found & {"spam", "flood"}:
-                    continue
-                if label not in found and scores[head] >= threshold:
+                if model_may_add(label, found) and scores[head] >= threshold:
                     verdicts.append(
                         Verdict(label, "model", scores[head], f"{head} {scores[head]:.2f} ≥ {threshold:.2f}")
                     )
