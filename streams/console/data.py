@@ -143,6 +143,11 @@ def _viewer_filter(viewer: Viewer) -> Any:
     return items.c.page.in_(sorted(viewer.pages)) if viewer.pages else literal(False)
 
 
+def _overdue(now: int) -> Any:
+    """The store's recorded due time has passed at ``now`` (docs/history.md, "What is kept")."""
+    return and_(items.c.due_at.is_not(None), items.c.due_at <= now)
+
+
 def _scope(viewer: Viewer) -> tuple[Any, ...]:
     """What :func:`_viewer_filter` depends on: viewers with the same scope see the same items."""
     if viewer.sees_everything:
@@ -232,7 +237,6 @@ class ConsoleStore:
         those are weighed (``urgency``) and merged. "Overdue" is the due time the store recorded
         (docs/history.md, "What is kept") having passed. The rows are always read afresh; the counts
         (and so the total) may be older (:meth:`queue_counts`; ``counted_at`` says when)."""
-        overdue = and_(items.c.due_at.is_not(None), items.c.due_at <= now)
         # The open items oldest first are the index on (outcome, created_at). Asked as `outcome = 'open'`
         # ordered by created_at, PostgreSQL's planner may walk the index on created_at alone, through
         # every closed item older than the oldest open one (it cannot know open items are the newest); a
@@ -240,7 +244,7 @@ class ConsoleStore:
         conditions = [items.c.outcome.between("open", "open"), _viewer_filter(viewer)]
         conditions += [items.c[name] == value for name, value in chosen.items() if value]
         if overdue_only:
-            conditions.append(overdue)
+            conditions.append(_overdue(now))
         counts = self.queue_counts(viewer, tuple(chosen), now)
         facets, total, overdue_count = counts.facets(chosen, overdue_only)
         candidates: list[dict[str, Any]] = []
@@ -325,7 +329,7 @@ class ConsoleStore:
             self._counts[key] = counts
 
     def _count(self, viewer: Viewer, names: tuple[str, ...], now: int) -> QueueCounts:
-        flag = case((and_(items.c.due_at.is_not(None), items.c.due_at <= now), 1), else_=0).label("overdue")
+        flag = case((_overdue(now), 1), else_=0).label("overdue")
         query = (
             select(*(items.c[name] for name in names), func.max(items.c.page_title), flag, func.count())
             .where(items.c.outcome == "open", _viewer_filter(viewer))
