@@ -13,16 +13,12 @@ Run: ``python -m bench.silence`` (about a minute). README, "Catch-up after a gap
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
-import orjson
 
 from otklik.agents.ingest.watch_rules import SilenceRule, SilenceWatch
+from otklik.streams.tools.simulate.traffic import generate
+from otklik.streams.tools.simulate.world import SimConfig
 
 MSK = timezone(timedelta(hours=3))
 PAGES, DAYS = 50, 21
@@ -30,22 +26,12 @@ OUTAGES = ((17, 11, 2), (18, 10, 4), (19, 9, 8))  # (day of November, hour, hour
 
 
 def traffic() -> list[tuple[float, str]]:
-    otklik = str(Path(sys.executable).parent / "otklik")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "traffic.jsonl"
-        command = [otklik, "simulate", "--pages", str(PAGES), "--rate", "0.05", "--duration", str(DAYS * 86400)]
-        command += ["--start", "2026-11-02T00:00:00+03:00", "--seed", "3", "--out", str(out)]
-        subprocess.run(
-            command,
-            check=True,
-            capture_output=True,
-        )
-        events = []
-        for line in out.read_bytes().splitlines():
-            record = orjson.loads(line)
-            group = record["body"].get("group_id")
-            if isinstance(group, int):
-                events.append((float(record["received_at"]), f"vk:{group}"))
+    """What ``otklik simulate --pages 50 --rate 0.05 --seed 3`` writes for the 21 days, made in process."""
+    start = int(datetime(2026, 11, 2, tzinfo=MSK).timestamp())
+    cfg = SimConfig(pages=PAGES, rate=0.05, duration=DAYS * 86400, seed=3, start=start)
+    events = [
+        (float(at), f"vk:{group}") for at, body in generate(cfg) if isinstance(group := body.get("group_id"), int)
+    ]
     return sorted(events)
 
 
