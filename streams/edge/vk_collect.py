@@ -77,21 +77,19 @@ class WindowReader:
         out = Collected()
         # Listings cover the comments created up to here; their deletions may have gone unseen from `since`.
         self._listed_until = min(until - 1, int(self.clock()) - self.listing_lag_s)
-        await self._read_parts((self._wall, self._board, self._dialogs), group_id, since, until, out)
-        out.bodies.sort(key=_order)
-        return out
-
-    async def _read_parts(
-        self, parts: tuple[Callable[..., Awaitable[None]], ...], group_id: int, since: int, until: int, out: Collected
-    ) -> None:
-        """Each part in turn; one the token may not read is an error of the window, not its end."""
-        for part in parts:
+        for part in self._parts():  # one the token may not read is an error of the window, not its end
             try:
                 await part(group_id, since, until, out)
             except VkAuthError:
                 raise
             except VkAccessError as exc:
                 out.errors.append(exc)
+        out.bodies.sort(key=_order)
+        return out
+
+    def _parts(self) -> tuple[Callable[[int, int, int, Collected], Awaitable[None]], ...]:
+        """What a window's read reads, in turn: each part adds its bodies to the ``Collected`` given."""
+        return (self._wall, self._board, self._dialogs)
 
     def _keep(self, result: Any, out: Collected) -> bool:
         """True for an answer; an error of one call is kept (access) or raised (anything else)."""

@@ -23,6 +23,7 @@ Each comment dated in ``[since, until)`` comes back as the Callback API body VK 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,24 +49,18 @@ class MediaWindowReader(WindowReader):
     photo_pages: int = 10
     market_items: int = 50
 
-    async def collect(self, group_id: int, since: int, until: int) -> Collected:
-        out = await super().collect(group_id, since, until)
-        if self.user is None:
-            global _told_no_user
-            if not _told_no_user:
-                _told_no_user = True
-                log.info(
-                    "photo, video and market comments are not read: VK gives them to a user token only "
-                    "(OTKLIK_VK_USER_TOKEN is not set)"
-                )
-            return out
-        found = len(out.bodies)
-        await self._read_parts(
-            (self._media_photos, self._media_videos, self._media_market), group_id, since, until, out
-        )
-        if len(out.bodies) > found:
-            out.bodies.sort(key=_order)
-        return out
+    def _parts(self) -> tuple[Callable[[int, int, int, Collected], Awaitable[None]], ...]:
+        parts = super()._parts()
+        if self.user is not None:
+            return (*parts, self._media_photos, self._media_videos, self._media_market)
+        global _told_no_user
+        if not _told_no_user:
+            _told_no_user = True
+            log.info(
+                "photo, video and market comments are not read: VK gives them to a user token only "
+                "(OTKLIK_VK_USER_TOKEN is not set)"
+            )
+        return parts
 
     async def _media_get(self, method: str, params: dict[str, Any], group_id: int) -> Any:
         assert self.user is not None
@@ -182,9 +177,3 @@ class MediaWindowReader(WindowReader):
         for item_id, comments in await self._media_comments_of("market", group_id, [i.id for i in items], out):
             for c in comments:
                 self._media_keep("market", group_id, item_id, c, since, until, out)
-
-
-def _order(body: dict[str, Any]) -> tuple[int, str]:
-    obj = body["object"]
-    date = obj["message"]["date"] if "message" in obj else obj["date"]
-    return date, body["event_id"]
