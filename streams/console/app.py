@@ -711,13 +711,13 @@ async def moderation(request: web.Request) -> web.Response:
 # ---- the application ------------------------------------------------------------------------------------
 
 
-def _formatter(zone: str) -> Callable[[Any], str]:
+def _formatter(zone: str, pattern: str = "%d.%m.%Y %H:%M") -> Callable[[Any], str]:
     tz = ZoneInfo(zone)
 
     def when(value: Any, page_zone: str | None = None) -> str:
         if value is None:
             return "—"
-        return datetime.fromtimestamp(int(value), ZoneInfo(page_zone) if page_zone else tz).strftime("%d.%m.%Y %H:%M")
+        return datetime.fromtimestamp(int(value), ZoneInfo(page_zone) if page_zone else tz).strftime(pattern)
 
     return when
 
@@ -740,9 +740,7 @@ def make_app(config: ConsoleConfig) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["when"] = _formatter(config.zone)
-    environment.filters["clock"] = lambda value: datetime.fromtimestamp(int(value), ZoneInfo(config.zone)).strftime(
-        "%H:%M:%S"
-    )
+    environment.filters["clock"] = _formatter(config.zone, "%H:%M:%S")
     environment.filters["duration"] = _duration
     environment.filters["percent"] = lambda v: "—" if v is None else f"{v * 100:.0f}%"
     environment.globals.update(
