@@ -48,9 +48,9 @@ from otklik.streams.edge.vk_api import (
     history_params,
 )
 
-PAGE = 100  # wall.getComments, board.* and wall.get give at most 100 a page
+PAGE = 100  # wall.getComments, board.*, wall.get and the media comments give at most 100 a page
 DIALOG_PAGE = 200  # messages.* give at most 200
-THREAD_ITEMS = 10  # the most replies wall.getComments embeds per thread
+THREAD_ITEMS = 10  # the most replies wall.getComments (and video.getComments) embeds per thread
 
 
 @dataclass

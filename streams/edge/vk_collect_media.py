@@ -30,13 +30,11 @@ from typing import Any
 from otklik.agents.ingest.vk_api_bodies import in_window
 from otklik.agents.ingest.vk_api_media import MediaKind, media_comment_body, photo_of
 from otklik.streams.edge.vk_api import Call, MediaObject, Page, VkToken, WallComment, WallComments
-from otklik.streams.edge.vk_collect import Collected, WindowReader
+from otklik.streams.edge.vk_collect import PAGE, THREAD_ITEMS, Collected, WindowReader
 
 log = logging.getLogger("otklik.catchup")
 
-PAGE = 100  # comments a page
 LIST_PAGE = 200  # video.get and market.get give at most 200 a page
-THREAD_ITEMS = 10
 _told_no_user = False  # the reason is logged once a process
 
 
