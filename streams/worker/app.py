@@ -15,11 +15,12 @@ import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from otklik.agents import NATIVE_STATUS
+from otklik.streams.kafka_pacing import install_metadata_backoff
 from otklik.streams.settings import TOPIC_NAMES, WorkerSettings
 from otklik.streams.worker.api_tokens import ApiTokens
 from otklik.streams.worker.fast_delivery import FastDeliveryStats, install_fast_delivery
 from otklik.streams.worker.fetch_guard import install_fetch_guard
-from otklik.streams.worker.kafka_watch import KafkaWatch, install_metadata_backoff
+from otklik.streams.worker.kafka_watch import KafkaWatch
 from otklik.streams.worker.metrics import PipelineMetrics
 
 log = logging.getLogger("otklik")
@@ -59,7 +60,7 @@ class FaustApp(faust.App):
 
         def _create_consumer(loop):  # type: ignore[no-untyped-def]
             made = create(loop=loop)
-            install_metadata_backoff(made._client)  # paced during an outage (streams/worker/kafka_watch.py)
+            install_metadata_backoff(made._client)  # paced during an outage (streams/kafka_pacing.py)
             return made
 
         thread._create_consumer = _create_consumer
@@ -76,7 +77,7 @@ class FaustApp(faust.App):
 
         def _new_aiokafka_producer(transactional_id=None):  # type: ignore[no-untyped-def]
             made = make(transactional_id=transactional_id)
-            install_metadata_backoff(made.client)  # paced during an outage (streams/worker/kafka_watch.py)
+            install_metadata_backoff(made.client)  # paced during an outage (streams/kafka_pacing.py)
             return made
 
         producer._new_producer = _new_aiokafka_producer

@@ -19,9 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from otklik.streams.kafka_pacing import install_metadata_backoff
-
-__all__ = ["KafkaWatch", "install_metadata_backoff"]
+__all__ = ["KafkaWatch"]
 
 log = logging.getLogger("otklik.kafka")
 

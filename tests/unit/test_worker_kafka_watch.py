@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from otklik.streams import kafka_pacing
-from otklik.streams.worker.kafka_watch import KafkaWatch, install_metadata_backoff
+from otklik.streams.kafka_pacing import install_metadata_backoff
+from otklik.streams.worker.kafka_watch import KafkaWatch
 
 
 class FakeClient:
