@@ -168,11 +168,12 @@ _VIOLENT = (
 # "разнести их" is as often criticism, "пришить его" an accusation.
 _AIMED_VIOLENCE = (KILL_CALL_VERBS | BEAT_VERBS | THREAT_VERBS) - {"разнести", "пришить"}
 _NON_WORD = re.compile(r"[\W_]+")
-# Pronouns that name people as a verb's object ("их вешать надо"), for verbs that also take things.
-_PERSON_PRONOUNS = frozenset(["их", "его", "ее", "её", "вас", "тебя", "нас", "меня", "всех", "таких", "этих"])
+# Pronouns that name people as a verb's object ("их вешать надо"), for verbs that also take things
+# (words come folded: "её" is "ее").
+_PERSON_PRONOUNS = frozenset(["их", "его", "ее", "вас", "тебя", "нас", "меня", "всех", "таких", "этих"])
 _THING_VERB_TOKENS = frozenset("=" + lemma for lemma in THING_SENSE_VERBS | BURN_VERBS)
 # Parts of speech that end a verb's object phrase when looking for the noun it governs.
-_CLAUSE_BREAKS = ("PREP", "VERB", "INFN", "CONJ", "impr")
+_CLAUSE_BREAKS = ("PREP", "VERB", "INFN", "CONJ")
 # A request before an infinitive makes it a call, not a verb's complement ("дайте пострелять блядей").
 _REQUESTS = frozenset(["дай", "дайте", "давай", "давайте"])
 
@@ -556,15 +557,19 @@ class RuleDetector:
                 if words[j] in _PERSON_PRONOUNS or self._morph.lemmas(words[j]) & INSULT_STRONG:
                     return False
                 parses = self._morph.parse(words[j])
-                if not parses or any(part in parses[0][1] for part in _CLAUSE_BREAKS):
+                if not parses:
                     break
-                if "NOUN" not in parses[0][1]:
+                tag = parses[0][1]
+                if any(part in tag for part in _CLAUSE_BREAKS):
+                    break
+                if "NOUN" not in tag:
                     continue
-                if 0 < j < i and any("PREP" in tag for _, tag, _ in self._morph.parse(words[j - 1])[:1]):
+                before = self._morph.parse(words[j - 1]) if 0 < j < i else ()
+                if before and "PREP" in before[0][1]:
                     break
-                if "anim" in parses[0][1]:
+                if "anim" in tag:
                     return False
-                if not any("inan" in tag and "accs" in tag for _, tag, _ in parses):
+                if not any("inan" in other and "accs" in other for _, other, _ in parses):
                     break
                 return lemma in THING_SENSE_VERBS or bool(self._morph.lemmas(words[j]) & BURNT_THINGS)
         return False
