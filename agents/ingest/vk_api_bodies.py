@@ -32,7 +32,7 @@ def wall_reply_body(group_id: int, post_id: int, comment: Mapping[str, Any]) -> 
     obj["owner_id"] = -group_id
     obj["post_owner_id"] = -group_id
     obj.setdefault("parents_stack", [])
-    return _body("wall_reply_new", group_id, f"wall:{post_id}:{obj['id']}", obj)
+    return api_body("wall_reply_new", group_id, f"wall:{post_id}:{obj['id']}", obj)
 
 
 def board_post_body(group_id: int, topic_id: int, comment: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def board_post_body(group_id: int, topic_id: int, comment: Mapping[str, Any]) ->
     obj = dict(comment)
     obj["topic_id"] = topic_id
     obj["topic_owner_id"] = -group_id
-    return _body("board_post_new", group_id, f"board:{topic_id}:{obj['id']}", obj)
+    return api_body("board_post_new", group_id, f"board:{topic_id}:{obj['id']}", obj)
 
 
 def message_body(group_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,9 +49,10 @@ def message_body(group_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
     obj = dict(message)
     key = f"dm:{obj['peer_id']}:{obj['conversation_message_id']}"
     if obj.get("out") == 1:
-        return _body("message_reply", group_id, key, obj)
-    return _body("message_new", group_id, key, {"message": obj, "client_info": {}})
+        return api_body("message_reply", group_id, key, obj)
+    return api_body("message_new", group_id, key, {"message": obj, "client_info": {}})
 
 
-def _body(event: str, group_id: int, key: str, obj: dict[str, Any]) -> dict[str, Any]:
+def api_body(event: str, group_id: int, key: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The Callback API body ``event`` of ``obj``, its event id ``api:<group>:<key>``."""
     return {"type": event, "group_id": group_id, "event_id": f"api:{group_id}:{key}", "v": API_VERSION, "object": obj}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from otklik.agents.ingest.vk_api_bodies import API_VERSION
+from otklik.agents.ingest.vk_api_bodies import api_body
 
 MediaKind = Literal["photo", "video", "market"]
 
@@ -45,10 +45,4 @@ def media_comment_body(kind: MediaKind, group_id: int, object_id: int, comment: 
     obj.pop("pid", None)
     obj[id_field] = object_id
     obj[owner_field] = -group_id
-    return {
-        "type": event,
-        "group_id": group_id,
-        "event_id": f"api:{group_id}:{kind}:{object_id}:{obj['id']}",
-        "v": API_VERSION,
-        "object": obj,
-    }
+    return api_body(event, group_id, f"{kind}:{object_id}:{obj['id']}", obj)
