@@ -372,12 +372,15 @@ async def _queue_context(request: web.Request) -> dict[str, Any]:
         "query": urlencode(query),
         "query_with": lambda **kw: urlencode({**query, **kw}),
         "counts_ttl": round(config.store.counts_ttl_s),
-        "options": {name: config.options(result["facets"][name], chosen[name]) for name in FILTERS},
     }
 
 
 async def queue(request: web.Request) -> web.Response:
-    return _render(request, "queue.html", await _queue_context(request))
+    context = await _queue_context(request)
+    # The filters' options: only the whole page has them (the rows it refreshes on its own do not).
+    config = _config(request)
+    context["options"] = {name: config.options(context["facets"][name], context["chosen"][name]) for name in FILTERS}
+    return _render(request, "queue.html", context)
 
 
 async def queue_rows(request: web.Request) -> web.Response:
