@@ -19,7 +19,7 @@ import os
 import resource
 import tempfile
 import time
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,7 +60,24 @@ class Run(NamedTuple):
         return self.parent + sum(max(sum(stage.values()) for stage in stage_of_each) for stage_of_each in stages)
 
 
-def _replay(conn: Connection, events: str, registry: str, jobs: int) -> None:
+def _forked(work: Callable[[], Any]) -> Any:
+    """``work()`` in a forked process of its own, and what it returned (sent back through a pipe)."""
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+
+    def child() -> None:
+        theirs.send(work())
+        theirs.close()
+
+    process = context.Process(target=child)
+    process.start()
+    theirs.close()
+    result = ours.recv()
+    process.join()
+    return result
+
+
+def _replay(events: str, registry: str, jobs: int) -> Run:
     out, err = io.BytesIO(), io.StringIO()
     phases: dict[str, Any] = {}
     gc.collect()
@@ -68,21 +85,14 @@ def _replay(conn: Connection, events: str, registry: str, jobs: int) -> None:
     replay_file(events, registry, out=out, err=err, jobs=jobs, phases=phases)
     wall, (own_after, children_after) = time.perf_counter() - started, _cpu()
     reports = err.getvalue().splitlines()[:-1]  # the last line is the summary with its own timing
-    conn.send(Run(wall, own_after - own, children_after - children, phases, out.getvalue(), "\n".join(reports)))
-    conn.close()
+    return Run(wall, own_after - own, children_after - children, phases, out.getvalue(), "\n".join(reports))
 
 
 def _run(events: str, registry: str, jobs: int) -> Run:
     """One replay as the CLI runs it, in a process of its own (forked): each starts with the same
     memory, where a replay in this process would reuse the memory the previous round freed (a third
     fewer page faults, not what a user's run gets)."""
-    context = multiprocessing.get_context("fork")
-    ours, theirs = context.Pipe(duplex=False)
-    process = context.Process(target=_replay, args=(theirs, events, registry, jobs))
-    process.start()
-    theirs.close()
-    run: Run = ours.recv()
-    process.join()
+    run: Run = _forked(lambda: _replay(events, registry, jobs))
     return run
 
 
@@ -100,15 +110,14 @@ def _phase_table(run: Run) -> None:
     print(f"  the jobs' CPU as the kernel counts it {run.children:.2f} s (phases add up to {reported:.2f})")
 
 
-def _write_inputs(conn: Connection, events: Path, registry: Path) -> None:
-    """The simulated input and its registry as the files the CLI reads; sends the number of lines."""
+def _write_inputs(events: Path, registry: Path) -> int:
+    """The simulated input and its registry as the files the CLI reads; the number of lines."""
     lines, _ = sample_lines(EVENTS)
     # sample_lines's registry, as the YAML the CLI reads (the same SimConfig as bench.replay's).
     cfg = SimConfig(pages=500, rate=50.0, duration=EVENTS / 50.0, seed=11, start=1764230400)
     events.write_bytes(b"\n".join(lines) + b"\n")
     registry.write_text(yaml.safe_dump(registry_mapping(cfg), allow_unicode=True))
-    conn.send(len(lines))
-    conn.close()
+    return len(lines)
 
 
 def main() -> None:
@@ -119,13 +128,7 @@ def main() -> None:
         # a user's fresh process: the input is simulated in a process of its own too. Made here, even
         # freed, its memory stayed in the allocator (over 800 MB): each replay inherited it, and each
         # job forked from a replay copied its page tables.
-        context = multiprocessing.get_context("fork")
-        ours, theirs = context.Pipe(duplex=False)
-        writer = context.Process(target=_write_inputs, args=(theirs, events, registry))
-        writer.start()
-        theirs.close()
-        count: int = ours.recv()
-        writer.join()
+        count: int = _forked(lambda: _write_inputs(events, registry))
         runs: dict[int, list[Run]] = {1: [], 2: []}
         for _ in range(ROUNDS):
             for jobs in (1, 2):
