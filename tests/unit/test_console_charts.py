@@ -4,9 +4,7 @@ the share of the deadline it took (an answer exactly at the deadline is in time)
 
 from __future__ import annotations
 
-from otklik.agents.console.charts import BASE, BINS, TALL, latency_histogram, month_latencies
-
-HOUR = 3600
+from otklik.agents.console.charts import BASE, BINS, HOUR, TALL, latency_histogram, month_latencies
 
 
 def test_each_month_has_its_median_and_90th_percentile_on_one_scale_with_the_deadline() -> None:

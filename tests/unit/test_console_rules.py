@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from otklik.agents.console.rules import DisputeError, SignInLimiter, Viewer, decide, share_used
+from otklik.agents.console.rules import DisputeError, SignInLimiter, Viewer, decide, explain, share_used
 from otklik.agents.registry import Registry
 from otklik.streams.console.auth import Session, SessionSigner, hash_password, verify_password
 
@@ -112,8 +112,6 @@ def test_the_console_loads_nothing_from_elsewhere() -> None:
 
 
 def test_the_judgement_names_the_outcomes_rule_and_how_it_stands_against_the_deadline() -> None:
-    from otklik.agents.console.rules import explain
-
     late_answer = explain("answered", True, "question", {})
     assert (late_answer.code, late_answer.rule, late_answer.deadline) == (
         "answered",
