@@ -7,13 +7,38 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import WorkerProcess, consume, produce, run
+from tests.conftest import WorkerProcess, consume, free_port, produce, run
 
-__all__ = ["consume", "create_topics", "metric_sum", "produce", "produce_many", "run", "scrape", "wait_for"]
+__all__ = [
+    "consume",
+    "create_topics",
+    "local_broker",
+    "metric_sum",
+    "produce",
+    "produce_many",
+    "run",
+    "scrape",
+    "wait_for",
+]
+
+
+def local_broker(folder: Path) -> Any:
+    """A broker of a test's own (not started): own ports and data folder under ``folder``; LocalKafka
+    keeps its pid file beside the data folder, so there too. The shared broker is never stopped."""
+    from otklik.streams.tools.kafka_local import LocalKafka
+
+    return LocalKafka(
+        port=free_port(),
+        controller_port=free_port(),
+        data_dir=folder / "kafka" / "data",
+        heap="256m",
+        cache_dir=LocalKafka.from_env().cache_dir,
+    )
 
 
 def create_topics(worker: WorkerProcess) -> None:

@@ -33,6 +33,7 @@ from otklik.streams.logs import limit_kafka_logs
 from otklik.streams.settings import GatewaySettings, WorkerSettings
 from otklik.streams.worker.topics import ensure_topics
 from tests.conftest import free_port
+from tests.reliability.conftest import local_broker
 from tests.reliability.gateway_helpers import probe, read_event_ids
 
 pytestmark = pytest.mark.integration
@@ -114,17 +115,11 @@ def kill(broker) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A broker of these tests' own, shared by both runs (each with its own topics): own ports and data
-    folder; LocalKafka keeps its pid file beside the data folder, so in the temporary folder too."""
-    from otklik.streams.tools.kafka_local import KafkaError, LocalKafka
+    """A broker of these tests' own (tests/reliability/conftest.py), shared by both runs (each with its
+    own topics)."""
+    from otklik.streams.tools.kafka_local import KafkaError
 
-    broker = LocalKafka(
-        port=free_port(),
-        controller_port=free_port(),
-        data_dir=tmp_path_factory.mktemp("gateway-restart") / "kafka" / "data",
-        heap="256m",
-        cache_dir=LocalKafka.from_env().cache_dir,
-    )
+    broker = local_broker(tmp_path_factory.mktemp("gateway-restart"))
     try:
         broker.start()
     except KafkaError as exc:

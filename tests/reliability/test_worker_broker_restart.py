@@ -31,8 +31,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import WorkerProcess, consume, free_port, produce, run, worker_process
+from tests.conftest import WorkerProcess, consume, produce, run, worker_process
 from tests.integration.test_responses_live import REGISTRY, envelopes
+from tests.reliability.conftest import local_broker
 from tests.reliability.test_worker_kills import final_records, judged_items, stream
 
 pytestmark = pytest.mark.integration
@@ -95,19 +96,6 @@ async def trickle(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
             pass
 
 
-def own_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A broker of this test's own: own ports, data folder and pid file (all in tmp_path)."""
-    from otklik.streams.tools.kafka_local import LocalKafka
-
-    return LocalKafka(
-        port=free_port(),
-        controller_port=free_port(),
-        data_dir=tmp_path / "kafka" / "data",
-        heap="256m",
-        cache_dir=LocalKafka.from_env().cache_dir,
-    )
-
-
 def test_a_broker_restart_with_input_in_flight_changes_no_final_record(kafka, worker_factory, tmp_path: Path):
     from otklik.streams.tools.kafka_local import KafkaError
 
@@ -115,7 +103,7 @@ def test_a_broker_restart_with_input_in_flight_changes_no_final_record(kafka, wo
     registry.write_text(REGISTRY)
     now = int(time.time())
     events = stream(now)
-    broker = own_broker(tmp_path)
+    broker = local_broker(tmp_path)
     started: list[BaseException | None] = []
 
     def start_broker() -> None:
