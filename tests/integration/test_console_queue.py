@@ -37,6 +37,8 @@ REGISTRY = {
         {"id": "tg:5", "title": "Канал", "municipality": "Исилькуль", "deadline": "2h calendar"},
     ],
 }
+PARSED = Registry.from_mapping(REGISTRY, source="<test>")
+GROUPS = queue_groups(PARSED)  # the pages grouped by clock and deadline, as the console groups them
 # Pages and where their items say they were. vk:4's items moved municipality (the registry changed);
 # vk:6 and vk:7 are unknown to the registry (judged on its defaults).
 PLACES = {
@@ -112,7 +114,6 @@ def engine(store_url: str) -> Iterator[Engine]:
 
 def recount(rows: list[dict[str, Any]], viewer: Viewer, chosen: dict[str, str], overdue_only: bool, now: int) -> Any:
     """The queue as a person would count it: every open item the viewer may see, one by one."""
-    registry = Registry.from_mapping(REGISTRY, source="<test>")
     mine = [r for r in rows if r["outcome"] == "open" and viewer.may_see(r["page"], r["municipality"])]
 
     def late(row: dict[str, Any]) -> bool:
@@ -127,7 +128,7 @@ def recount(rows: list[dict[str, Any]], viewer: Viewer, chosen: dict[str, str], 
     shown = [r for r in mine if passes(r)]
 
     def urgency(row: dict[str, Any]) -> float:
-        page = registry.page(row["page"])
+        page = PARSED.page(row["page"])
         return share_used(page.deadline, page.clock, row["created_at"], now)
 
     order = [r["item"] for r in sorted(shown, key=lambda r: (-urgency(r), r["created_at"], r["item"]))]
@@ -137,12 +138,11 @@ def recount(rows: list[dict[str, Any]], viewer: Viewer, chosen: dict[str, str], 
 
 def read_all(store: ConsoleStore, viewer: Viewer, chosen: dict[str, str], overdue_only: bool, now: int) -> Any:
     """Every page of the queue, 7 rows a page, and the first page's counts."""
-    groups = queue_groups(Registry.from_mapping(REGISTRY, source="<test>"))
-    first = store.queue(viewer, chosen, overdue_only, now, groups, 0, 7)
+    first = store.queue(viewer, chosen, overdue_only, now, GROUPS, 0, 7)
     order = [r["item"] for r in first["rows"]]
     offset = 7
     while offset < first["total"]:
-        order += [r["item"] for r in store.queue(viewer, chosen, overdue_only, now, groups, offset, 7)["rows"]]
+        order += [r["item"] for r in store.queue(viewer, chosen, overdue_only, now, GROUPS, offset, 7)["rows"]]
         offset += 7
     return first, order
 
@@ -162,18 +162,16 @@ def test_the_counts_and_the_order_equal_a_recount_for_every_scope(engine: Engine
         assert {v: shown for v, shown, _ in first["facets"]["page"]} == {p: f"Страница {p}" for p in facets["page"]}
     # The scopes are what they should be: not everything for those limited, something for everyone.
     everything = len([r for r in rows if r["outcome"] == "open"])
-    groups = queue_groups(Registry.from_mapping(REGISTRY, source="<test>"))
-    total = store.queue(viewer, dict.fromkeys(FILTERS, ""), False, NOW, groups, 0, 1)["total"]
+    total = store.queue(viewer, dict.fromkeys(FILTERS, ""), False, NOW, GROUPS, 0, 1)["total"]
     assert total > 0 and (total == everything) == viewer.sees_everything
 
 
 def test_the_counts_are_kept_for_a_while_per_scope_and_the_rows_never(engine: Engine) -> None:
     store = ConsoleStore(engine, counts_ttl_s=10)
-    groups = queue_groups(Registry.from_mapping(REGISTRY, source="<test>"))
     operator, curator = VIEWERS[0], VIEWERS[2]
     none = dict.fromkeys(FILTERS, "")
-    before = store.queue(operator, none, False, NOW, groups, 0, 500)
-    curator_before = store.queue(curator, none, False, NOW, groups, 0, 500)
+    before = store.queue(operator, none, False, NOW, GROUPS, 0, 500)
+    curator_before = store.queue(curator, none, False, NOW, GROUPS, 0, 500)
     assert curator_before["total"] < before["total"]  # the curator's counts are theirs, not the operator's
     newest = {
         **next(generated(count=1)),
@@ -183,26 +181,26 @@ def test_the_counts_are_kept_for_a_while_per_scope_and_the_rows_never(engine: En
     with engine.begin() as connection:
         connection.execute(insert(items), [newest])
     # Within the ten seconds: the same counts (and when they were made), but the new item in the rows.
-    kept = store.queue(operator, {**none, "municipality": "Тара"}, True, NOW + 9, groups, 0, 500)
+    kept = store.queue(operator, {**none, "municipality": "Тара"}, True, NOW + 9, GROUPS, 0, 500)
     assert kept["counted_at"] == NOW
     assert kept["overdue_count"] == recount(list(generated()), operator, {"municipality": "Тара"}, True, NOW)[2]
     assert "vk:6:wall:1:new" in [r["item"] for r in kept["rows"]]
     # Past them: the kept counts still answer at once, while a thread counts again; the next request
     # gets the new counts: the new item counted, as overdue.
-    assert store.queue(operator, none, False, NOW + 10, groups, 0, 500)["counted_at"] == NOW
+    assert store.queue(operator, none, False, NOW + 10, GROUPS, 0, 500)["counted_at"] == NOW
     store.settle()
-    fresh = store.queue(operator, none, False, NOW + 11, groups, 0, 500)
+    fresh = store.queue(operator, none, False, NOW + 11, GROUPS, 0, 500)
     assert fresh["counted_at"] == NOW + 10 and fresh["total"] == before["total"] + 1
     assert fresh["overdue_count"] == recount([*generated(), newest], operator, {}, False, NOW + 10)[2]
     # Counts older than COUNTS_STALE_S are not given: counted before the answer.
     late = NOW + 10 + int(COUNTS_STALE_S)
-    assert store.queue(operator, none, False, late, groups, 0, 1)["counted_at"] == late
+    assert store.queue(operator, none, False, late, GROUPS, 0, 1)["counted_at"] == late
     # Nor are counts made later than the console's clock says it is (a clock that went back).
-    assert store.queue(operator, none, False, NOW, groups, 0, 1)["counted_at"] == NOW
+    assert store.queue(operator, none, False, NOW, GROUPS, 0, 1)["counted_at"] == NOW
     # The curator's counts were kept apart all along: from before the new item, now past their time.
-    assert store.queue(curator, none, False, NOW + 12, groups, 0, 1)["total"] == curator_before["total"]
+    assert store.queue(curator, none, False, NOW + 12, GROUPS, 0, 1)["total"] == curator_before["total"]
     store.settle()
-    assert store.queue(curator, none, False, NOW + 13, groups, 0, 1)["total"] == curator_before["total"] + 1
+    assert store.queue(curator, none, False, NOW + 13, GROUPS, 0, 1)["total"] == curator_before["total"] + 1
 
 
 async def test_the_queue_page_says_how_old_its_counts_are(engine: Engine) -> None:
