@@ -167,6 +167,20 @@ class WorkerProcess:
         with urllib.request.urlopen(self.web + "/metrics", timeout=5) as resp:
             return resp.read().decode()
 
+    def health(self) -> tuple[int | None, dict]:
+        """/health's status and body (a 503 carries one too); (None, {}) when it does not answer."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.web + "/health", timeout=3) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return None, {}
+
     def log_tail(self, n: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])

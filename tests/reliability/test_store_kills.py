@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -201,9 +198,9 @@ def database(backend: str, name: str, tmp_path: Path, request: pytest.FixtureReq
 def normalized(worker: WorkerProcess) -> int:
     """Records the worker's normalize agent has processed (its /health), 0 while it does not answer."""
     try:
-        with urllib.request.urlopen(worker.web + "/health", timeout=3) as resp:
-            return int(json.loads(resp.read())["processed"].get("normalize", 0))
-    except (OSError, KeyError, ValueError):
+        status, body = worker.health()
+        return int(body["processed"].get("normalize", 0)) if status == 200 else 0
+    except (KeyError, ValueError):
         return 0
 
 

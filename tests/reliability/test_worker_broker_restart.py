@@ -24,8 +24,6 @@ import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -48,17 +46,6 @@ def make_worker(bootstrap: str, tmp_path: Path, registry: Path) -> WorkerProcess
     return worker_process(bootstrap, tmp_path, registry, "wr", OTKLIK_LATE_WINDOW="2", OTKLIK_TICK_INTERVAL="1")
 
 
-def health(worker: WorkerProcess) -> tuple[int | None, dict]:
-    """/health's status and body (a 503 carries one too); (None, {}) when it does not answer."""
-    try:
-        with urllib.request.urlopen(worker.web + "/health", timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return None, {}
-
-
 def cpu_seconds(worker: WorkerProcess) -> float:
     """CPU time the worker's process has used so far (Linux's /proc)."""
     assert worker.proc is not None
@@ -72,7 +59,7 @@ def readiness(worker: WorkerProcess) -> tuple[int | None, float | None]:
         found = re.search(r"^otklik_worker_kafka_ready (\S+)$", worker.metrics(), re.M)
     except OSError:
         found = None
-    return health(worker)[0], float(found.group(1)) if found else None
+    return worker.health()[0], float(found.group(1)) if found else None
 
 
 async def trickle(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], acked: list[int]) -> None:
@@ -154,7 +141,7 @@ def test_a_broker_restart_with_input_in_flight_changes_no_final_record(kafka, wo
         down = time.monotonic()
         trickling.join()
         given = len(first) + len(acked)
-        processed_at_stop = health(worker)[1].get("processed", {})
+        processed_at_stop = worker.health()[1].get("processed", {})
         cpu_at_stop = cpu_seconds(worker)
         during = []
         while time.monotonic() - down < OUTAGE_S:
