@@ -328,15 +328,18 @@ async def test_a_page_draws_its_response_times_per_month_and_this_months_against
     def answered(n: int, age_s: int, business_s: int) -> dict[str, Any]:
         row = item_row(f"vk:1:wall:20:{n}", "Тара", "вопрос", age_s)
         closed = row["created_at"] + business_s
-        return {**row, "outcome": "answered", "closed_at": closed, "latency_s": business_s}, business_s
+        return {
+            **row,
+            **{"outcome": "answered", "closed_at": closed, "latency_s": business_s, "business_latency_s": business_s},
+            **{"judged": True, "version": 1},
+        }
 
     # This month (December, from 00:00 in Moscow): answers in 0.5, 1, 4 (the deadline, in time) and 5
     # working hours; November: 1 and 2 hours.
     december = [answered(n, 6 * 3600, s) for n, s in enumerate((1800, 3600, 4 * 3600, 5 * 3600))]
     november = [answered(10 + n, 5 * 86400, s) for n, s in enumerate((3600, 7200))]
-    rows = [{**row, "business_latency_s": s, "judged": True, "version": 1} for row, s in december + november]
     with console.store.engine.begin() as connection:
-        connection.execute(insert(items), rows)
+        connection.execute(insert(items), december + november)
     assert (await console.sign_in("op")).status == 303
     page = await (await console.client.get("/pages/vk:1")).text()
     # Medians and 90th percentiles (interpolated like the rating's): December 2.5 h and 4.7 h
