@@ -77,7 +77,7 @@ class MediaWindowReader(WindowReader):
                 "photos.getAllComments", {"owner_id": -group_id, "offset": offset, "count": PAGE}, group_id
             )
             for c in page.items:
-                photo = photo_of(c.model_dump())
+                photo = photo_of(c.model_extra or {})  # pid or photo_id: fields VK adds beyond the model
                 if photo is not None:
                     self._media_keep("photo", group_id, photo, c, since, until, out)
             offset += len(page.items)
