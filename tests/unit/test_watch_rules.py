@@ -152,27 +152,24 @@ def test_a_page_is_judged_by_its_own_lulls_not_by_its_rate_alone() -> None:
         for k in range(30):
             watch.seen("vk:1", moscow(d, 10) + 10 * k)
 
-    def gaps_over_a_day(watch: SilenceWatch, d: date) -> list[tuple[str, int, int]]:
+    def trained(margin: float) -> SilenceWatch:
+        watch = SilenceWatch(SilenceRule(expected=8, floor_s=1800, margin=margin))
+        for n in range(10):
+            burst(watch, MONDAY + timedelta(days=n))
+        return watch
+
+    def gaps_over_a_day(watch: SilenceWatch, d: date, with_burst: bool = False) -> list[tuple[str, int, int]]:
         found = []
         for minute in range(0, 24 * 60, 10):
+            if with_burst and minute == 10 * 60:
+                burst(watch, d)
             found += watch.silent(moscow(d, 0) + minute * 60)
         return found
 
     for margin, false_gaps in ((1.5, False), (0.0, True)):
-        watch = SilenceWatch(SilenceRule(expected=8, floor_s=1800, margin=margin))
-        for n in range(10):
-            burst(watch, MONDAY + timedelta(days=n))
-        d = MONDAY + timedelta(days=10)
-        found = []
-        for minute in range(0, 24 * 60, 10):
-            t = moscow(d, 0) + minute * 60
-            if minute == 10 * 60:
-                burst(watch, d)
-            found += watch.silent(t)
+        found = gaps_over_a_day(trained(margin), MONDAY + timedelta(days=10), with_burst=True)
         assert bool(found) is false_gaps, margin
-    watch = SilenceWatch(SilenceRule(expected=8, floor_s=1800, margin=1.5))
-    for n in range(10):
-        burst(watch, MONDAY + timedelta(days=n))
+    watch = trained(1.5)
     missed = MONDAY + timedelta(days=10)  # no burst: from the last one, 24 h and a half hour of its hour
     [(community, since, until)] = gaps_over_a_day(watch, missed)
     assert community == "vk:1" and since == int(moscow(MONDAY + timedelta(days=9), 10) + 290)
