@@ -591,15 +591,15 @@ async def page_view(request: web.Request) -> web.Response:
     overdue = sum(
         1 for row in open_rows if share_used(config_page.deadline, config_page.clock, row["created_at"], now) >= 1
     )
+    months = [month_bounds(label, config.zone) for label in _months(config.zone, now, 6)]  # this month first
     figures = []
-    for label in _months(config.zone, now, 6):
-        month = month_bounds(label, config.zone)
+    for month in months:
         rows = await _blocking(
             lambda m=month: rating(config.store.engine, m, by="page", min_judged=1, where={"page": page_id})
         )
-        figures.append({"month": label, "row": rows[0] if rows else None})
+        figures.append({"month": month.label, "row": rows[0] if rows else None})
     deadline = config_page.deadline
-    this_month = month_bounds(figures[0]["month"], config.zone)
+    this_month = months[0]
     latencies = await _blocking(
         config.store.page_latencies, page_id, this_month.start, this_month.end, deadline.working
     )
